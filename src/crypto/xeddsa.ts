@@ -1,0 +1,124 @@
+// XEdDSA signatures with X25519 keys in libsignal's variant (the Edwards sign bit of the signer's
+// key travels in bit 7 of signature byte 63), with strict verification that never throws.
+
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { sha512 } from "@noble/hashes/sha2.js";
+import { randomBytes } from "./bytes.js";
+import { clampPrivateKey, EC_KEY_TYPE, EC_PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "./keys.js";
+
+const Point = ed25519.Point;
+const P = Point.Fp.ORDER; // 2^255 - 19
+const L = Point.Fn.ORDER; // 2^252 + 27742317777372353535851937790883648493
+
+// XEdDSA §2.5 hash_1: the prefix 0xFE ‖ 0xFF*31 is 2^256 - 2 - i for i = 1, an invalid point
+// encoding, so hash1 can never collide with the Ed25519 challenge hash SHA-512(R ‖ A ‖ M).
+const HASH1_PREFIX = (() => {
+  const p = new Uint8Array(32).fill(0xff);
+  p[0] = 0xfe;
+  return p;
+})();
+
+function bytesToNumberLE(bytes: Uint8Array): bigint {
+  let n = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]!);
+  return n;
+}
+
+function numberToBytesLE(n: bigint, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  for (let i = 0; i < len; i++) {
+    out[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return out;
+}
+
+function mod(a: bigint, m: bigint): bigint {
+  const r = a % m;
+  return r >= 0n ? r : r + m;
+}
+
+/**
+ * Signs `message` with a 32-byte X25519 private key. `random` is the 64-byte Z of XEdDSA §2.5
+ * (fresh from crypto.getRandomValues unless given, which tests use for determinism).
+ *
+ * This is libsignal's calculate_signature (rust/core/src/curve/curve25519.rs), which departs from
+ * the XEdDSA paper's calculate_key_pair in one way: it does not negate a to force the Edwards sign
+ * bit to 0. It signs with a = clamp(k) and A = aB as they are, and puts A's sign bit into bit 7 of
+ * byte 63 (always 0 in S, since S < L < 2^253) so the verifier can rebuild A from the Montgomery u.
+ * Negating a and also sending A's original sign bit would make half of all signatures invalid.
+ */
+export function xeddsaSign(privateKey: Uint8Array, message: Uint8Array, random?: Uint8Array): Uint8Array {
+  if (!(message instanceof Uint8Array)) throw new TypeError("message must be a Uint8Array");
+  const Z = random ?? randomBytes(64);
+  if (!(Z instanceof Uint8Array) || Z.length !== 64) throw new Error("XEdDSA random must be 64 bytes");
+  const k = clampPrivateKey(privateKey);
+  const a = mod(bytesToNumberLE(k), L);
+  const A = Point.BASE.multiply(a).toBytes();
+  const signBit = A[31]! & 0x80;
+
+  // r = hash1(k ‖ M ‖ Z) mod q, as libsignal hashes the clamped key bytes.
+  const h1 = sha512.create().update(HASH1_PREFIX).update(k).update(message).update(Z).digest();
+  const r = mod(bytesToNumberLE(h1), L);
+  const R = Point.BASE.multiply(r).toBytes();
+  const h = mod(bytesToNumberLE(sha512.create().update(R).update(A).update(message).digest()), L);
+  const s = mod(r + h * a, L);
+
+  const sig = new Uint8Array(SIGNATURE_BYTES);
+  sig.set(R, 0);
+  sig.set(numberToBytesLE(s, 32), 32);
+  sig[63]! |= signBit;
+  return sig;
+}
+
+/**
+ * The Edwards encoding (RFC 8032 §5.1.2) of the point whose Montgomery u is given, with the given
+ * sign bit, or null when u is non-canonical (≥ p) or u = p − 1 (u + 1 = 0 has no inverse: that u is
+ * not the image of any Edwards point). The birational map is y = (u − 1)/(u + 1) (RFC 7748 §4.1).
+ */
+export function montgomeryUToEdwards(u32: Uint8Array, signBit: 0 | 1): Uint8Array | null {
+  if (u32.length !== 32) return null;
+  const u = bytesToNumberLE(u32);
+  if (u >= P) return null;
+  const Fp = Point.Fp;
+  const den = Fp.add(u, 1n);
+  if (Fp.is0(den)) return null;
+  const y = Fp.mul(Fp.sub(u, 1n), Fp.inv(den));
+  const enc = numberToBytesLE(y, 32);
+  enc[31]! |= signBit << 7;
+  return enc;
+}
+
+/**
+ * Verifies a libsignal XEdDSA signature. `publicKey` is 33 bytes (0x05 ‖ u) or the bare 32-byte u.
+ * Returns false, never throws, for: wrong types or lengths, a wrong type byte, non-canonical u
+ * (≥ p, including a set bit 255), u = p − 1, u whose image is not on the curve or is of small order,
+ * non-canonical R, S ≥ L, or a signature that does not verify under RFC 8032 §5.1.7 with noble's
+ * strict (zip215: false) decoding.
+ */
+export function xeddsaVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) {
+      return false;
+    }
+    if (signature.length !== SIGNATURE_BYTES) return false;
+    let u: Uint8Array;
+    if (publicKey.length === EC_PUBLIC_KEY_BYTES) {
+      if (publicKey[0] !== EC_KEY_TYPE) return false;
+      u = publicKey.subarray(1);
+    } else if (publicKey.length === 32) {
+      u = publicKey;
+    } else {
+      return false;
+    }
+    const signBit = (signature[63]! >> 7) as 0 | 1;
+    const A = montgomeryUToEdwards(u, signBit);
+    if (A === null) return false;
+    const sig = signature.slice();
+    sig[63]! &= 0x7f;
+    // zip215: false = RFC 8032 / FIPS 186-5 strict: canonical A and R, S < L, small-order A refused.
+    return ed25519.verify(sig, message, A, { zip215: false });
+  } catch {
+    return false;
+  }
+}
