@@ -1,0 +1,80 @@
+-- cipherpost's D1 schema, applied to every shard. Idempotent: safe to apply again at any time.
+-- Bytes are stored as the standard base64 text they travel in, so a bundle is served without re-encoding.
+-- Devices are keyed by device_uid, a random id the account's Durable Object gives each device when it is
+-- created: a removed device's rows can never be mistaken for those of a later device with the same id.
+
+CREATE TABLE IF NOT EXISTS accounts (
+  account_id TEXT PRIMARY KEY,
+  identity_key TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS devices (
+  account_id TEXT NOT NULL,
+  device_id INTEGER NOT NULL,
+  device_uid INTEGER NOT NULL,
+  registration_id INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, device_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS signed_prekeys (
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_id INTEGER NOT NULL,
+  public_key TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  PRIMARY KEY (account_id, device_uid)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS kem_last_resort_keys (
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_id INTEGER NOT NULL,
+  public_key TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  PRIMARY KEY (account_id, device_uid)
+) WITHOUT ROWID;
+
+-- One-time EC prekeys: seq orders them by upload so claims take the oldest first.
+CREATE TABLE IF NOT EXISTS ec_prekeys (
+  seq INTEGER PRIMARY KEY,
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_id INTEGER NOT NULL,
+  public_key TEXT NOT NULL,
+  UNIQUE (account_id, device_uid, key_id)
+);
+CREATE INDEX IF NOT EXISTS ec_prekeys_claim ON ec_prekeys (account_id, device_uid, seq);
+
+-- One-time KEM prekeys live in immutable R2 pages (about 1.6 KB a key); D1 keeps each page's claim cursor.
+-- A page is claimable once ready = 1 (its R2 object is written).
+CREATE TABLE IF NOT EXISTS kem_prekey_pages (
+  seq INTEGER PRIMARY KEY,
+  page_id TEXT NOT NULL UNIQUE,
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_count INTEGER NOT NULL,
+  next_index INTEGER NOT NULL DEFAULT 0,
+  ready INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kem_prekey_pages_claim ON kem_prekey_pages (account_id, device_uid, ready, seq);
+
+-- The KEM key ids a device has in pages, so a re-sent id is ignored rather than stored twice.
+CREATE TABLE IF NOT EXISTS kem_prekey_ids (
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_id INTEGER NOT NULL,
+  page_id TEXT NOT NULL,
+  PRIMARY KEY (account_id, device_uid, key_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kem_prekey_ids_page ON kem_prekey_ids (page_id);
+
+-- Proof-of-work challenges, on the shard their first 12 bits pick; deleted when used, swept when expired.
+CREATE TABLE IF NOT EXISTS pow_challenges (
+  challenge TEXT PRIMARY KEY,
+  difficulty INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pow_challenges_expiry ON pow_challenges (expires_at);

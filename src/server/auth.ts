@@ -1,0 +1,43 @@
+// Device authentication: HTTP Basic `accountId.deviceId:password`, as Signal does, checked by the account's
+// own Durable Object (one hop, never D1, so a D1 outage never stops a device from authenticating).
+import type { MiddlewareHandler } from "hono";
+import { MAX_DEVICE_ID, MIN_DEVICE_ID } from "../protocol/limits.ts";
+import type { AuthenticatedDevice } from "./account/account.ts";
+import type { AppEnv } from "./app.ts";
+import { ApiError, storage, unwrap } from "./errors.ts";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function parseBasic(header: string | undefined): { accountId: string; deviceId: number; password: string } | null {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "");
+  if (!m) return null;
+  let text: string;
+  try {
+    text = atob(m[1]!);
+  } catch {
+    return null;
+  }
+  const colon = text.indexOf(":");
+  if (colon < 0) return null;
+  const user = text.slice(0, colon);
+  const password = text.slice(colon + 1);
+  const dot = user.lastIndexOf(".");
+  const accountId = (dot < 0 ? user : user.slice(0, dot)).toLowerCase();
+  const deviceId = dot < 0 ? 1 : Number(user.slice(dot + 1));
+  if (!UUID.test(accountId) || !Number.isInteger(deviceId) || deviceId < MIN_DEVICE_ID || deviceId > MAX_DEVICE_ID) return null;
+  if (password.length === 0 || password.length > 256) return null;
+  return { accountId, deviceId, password };
+}
+
+export async function authenticate(env: Cloudflare.Env, header: string | undefined): Promise<AuthenticatedDevice> {
+  const creds = parseBasic(header);
+  if (!creds) throw new ApiError("UNAUTHORIZED", "credentials missing or malformed: use Basic accountId.deviceId:password");
+  const stub = env.ACCOUNT.getByName(creds.accountId);
+  return unwrap(await storage("account", () => stub.authenticate(creds.deviceId, creds.password)));
+}
+
+/** Requires an authenticated device; the WWW-Authenticate challenge is left out so browsers show no dialog. */
+export const requireDevice: MiddlewareHandler<AppEnv> = async (c, next) => {
+  c.set("device", await authenticate(c.env, c.req.header("authorization")));
+  return next();
+};

@@ -1,0 +1,127 @@
+// Every tunable of the relay, parsed once from the Worker's vars by one zod schema. A value that does not
+// parse is never replaced by a guess: the relay answers 503 MISCONFIGURED naming the variable, and /health
+// says the same. Defaults here equal the ones in wrangler.toml and docs/configuration.md.
+import { z } from "zod";
+
+/** Buckets an account id falls into; SHARD_MAP assigns contiguous bucket ranges to D1 bindings. */
+export const SHARD_BUCKETS = 4096;
+
+const int = (min: number, max: number, dflt: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return dflt;
+      if (!/^-?\d+$/.test(v.trim())) {
+        ctx.addIssue({ code: "custom", message: `must be a whole number, got ${JSON.stringify(v)}` });
+        return z.NEVER;
+      }
+      const n = Number(v.trim());
+      if (!Number.isSafeInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: "custom", message: `must be between ${min} and ${max}, got ${v}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+export interface ShardRange {
+  from: number;
+  to: number;
+  binding: string;
+}
+
+const shardMap = z
+  .string()
+  .optional()
+  .transform((v, ctx): ShardRange[] => {
+    const text = v === undefined || v === "" ? "0-4095:DB_0" : v;
+    const ranges: ShardRange[] = [];
+    for (const part of text.split(",")) {
+      const m = /^\s*(\d+)-(\d+):([A-Z][A-Z0-9_]*)\s*$/.exec(part);
+      if (!m) {
+        ctx.addIssue({ code: "custom", message: `entry ${JSON.stringify(part)} is not FROM-TO:BINDING` });
+        return z.NEVER;
+      }
+      ranges.push({ from: Number(m[1]), to: Number(m[2]), binding: m[3]! });
+    }
+    ranges.sort((a, b) => a.from - b.from);
+    let next = 0;
+    for (const r of ranges) {
+      if (r.from !== next || r.to < r.from) {
+        ctx.addIssue({ code: "custom", message: `buckets must be covered once each from 0 to ${SHARD_BUCKETS - 1}; gap or overlap at ${next}` });
+        return z.NEVER;
+      }
+      next = r.to + 1;
+    }
+    if (next !== SHARD_BUCKETS) {
+      ctx.addIssue({ code: "custom", message: `buckets must be covered up to ${SHARD_BUCKETS - 1}; they stop at ${next - 1}` });
+      return z.NEVER;
+    }
+    return ranges;
+  });
+
+export const ConfigSchema = z.object({
+  SHARD_MAP: shardMap,
+  MAX_DEVICES: int(1, 127, 6),
+  POW_DIFFICULTY_BITS: int(0, 32, 16),
+  POW_CHALLENGE_TTL_SECONDS: int(10, 86_400, 300),
+  CHALLENGES_PER_IP_LIMIT: int(1, 1_000_000_000, 60),
+  CHALLENGES_PER_IP_WINDOW_SECONDS: int(1, 86_400, 3600),
+  REGISTRATIONS_PER_IP_LIMIT: int(1, 1_000_000_000, 20),
+  REGISTRATIONS_PER_IP_WINDOW_SECONDS: int(1, 86_400, 3600),
+  LINK_TOKEN_TTL_SECONDS: int(30, 3600, 600),
+  LINK_TOKENS_PER_ACCOUNT_LIMIT: int(1, 1_000_000_000, 10),
+  LINK_TOKENS_PER_ACCOUNT_WINDOW_SECONDS: int(1, 86_400, 3600),
+  MAX_LINK_ENVELOPE_BYTES: int(1024, 1_048_576, 65_536),
+  PREKEY_CLAIMS_PER_PAIR_LIMIT: int(1, 1_000_000_000, 6),
+  PREKEY_CLAIMS_PER_PAIR_WINDOW_SECONDS: int(1, 86_400, 600),
+  MAX_KEYS_REQUEST_BYTES: int(4096, 8_388_608, 393_216),
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigVar = keyof typeof ConfigSchema.shape;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { variable: string; problem: string }[]) {
+    super(`configuration does not parse: ${problems.map((p) => `${p.variable} ${p.problem}`).join("; ")}`);
+  }
+}
+
+type ConfigResult = { ok: true; config: Config } | { ok: false; error: ConfigError };
+const cache = new WeakMap<object, ConfigResult>();
+
+/** Parses the vars once per env object (one per isolate in production) and remembers the verdict. */
+export function loadConfig(env: object): ConfigResult {
+  const hit = cache.get(env);
+  if (hit) return hit;
+  const vars = env as Record<string, unknown>;
+  const input: Record<string, unknown> = {};
+  for (const key of Object.keys(ConfigSchema.shape)) {
+    const v = vars[key];
+    input[key] = typeof v === "number" || typeof v === "boolean" ? String(v) : v;
+  }
+  const parsed = ConfigSchema.safeParse(input);
+  let result: ConfigResult;
+  if (!parsed.success) {
+    result = {
+      ok: false,
+      error: new ConfigError(parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "?"), problem: i.message }))),
+    };
+  } else {
+    const missing = parsed.data.SHARD_MAP.filter((r) => !isD1(vars[r.binding]));
+    result = missing.length
+      ? {
+          ok: false,
+          error: new ConfigError(
+            missing.map((r) => ({ variable: "SHARD_MAP", problem: `names binding ${r.binding}, which is not a D1 database of this Worker` })),
+          ),
+        }
+      : { ok: true, config: parsed.data };
+  }
+  cache.set(env, result);
+  return result;
+}
+
+function isD1(v: unknown): boolean {
+  return typeof v === "object" && v !== null && typeof (v as { prepare?: unknown }).prepare === "function";
+}

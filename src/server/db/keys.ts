@@ -1,0 +1,267 @@
+// The prekey directory on an account's D1 shard, and the one-time KEM key pages in R2. Claims are single
+// statements (DELETE … RETURNING, UPDATE … RETURNING), so D1's one-writer order makes every one-time key go
+// to exactly one claimer, oldest first.
+import type { BundleDevice, ECPreKey, ECSignedPreKey, KEMSignedPreKey } from "../../protocol/directory.ts";
+import { decodeBase64, encodeBase64 } from "../../protocol/base64.ts";
+import { KEM_PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "../../protocol/limits.ts";
+
+/** A KEM page record: key id (4 bytes, big-endian) ‖ public key (1569) ‖ signature (64). */
+export const KEM_RECORD_BYTES = 4 + KEM_PUBLIC_KEY_BYTES + SIGNATURE_BYTES;
+
+export interface DeviceKeysInput {
+  signedPreKey?: ECSignedPreKey | undefined;
+  pqLastResortPreKey?: KEMSignedPreKey | undefined;
+  preKeys?: ECPreKey[] | undefined;
+  pqPreKeys?: KEMSignedPreKey[] | undefined;
+}
+
+export const kemPagePrefix = (accountId: string, deviceUid?: number) =>
+  deviceUid === undefined ? `kem/${accountId}/` : `kem/${accountId}/${deviceUid}/`;
+const kemPageKey = (accountId: string, deviceUid: number, pageId: string) => `${kemPagePrefix(accountId, deviceUid)}${pageId}`;
+
+/** Writes the account row and the device row (idempotent upserts). */
+export function deviceRowStatements(
+  db: D1Database,
+  a: { accountId: string; identityKey: string; deviceId: number; deviceUid: number; registrationId: number; createdAt: number },
+): D1PreparedStatement[] {
+  return [
+    db
+      .prepare("INSERT OR IGNORE INTO accounts (account_id, identity_key, created_at) VALUES (?1, ?2, ?3)")
+      .bind(a.accountId, a.identityKey, a.createdAt),
+    db
+      .prepare(
+        "INSERT OR REPLACE INTO devices (account_id, device_id, device_uid, registration_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+      )
+      .bind(a.accountId, a.deviceId, a.deviceUid, a.registrationId, a.createdAt),
+  ];
+}
+
+/** Stores a device's keys: replaces the signed and last-resort keys, adds one-time keys, ignoring re-sent ids. */
+export async function putDeviceKeys(
+  db: D1Database,
+  pages: R2Bucket,
+  accountId: string,
+  deviceUid: number,
+  keys: DeviceKeysInput,
+  extra: D1PreparedStatement[] = [],
+): Promise<void> {
+  const stmts: D1PreparedStatement[] = [...extra];
+  if (keys.signedPreKey) {
+    const k = keys.signedPreKey;
+    stmts.push(
+      db
+        .prepare(
+          "INSERT OR REPLACE INTO signed_prekeys (account_id, device_uid, key_id, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(accountId, deviceUid, k.keyId, k.publicKey, k.signature),
+    );
+  }
+  if (keys.pqLastResortPreKey) {
+    const k = keys.pqLastResortPreKey;
+    stmts.push(
+      db
+        .prepare(
+          "INSERT OR REPLACE INTO kem_last_resort_keys (account_id, device_uid, key_id, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(accountId, deviceUid, k.keyId, k.publicKey, k.signature),
+    );
+  }
+  for (const k of keys.preKeys ?? []) {
+    stmts.push(
+      db
+        .prepare("INSERT OR IGNORE INTO ec_prekeys (account_id, device_uid, key_id, public_key) VALUES (?1, ?2, ?3, ?4)")
+        .bind(accountId, deviceUid, k.keyId, k.publicKey),
+    );
+  }
+  if (stmts.length) await db.batch(stmts);
+  if (keys.pqPreKeys?.length) await addKemPage(db, pages, accountId, deviceUid, keys.pqPreKeys);
+}
+
+/**
+ * Adds one-time KEM keys as one immutable R2 page. The ids are recorded first (a re-sent id is ignored, even
+ * by a concurrent upload, because the id row is the primary key); only the keys whose ids were new go into the
+ * page; the page becomes claimable once its object is written. If R2 fails, the id rows are taken back.
+ */
+async function addKemPage(db: D1Database, pages: R2Bucket, accountId: string, deviceUid: number, keys: KEMSignedPreKey[]) {
+  const pageId = crypto.randomUUID();
+  const now = Date.now();
+  const results = await db.batch<{ key_id: number }>([
+    db
+      .prepare(
+        "INSERT INTO kem_prekey_pages (page_id, account_id, device_uid, key_count, next_index, ready, created_at) VALUES (?1, ?2, ?3, 0, 0, 0, ?4)",
+      )
+      .bind(pageId, accountId, deviceUid, now),
+    ...keys.map((k) =>
+      db
+        .prepare("INSERT OR IGNORE INTO kem_prekey_ids (account_id, device_uid, key_id, page_id) VALUES (?1, ?2, ?3, ?4) RETURNING key_id")
+        .bind(accountId, deviceUid, k.keyId, pageId),
+    ),
+  ]);
+  const fresh = new Set<number>();
+  for (const r of results.slice(1)) for (const row of r.results) fresh.add(row.key_id);
+  const chosen: KEMSignedPreKey[] = [];
+  for (const k of keys) if (fresh.delete(k.keyId)) chosen.push(k); // keeps upload order, drops repeats within the upload
+  if (chosen.length === 0) {
+    await db.prepare("DELETE FROM kem_prekey_pages WHERE page_id = ?1").bind(pageId).run();
+    return;
+  }
+  const body = new Uint8Array(chosen.length * KEM_RECORD_BYTES);
+  chosen.forEach((k, i) => {
+    const off = i * KEM_RECORD_BYTES;
+    new DataView(body.buffer).setUint32(off, k.keyId);
+    body.set(decodeBase64(k.publicKey), off + 4);
+    body.set(decodeBase64(k.signature), off + 4 + KEM_PUBLIC_KEY_BYTES);
+  });
+  try {
+    await pages.put(kemPageKey(accountId, deviceUid, pageId), body);
+  } catch (e) {
+    await db.batch([
+      db.prepare("DELETE FROM kem_prekey_ids WHERE page_id = ?1").bind(pageId),
+      db.prepare("DELETE FROM kem_prekey_pages WHERE page_id = ?1").bind(pageId),
+    ]);
+    throw e;
+  }
+  await db.prepare("UPDATE kem_prekey_pages SET key_count = ?2, ready = 1 WHERE page_id = ?1").bind(pageId, chosen.length).run();
+}
+
+export async function countPreKeys(db: D1Database, accountId: string, deviceUid: number): Promise<{ count: number; pqCount: number }> {
+  const [ec, kem] = await db.batch<{ n: number }>([
+    db.prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, deviceUid),
+    db
+      .prepare("SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1")
+      .bind(accountId, deviceUid),
+  ]);
+  return { count: ec!.results[0]?.n ?? 0, pqCount: kem!.results[0]?.n ?? 0 };
+}
+
+export interface ClaimTarget {
+  deviceId: number;
+  deviceUid: number;
+  registrationId: number;
+}
+
+export interface ClaimedDevice extends BundleDevice {
+  /** One-time keys left after this claim, so the account object can warn a device running low. */
+  remaining: { count: number; pqCount: number };
+}
+
+/**
+ * Claims one bundle per device in one D1 transaction: the signed prekey, the oldest one-time EC key (deleted),
+ * the oldest one-time KEM key (cursor advanced) or the last-resort key, then reads the KEM records from R2.
+ * A device with no signed prekey or last-resort key yet (its keys are still being written) is left out.
+ */
+export async function claimBundles(
+  db: D1Database,
+  pages: R2Bucket,
+  accountId: string,
+  targets: ClaimTarget[],
+  waitUntil: (p: Promise<unknown>) => void,
+): Promise<ClaimedDevice[]> {
+  const per = 6;
+  const stmts: D1PreparedStatement[] = [];
+  for (const t of targets) {
+    stmts.push(
+      db.prepare("SELECT key_id, public_key, signature FROM signed_prekeys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, t.deviceUid),
+      db
+        .prepare(
+          "DELETE FROM ec_prekeys WHERE seq = (SELECT seq FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 ORDER BY seq LIMIT 1) RETURNING key_id, public_key",
+        )
+        .bind(accountId, t.deviceUid),
+      db
+        .prepare(
+          `UPDATE kem_prekey_pages SET next_index = next_index + 1
+           WHERE seq = (SELECT seq FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1 AND next_index < key_count ORDER BY seq LIMIT 1)
+           RETURNING page_id, next_index - 1 AS idx, key_count`,
+        )
+        .bind(accountId, t.deviceUid),
+      db.prepare("SELECT key_id, public_key, signature FROM kem_last_resort_keys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, t.deviceUid),
+      db.prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, t.deviceUid),
+      db
+        .prepare("SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1")
+        .bind(accountId, t.deviceUid),
+    );
+  }
+  const results = await db.batch<Record<string, unknown>>(stmts);
+  const out: ClaimedDevice[] = [];
+  await Promise.all(
+    targets.map(async (t, i) => {
+      const row = (j: number) => results[i * per + j]!.results[0] as Record<string, unknown> | undefined;
+      const spk = row(0) as { key_id: number; public_key: string; signature: string } | undefined;
+      const ec = row(1) as { key_id: number; public_key: string } | undefined;
+      const page = row(2) as { page_id: string; idx: number; key_count: number } | undefined;
+      const lastResort = row(3) as { key_id: number; public_key: string; signature: string } | undefined;
+      const remaining = { count: Number(row(4)?.n ?? 0), pqCount: Number(row(5)?.n ?? 0) };
+      if (!spk || !lastResort) return;
+      let pq: KEMSignedPreKey | undefined;
+      if (page) {
+        const key = kemPageKey(accountId, t.deviceUid, page.page_id);
+        const obj = await pages.get(key, { range: { offset: page.idx * KEM_RECORD_BYTES, length: KEM_RECORD_BYTES } });
+        if (obj) {
+          const rec = new Uint8Array(await obj.arrayBuffer());
+          if (rec.length === KEM_RECORD_BYTES) {
+            pq = {
+              keyId: new DataView(rec.buffer, rec.byteOffset).getUint32(0),
+              publicKey: encodeBase64(rec.subarray(4, 4 + KEM_PUBLIC_KEY_BYTES)),
+              signature: encodeBase64(rec.subarray(4 + KEM_PUBLIC_KEY_BYTES)),
+            };
+          }
+        }
+        if (page.idx + 1 >= page.key_count) waitUntil(dropKemPage(db, pages, key, page.page_id));
+      }
+      pq ??= { keyId: lastResort.key_id, publicKey: lastResort.public_key, signature: lastResort.signature };
+      out.push({
+        deviceId: t.deviceId,
+        registrationId: t.registrationId,
+        signedPreKey: { keyId: spk.key_id, publicKey: spk.public_key, signature: spk.signature },
+        ...(ec ? { preKey: { keyId: ec.key_id, publicKey: ec.public_key } } : {}),
+        pqPreKey: pq,
+        remaining,
+      });
+    }),
+  );
+  return out.sort((a, b) => a.deviceId - b.deviceId);
+}
+
+/** A fully claimed page: its object and rows go (its ids may then be uploaded again, as claimed EC ids may). */
+async function dropKemPage(db: D1Database, pages: R2Bucket, key: string, pageId: string) {
+  try {
+    await pages.delete(key);
+    await db.batch([
+      db.prepare("DELETE FROM kem_prekey_ids WHERE page_id = ?1").bind(pageId),
+      db.prepare("DELETE FROM kem_prekey_pages WHERE page_id = ?1").bind(pageId),
+    ]);
+  } catch (e) {
+    // Harmless to leave: an exhausted page is never claimed again; account or device deletion removes it.
+    console.error(JSON.stringify({ level: "warn", event: "kem_page_cleanup_failed", error: String(e) }));
+  }
+}
+
+/** Removes every directory row and KEM page of one device (idempotent). */
+export async function deleteDeviceKeys(db: D1Database, pages: R2Bucket, accountId: string, deviceId: number, deviceUid: number) {
+  await db.batch([
+    db.prepare("DELETE FROM devices WHERE account_id = ?1 AND device_id = ?2 AND device_uid = ?3").bind(accountId, deviceId, deviceUid),
+    ...["signed_prekeys", "kem_last_resort_keys", "ec_prekeys", "kem_prekey_pages", "kem_prekey_ids"].map((t) =>
+      db.prepare(`DELETE FROM ${t} WHERE account_id = ?1 AND device_uid = ?2`).bind(accountId, deviceUid),
+    ),
+  ]);
+  await deletePrefix(pages, kemPagePrefix(accountId, deviceUid));
+}
+
+/** Removes every directory row and KEM page of an account (idempotent). */
+export async function deleteAccountRows(db: D1Database, pages: R2Bucket, accountId: string) {
+  await db.batch(
+    ["accounts", "devices", "signed_prekeys", "kem_last_resort_keys", "ec_prekeys", "kem_prekey_pages", "kem_prekey_ids"].map((t) =>
+      db.prepare(`DELETE FROM ${t} WHERE account_id = ?1`).bind(accountId),
+    ),
+  );
+  await deletePrefix(pages, kemPagePrefix(accountId));
+}
+
+export async function deletePrefix(bucket: R2Bucket, prefix: string) {
+  let cursor: string | undefined;
+  do {
+    const list = await bucket.list({ prefix, ...(cursor ? { cursor } : {}) });
+    if (list.objects.length) await bucket.delete(list.objects.map((o) => o.key));
+    cursor = list.truncated ? list.cursor : undefined;
+  } while (cursor);
+}

@@ -1,0 +1,39 @@
+// The Worker's entry: the HTTP app, the cron sweep, and the Durable Object classes the runtime instantiates.
+import { createApp } from "./app.ts";
+import { loadConfig } from "./config.ts";
+import { sweepChallenges } from "./db/challenges.ts";
+import { mountDocs } from "./routes/docs.ts";
+import { devices } from "./routes/devices.ts";
+import { health } from "./routes/health.ts";
+import { keys } from "./routes/keys.ts";
+import { registration } from "./routes/registration.ts";
+
+export { Account } from "./account/account.ts";
+export { RateLimiter } from "./rate-limiter.ts";
+
+export const app = createApp((app) => {
+  app.route("/", health);
+  app.route("/", registration);
+  app.route("/", devices);
+  app.route("/", keys);
+  mountDocs(app);
+});
+
+/** The cron trigger: sweeps what expires by time and has no object of its own to expire it. */
+export async function scheduled(env: Cloudflare.Env, now = Date.now()): Promise<{ challenges: number }> {
+  const loaded = loadConfig(env);
+  if (!loaded.ok) {
+    console.error(JSON.stringify({ level: "error", event: "sweep_skipped", error: loaded.error.message }));
+    return { challenges: 0 };
+  }
+  const challenges = await sweepChallenges(env, loaded.config, now);
+  console.log(JSON.stringify({ level: "info", event: "sweep", challenges }));
+  return { challenges };
+}
+
+export default {
+  fetch: (request, env, ctx) => app.fetch(request, env, ctx),
+  scheduled: async (_controller, env, ctx) => {
+    ctx.waitUntil(scheduled(env));
+  },
+} satisfies ExportedHandler<Cloudflare.Env>;

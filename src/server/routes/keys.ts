@@ -1,0 +1,100 @@
+// Prekeys in Signal's formats and names: publish signed, last-resort and one-time keys; count what is left;
+// claim a bundle for one device or all of an account's devices.
+import { createRoute, z } from "@hono/zod-openapi";
+import { decodeBase64 } from "../../protocol/base64.ts";
+import { PreKeyBundleResponse, PreKeyCountResponse, SetKeysRequest } from "../../protocol/directory.ts";
+import { errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import { requireDevice } from "../auth.ts";
+import { countPreKeys, putDeviceKeys } from "../db/keys.ts";
+import { shardFor } from "../db/shards.ts";
+import { ApiError, storage, unwrap } from "../errors.ts";
+import { verifyDeviceKeys } from "../verify-keys.ts";
+
+export const keys = newRouter();
+const security = [{ basicAuth: [] }];
+
+keys.openapi(
+  createRoute({
+    method: "put",
+    path: "/v2/keys",
+    tags: ["Keys"],
+    summary: "Publish prekeys",
+    description:
+      "Replaces the signed EC prekey and/or the KEM last-resort prekey, and adds one-time keys (at most 100 of each kind per call). Every signature is checked against the account identity key (422 when bad). A key id already stored is accepted and not stored twice, even by concurrent calls. Body at most MAX_KEYS_REQUEST_BYTES.",
+    security,
+    middleware: [requireDevice, requireJson, limitBody((cfg) => cfg.MAX_KEYS_REQUEST_BYTES)] as const,
+    request: { body: { required: true, content: { "application/json": { schema: SetKeysRequest } } } },
+    responses: {
+      204: { description: "Stored" },
+      ...errorResponses(
+        "BAD_REQUEST",
+        "INVALID_JSON",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "PAYLOAD_TOO_LARGE",
+        "INVALID_KEY",
+        "INVALID_SIGNATURE",
+        "UNAUTHORIZED",
+        "UNAVAILABLE",
+        "MISCONFIGURED",
+      ),
+    },
+  }),
+  async (c) => {
+    const d = c.get("device");
+    const body = c.req.valid("json");
+    verifyDeviceKeys(decodeBase64(d.identityKey), body);
+    const db = shardFor(c.env, c.get("config"), d.accountId);
+    await storage("directory", () => putDeviceKeys(db, c.env.KEY_PAGES, d.accountId, d.deviceUid, body));
+    return c.body(null, 204);
+  },
+);
+
+keys.openapi(
+  createRoute({
+    method: "get",
+    path: "/v2/keys",
+    tags: ["Keys"],
+    summary: "Count the one-time prekeys this device has left",
+    security,
+    middleware: [requireDevice] as const,
+    responses: { 200: json(PreKeyCountResponse, "Counts"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE", "MISCONFIGURED") },
+  }),
+  async (c) => {
+    const d = c.get("device");
+    const db = shardFor(c.env, c.get("config"), d.accountId);
+    return c.json(await storage("directory", () => countPreKeys(db, d.accountId, d.deviceUid)), 200);
+  },
+);
+
+keys.openapi(
+  createRoute({
+    method: "get",
+    path: "/v2/keys/{accountId}/{deviceId}",
+    tags: ["Keys"],
+    summary: "Claim a prekey bundle for one device, or for every device with `*`",
+    description:
+      "Per device: the identity key, registration id, signed prekey, one one-time EC prekey (absent when none are left) and one one-time KEM prekey (the last-resort one when none are left), each claimed atomically and oldest first; a one-time key is never handed out twice. Limited per (requesting account, target account): PREKEY_CLAIMS_PER_PAIR_LIMIT per PREKEY_CLAIMS_PER_PAIR_WINDOW_SECONDS, counted exactly.",
+    security,
+    middleware: [requireDevice] as const,
+    request: {
+      params: z.object({
+        accountId: z.uuid(),
+        deviceId: z.union([z.literal("*"), z.coerce.number().int().min(1).max(127)]).meta({ description: "A device id, or * for all" }),
+      }),
+    },
+    responses: {
+      200: json(PreKeyBundleResponse, "The bundle"),
+      ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "NOT_FOUND", "RATE_LIMITED", "UNAVAILABLE", "MISCONFIGURED"),
+    },
+  }),
+  async (c) => {
+    const d = c.get("device");
+    const { accountId, deviceId } = c.req.valid("param");
+    const target = accountId.toLowerCase();
+    const r = unwrap(
+      await storage("account", () => c.env.ACCOUNT.getByName(target).claimBundle(d.accountId, deviceId === "*" ? null : deviceId)),
+    );
+    if (r.devices.length === 0) throw new ApiError("NOT_FOUND", "the device has not published its keys yet");
+    return c.json({ identityKey: r.identityKey, devices: r.devices }, 200);
+  },
+);

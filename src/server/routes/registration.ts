@@ -1,0 +1,109 @@
+// Accounts without phone numbers: a proof-of-work challenge, then registration with an identity key, the first
+// device's keys and password, the solved challenge and a proof of possession of the identity private key.
+import { createRoute } from "@hono/zod-openapi";
+import { decodeBase64 } from "../../protocol/base64.ts";
+import { ChallengeResponse, RegistrationRequest, RegistrationResponse } from "../../protocol/directory.ts";
+import { REGISTRATION_PROOF_CONTEXT } from "../../protocol/limits.ts";
+import { powBits } from "../../protocol/pow.ts";
+import { xeddsaVerify } from "../../crypto/xeddsa.ts";
+import { clientIp, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import { consumeChallenge, issueChallenge, peekChallenge } from "../db/challenges.ts";
+import { ApiError, storage, unwrap } from "../errors.ts";
+import { limitByIp } from "../rate-limiter.ts";
+import { ecKey, verifyDeviceKeys } from "../verify-keys.ts";
+
+export const registration = newRouter();
+
+registration.openapi(
+  createRoute({
+    method: "post",
+    path: "/v1/challenges",
+    tags: ["Registration"],
+    summary: "Get a proof-of-work challenge for registering",
+    description:
+      "Find a nonce (0 to 16 bytes) such that SHA-256(UTF-8 \"cipherpost-pow-v1\" ‖ challenge ‖ nonce) has at least `difficulty` leading zero bits. Single use; expires at `expiresAt`. Limited per client IP (CHALLENGES_PER_IP_LIMIT per CHALLENGES_PER_IP_WINDOW_SECONDS).",
+    responses: { 200: json(ChallengeResponse, "A fresh challenge"), ...errorResponses("RATE_LIMITED", "UNAVAILABLE", "MISCONFIGURED") },
+  }),
+  async (c) => {
+    const cfg = c.get("config");
+    const rate = await storage("rate limiter", () =>
+      limitByIp(c.env, clientIp(c), "challenge", cfg.CHALLENGES_PER_IP_LIMIT, cfg.CHALLENGES_PER_IP_WINDOW_SECONDS),
+    );
+    if (!rate.allowed) throw new ApiError("RATE_LIMITED", "too many challenges from this address", {}, rate.retryAfterSeconds);
+    return c.json(await storage("directory", () => issueChallenge(c.env, cfg, Date.now())), 200);
+  },
+);
+
+registration.openapi(
+  createRoute({
+    method: "post",
+    path: "/v1/registration",
+    tags: ["Registration"],
+    summary: "Create an account and its primary device",
+    description:
+      "No phone number or e-mail: the account is its identity key. Every signature is XEdDSA (libsignal's variant) by the identity key: prekey signatures over each key's full serialisation (type byte included), `proof` over UTF-8 \"cipherpost-register-v1\" ‖ challenge ‖ identityKey. Limited per client IP (REGISTRATIONS_PER_IP_LIMIT per REGISTRATIONS_PER_IP_WINDOW_SECONDS). Body at most MAX_KEYS_REQUEST_BYTES.",
+    middleware: [requireJson, limitBody((cfg) => cfg.MAX_KEYS_REQUEST_BYTES)] as const,
+    request: { body: { required: true, content: { "application/json": { schema: RegistrationRequest } } } },
+    responses: {
+      200: json(RegistrationResponse, "The new account and its device id (1)"),
+      ...errorResponses(
+        "BAD_REQUEST",
+        "INVALID_JSON",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "PAYLOAD_TOO_LARGE",
+        "INVALID_KEY",
+        "INVALID_SIGNATURE",
+        "PROOF_INVALID",
+        "CHALLENGE_INVALID",
+        "RATE_LIMITED",
+        "UNAVAILABLE",
+        "MISCONFIGURED",
+      ),
+    },
+  }),
+  async (c) => {
+    const body = c.req.valid("json");
+    const cfg = c.get("config");
+    const rate = await storage("rate limiter", () =>
+      limitByIp(c.env, clientIp(c), "register", cfg.REGISTRATIONS_PER_IP_LIMIT, cfg.REGISTRATIONS_PER_IP_WINDOW_SECONDS),
+    );
+    if (!rate.allowed) throw new ApiError("RATE_LIMITED", "too many registrations from this address", {}, rate.retryAfterSeconds);
+
+    const identityKey = ecKey(body.identityKey, "identityKey");
+    verifyDeviceKeys(identityKey, body);
+
+    const challenge = decodeBase64(body.pow.challenge);
+    const now = Date.now();
+    const difficulty = await storage("directory", () => peekChallenge(c.env, cfg, challenge, body.pow.challenge, now));
+    if (difficulty === null) throw new ApiError("CHALLENGE_INVALID", "the challenge is unknown, used or expired");
+    if ((await powBits(challenge, decodeBase64(body.pow.nonce))) < difficulty)
+      throw new ApiError("CHALLENGE_INVALID", `the nonce does not give ${difficulty} leading zero bits`);
+
+    const context = new TextEncoder().encode(REGISTRATION_PROOF_CONTEXT);
+    const signedBytes = new Uint8Array(context.length + challenge.length + identityKey.length);
+    signedBytes.set(context, 0);
+    signedBytes.set(challenge, context.length);
+    signedBytes.set(identityKey, context.length + challenge.length);
+    if (!xeddsaVerify(identityKey, signedBytes, decodeBase64(body.proof)))
+      throw new ApiError("PROOF_INVALID", "proof does not verify: sign \"cipherpost-register-v1\" ‖ challenge ‖ identityKey with the identity key");
+
+    // Single use: of concurrent registrations with one challenge, only the one whose delete took it goes on.
+    if (!(await storage("directory", () => consumeChallenge(c.env, cfg, challenge, body.pow.challenge, now))))
+      throw new ApiError("CHALLENGE_INVALID", "the challenge was used meanwhile");
+
+    const accountId = crypto.randomUUID();
+    const created = unwrap(
+      await storage("account", () =>
+        c.env.ACCOUNT.getByName(accountId).register(accountId, body.identityKey, {
+          registrationId: body.registrationId,
+          password: body.password,
+          signedPreKey: body.signedPreKey,
+          pqLastResortPreKey: body.pqLastResortPreKey,
+          preKeys: body.preKeys,
+          pqPreKeys: body.pqPreKeys,
+        }),
+      ),
+    );
+    return c.json({ accountId, deviceId: created.deviceId }, 200);
+  },
+);

@@ -1,0 +1,9 @@
+// Bindings the workers test configuration adds to the Worker's own (vitest.workers.config.ts).
+declare namespace Cloudflare {
+  interface Env {
+    TEST_SCHEMA: string;
+    TEST_SHARDS: string;
+    DB_1: D1Database;
+    DB_2: D1Database;
+  }
+}

@@ -1,0 +1,110 @@
+// Shared test helpers for the workerd tests: calling the Worker, and making accounts with real keys.
+import { exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import { toBase64 } from "../../src/crypto/bytes.ts";
+import { generateEcKeyPair, generateKemKeyPair } from "../../src/crypto/keys.ts";
+import { xeddsaSign } from "../../src/crypto/xeddsa.ts";
+import { decodeBase64 } from "../../src/protocol/base64.ts";
+import { REGISTRATION_PROOF_CONTEXT } from "../../src/protocol/limits.ts";
+import { solvePow } from "../../src/protocol/pow.ts";
+
+export const BASE = "https://relay.test";
+
+export interface CallOptions {
+  body?: unknown;
+  raw?: BodyInit;
+  auth?: string;
+  headers?: Record<string, string>;
+}
+
+export async function call(method: string, path: string, opts: CallOptions = {}): Promise<Response> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  if (opts.auth) headers.authorization = opts.auth;
+  let body: BodyInit | undefined = opts.raw;
+  if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers["content-type"] ??= "application/json";
+  }
+  return exports.default.fetch(new Request(`${BASE}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) }));
+}
+
+export async function callJson<T = Record<string, unknown>>(method: string, path: string, opts: CallOptions = {}, status = 200): Promise<T> {
+  const res = await call(method, path, opts);
+  const text = await res.text();
+  expect(res.status, `${method} ${path} → ${res.status} ${text}`).toBe(status);
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+export const basic = (accountId: string, deviceId: number, password: string) => `Basic ${btoa(`${accountId}.${deviceId}:${password}`)}`;
+
+export const newPassword = () => toBase64(crypto.getRandomValues(new Uint8Array(18)));
+
+export interface Identity {
+  privateKey: Uint8Array;
+  publicKey: Uint8Array;
+}
+
+export function newIdentity(): Identity {
+  return generateEcKeyPair();
+}
+
+let keyIdCounter = 1000;
+
+/** A device's publishable keys, signed by `identity`: signed prekey, last-resort KEM key, one-time keys. */
+export function deviceKeys(identity: Identity, opts: { preKeys?: number; pqPreKeys?: number; registrationId?: number } = {}) {
+  const sign = (bytes: Uint8Array) => toBase64(xeddsaSign(identity.privateKey, bytes));
+  const spk = generateEcKeyPair().publicKey;
+  const lr = generateKemKeyPair().publicKey;
+  return {
+    registrationId: opts.registrationId ?? 1 + Math.floor(Math.random() * 16000),
+    password: newPassword(),
+    signedPreKey: { keyId: keyIdCounter++, publicKey: toBase64(spk), signature: sign(spk) },
+    pqLastResortPreKey: { keyId: keyIdCounter++, publicKey: toBase64(lr), signature: sign(lr) },
+    preKeys: Array.from({ length: opts.preKeys ?? 3 }, () => ({ keyId: keyIdCounter++, publicKey: toBase64(generateEcKeyPair().publicKey) })),
+    pqPreKeys: Array.from({ length: opts.pqPreKeys ?? 2 }, () => {
+      const k = generateKemKeyPair().publicKey;
+      return { keyId: keyIdCounter++, publicKey: toBase64(k), signature: sign(k) };
+    }),
+  };
+}
+
+export async function solvedChallenge(ip = "203.0.113.7") {
+  const ch = await callJson<{ challenge: string; difficulty: number }>("POST", "/v1/challenges", { headers: { "cf-connecting-ip": ip } });
+  const nonce = await solvePow(decodeBase64(ch.challenge), ch.difficulty);
+  return { challenge: ch.challenge, nonce: toBase64(nonce) };
+}
+
+export function registrationProof(identity: Identity, challenge: string): string {
+  const ctx = new TextEncoder().encode(REGISTRATION_PROOF_CONTEXT);
+  const ch = decodeBase64(challenge);
+  const msg = new Uint8Array(ctx.length + ch.length + identity.publicKey.length);
+  msg.set(ctx, 0);
+  msg.set(ch, ctx.length);
+  msg.set(identity.publicKey, ctx.length + ch.length);
+  return toBase64(xeddsaSign(identity.privateKey, msg));
+}
+
+export async function registrationBody(identity = newIdentity(), keys = deviceKeys(identity), ip = "203.0.113.7") {
+  const pow = await solvedChallenge(ip);
+  return { identityKey: toBase64(identity.publicKey), ...keys, pow, proof: registrationProof(identity, pow.challenge) };
+}
+
+export interface TestAccount {
+  accountId: string;
+  deviceId: number;
+  password: string;
+  identity: Identity;
+  auth: string;
+  keys: ReturnType<typeof deviceKeys>;
+}
+
+export async function registerAccount(opts: { preKeys?: number; pqPreKeys?: number; ip?: string } = {}): Promise<TestAccount> {
+  const identity = newIdentity();
+  const keys = deviceKeys(identity, opts);
+  const body = await registrationBody(identity, keys, opts.ip ?? `198.51.100.${Math.floor(Math.random() * 250)}`);
+  const r = await callJson<{ accountId: string; deviceId: number }>("POST", "/v1/registration", {
+    body,
+    headers: { "cf-connecting-ip": opts.ip ?? "192.0.2.1" },
+  });
+  return { ...r, password: keys.password, identity, auth: basic(r.accountId, r.deviceId, keys.password), keys };
+}
