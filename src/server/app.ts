@@ -7,7 +7,7 @@ import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import { ERRORS, ErrorBody, type ErrorCode } from "../protocol/errors.ts";
-import type { AuthenticatedDevice } from "./account/account.ts";
+import type { AuthenticatedDevice } from "./account/directory.ts";
 import { loadConfig, type Config } from "./config.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 

@@ -2,7 +2,7 @@
 // own Durable Object (one hop, never D1, so a D1 outage never stops a device from authenticating).
 import type { MiddlewareHandler } from "hono";
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from "../protocol/limits.ts";
-import type { AuthenticatedDevice } from "./account/account.ts";
+import type { AuthenticatedDevice } from "./account/directory.ts";
 import type { AppEnv } from "./app.ts";
 import { ApiError, storage, unwrap } from "./errors.ts";
 
