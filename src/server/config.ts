@@ -76,6 +76,8 @@ export const ConfigSchema = z.object({
   PREKEY_CLAIMS_PER_PAIR_LIMIT: int(1, 1_000_000_000, 6),
   PREKEY_CLAIMS_PER_PAIR_WINDOW_SECONDS: int(1, 86_400, 600),
   MAX_KEYS_REQUEST_BYTES: int(4096, 8_388_608, 393_216),
+  // mailbox
+  // attachments
 });
 
 export type Config = z.output<typeof ConfigSchema>;

@@ -16,6 +16,8 @@ export const app = createApp((app) => {
   app.route("/", registration);
   app.route("/", devices);
   app.route("/", keys);
+  // mailbox routes
+  // attachments routes
   mountDocs(app);
 });
 
@@ -27,6 +29,7 @@ export async function scheduled(env: Cloudflare.Env, now = Date.now()): Promise<
     return { challenges: 0 };
   }
   const challenges = await sweepChallenges(env, loaded.config, now);
+  // attachments sweep
   console.log(JSON.stringify({ level: "info", event: "sweep", challenges }));
   return { challenges };
 }
