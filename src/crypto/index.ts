@@ -4,3 +4,5 @@
 export * from "./bytes.js";
 export * from "./keys.js";
 export * from "./xeddsa.js";
+export * from "./errors.js";
+export * from "./link-envelope.js";
