@@ -7,6 +7,9 @@ const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 /** Characters of the padded base64 encoding of n bytes. */
 export const base64Length = (n: number) => 4 * Math.ceil(n / 3);
 
+/** Bytes a padded base64 text decodes to, without decoding it. */
+export const decodedLength = (text: string) => (text.length / 4) * 3 - (text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0);
+
 export function encodeBase64(bytes: Uint8Array): string {
   let s = "";
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));

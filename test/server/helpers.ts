@@ -18,7 +18,8 @@ export interface CallOptions {
 }
 
 export async function call(method: string, path: string, opts: CallOptions = {}): Promise<Response> {
-  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  // Each call comes from its own address unless the test names one, so per-IP limits only bite where tested.
+  const headers: Record<string, string> = { "cf-connecting-ip": randomIp(), ...(opts.headers ?? {}) };
   if (opts.auth) headers.authorization = opts.auth;
   let body: BodyInit | undefined = opts.raw;
   if (opts.body !== undefined) {
@@ -28,11 +29,23 @@ export async function call(method: string, path: string, opts: CallOptions = {})
   return exports.default.fetch(new Request(`${BASE}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) }));
 }
 
+export const randomIp = () => `10.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
+
 export async function callJson<T = Record<string, unknown>>(method: string, path: string, opts: CallOptions = {}, status = 200): Promise<T> {
   const res = await call(method, path, opts);
   const text = await res.text();
   expect(res.status, `${method} ${path} → ${res.status} ${text}`).toBe(status);
   return (text ? JSON.parse(text) : undefined) as T;
+}
+
+/** Asserts an error answer: status, stable code, a message and the request id. */
+export async function expectError(res: Response, status: number, code: string) {
+  const body = (await res.json()) as { code: string; message: string; requestId: string } & Record<string, unknown>;
+  expect(res.status, JSON.stringify(body)).toBe(status);
+  expect(body.code).toBe(code);
+  expect(body.message.length).toBeGreaterThan(0);
+  expect(body.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  return body;
 }
 
 export const basic = (accountId: string, deviceId: number, password: string) => `Basic ${btoa(`${accountId}.${deviceId}:${password}`)}`;
@@ -68,7 +81,7 @@ export function deviceKeys(identity: Identity, opts: { preKeys?: number; pqPreKe
   };
 }
 
-export async function solvedChallenge(ip = "203.0.113.7") {
+export async function solvedChallenge(ip = randomIp()) {
   const ch = await callJson<{ challenge: string; difficulty: number }>("POST", "/v1/challenges", { headers: { "cf-connecting-ip": ip } });
   const nonce = await solvePow(decodeBase64(ch.challenge), ch.difficulty);
   return { challenge: ch.challenge, nonce: toBase64(nonce) };
@@ -84,7 +97,7 @@ export function registrationProof(identity: Identity, challenge: string): string
   return toBase64(xeddsaSign(identity.privateKey, msg));
 }
 
-export async function registrationBody(identity = newIdentity(), keys = deviceKeys(identity), ip = "203.0.113.7") {
+export async function registrationBody(identity = newIdentity(), keys = deviceKeys(identity), ip = randomIp()) {
   const pow = await solvedChallenge(ip);
   return { identityKey: toBase64(identity.publicKey), ...keys, pow, proof: registrationProof(identity, pow.challenge) };
 }
@@ -101,10 +114,10 @@ export interface TestAccount {
 export async function registerAccount(opts: { preKeys?: number; pqPreKeys?: number; ip?: string } = {}): Promise<TestAccount> {
   const identity = newIdentity();
   const keys = deviceKeys(identity, opts);
-  const body = await registrationBody(identity, keys, opts.ip ?? `198.51.100.${Math.floor(Math.random() * 250)}`);
+  const body = await registrationBody(identity, keys, opts.ip);
   const r = await callJson<{ accountId: string; deviceId: number }>("POST", "/v1/registration", {
     body,
-    headers: { "cf-connecting-ip": opts.ip ?? "192.0.2.1" },
+    ...(opts.ip ? { headers: { "cf-connecting-ip": opts.ip } } : {}),
   });
   return { ...r, password: keys.password, identity, auth: basic(r.accountId, r.deviceId, keys.password), keys };
 }

@@ -1,7 +1,7 @@
 // Devices of an account: list, remove, link a new one with a single-use token and an encrypted hand-over,
 // and delete the whole account. The account's Durable Object is the authority for all of it.
 import { createRoute, z } from "@hono/zod-openapi";
-import { base64Length, decodeBase64, isBase64 } from "../../protocol/base64.ts";
+import { base64Length, decodeBase64, decodedLength, isBase64 } from "../../protocol/base64.ts";
 import {
   AccountId,
   CreateLinkRequest,
@@ -117,7 +117,7 @@ devices.openapi(
     const d = c.get("device");
     const { envelope } = c.req.valid("json");
     const max = c.get("config").MAX_LINK_ENVELOPE_BYTES;
-    if (envelope.length > base64Length(max)) throw new ApiError("PAYLOAD_TOO_LARGE", `envelope: at most ${max} bytes`, { limitBytes: max });
+    if (envelope.length > base64Length(max) || (isBase64(envelope) && decodedLength(envelope) > max)) throw new ApiError("PAYLOAD_TOO_LARGE", `envelope: at most ${max} bytes`, { limitBytes: max });
     if (envelope.length === 0 || !isBase64(envelope)) throw new ApiError("BAD_REQUEST", "envelope: must be standard base64 with padding");
     const r = unwrap(await storage("account", () => c.env.ACCOUNT.getByName(d.accountId).createLinkToken(envelope)));
     return c.json({ linkToken: r.linkToken, expiresAt: r.expiresAt }, 200);
