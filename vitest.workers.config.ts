@@ -30,7 +30,7 @@ export default defineConfig({
     include: ["test/server/**/*.test.ts", "test/**/*.workers.test.ts"],
     setupFiles: ["./test/server/setup.ts"],
     testTimeout: 30_000,
-    // Access logs are one JSON line per request; keep test output to failures and warnings.
-    onConsoleLog: (log) => !log.includes('"level":"info"'),
+    // Access logs are one JSON line per request: show a test's console output only when it fails.
+    silent: "passed-only",
   },
 });

@@ -1,0 +1,91 @@
+// A D1 outage never stops a device from authenticating: the account's Durable Object answers that. Directory
+// changes made meanwhile wait in the object's outbox and reach D1 from its alarm once D1 answers again.
+import { env } from "cloudflare:workers";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
+import { openLinkEnvelope, sealLinkEnvelope } from "../../src/crypto/link-envelope.ts";
+import worker from "../../src/server/index.ts";
+import { basic, callJson, deviceKeys, registerAccount } from "./helpers.ts";
+
+const down = () => {
+  throw new Error("D1_ERROR: the database is unavailable");
+};
+const brokenD1 = { prepare: down, batch: () => Promise.reject(new Error("D1_ERROR: unavailable")), exec: down } as unknown as D1Database;
+const brokenEnv = { ...env, DB_0: brokenD1, DB_1: brokenD1, DB_2: brokenD1 } as Cloudflare.Env;
+const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
+
+const fetchBroken = (path: string, init: RequestInit = {}) => worker.fetch(new Request(`https://relay.test${path}`, init), brokenEnv, ctx);
+
+async function breakObject(accountId: string) {
+  await runInDurableObject(env.ACCOUNT.getByName(accountId), (o) => {
+    (o as unknown as { env: Cloudflare.Env }).env = brokenEnv;
+  });
+}
+async function healObject(accountId: string) {
+  await runInDurableObject(env.ACCOUNT.getByName(accountId), (o) => {
+    (o as unknown as { env: Cloudflare.Env }).env = env;
+  });
+}
+
+describe("while D1 is down", () => {
+  it("devices still authenticate, list devices and start links; directory reads answer 503 UNAVAILABLE", async () => {
+    const a = await registerAccount();
+    await breakObject(a.accountId);
+    const who = await fetchBroken("/v1/accounts/whoami", { headers: { authorization: a.auth } });
+    expect(who.status).toBe(200);
+    expect(await who.json()).toEqual({ accountId: a.accountId, deviceId: 1 });
+    expect((await fetchBroken("/v1/devices", { headers: { authorization: a.auth } })).status).toBe(200);
+    const wrong = await fetchBroken("/v1/devices", { headers: { authorization: basic(a.accountId, 1, "B".repeat(24)) } });
+    expect(wrong.status).toBe(401);
+    const counts = await fetchBroken("/v2/keys", { headers: { authorization: a.auth } });
+    expect(counts.status).toBe(503);
+    expect(((await counts.json()) as { code: string }).code).toBe("UNAVAILABLE");
+    expect(counts.headers.get("retry-after")).toBe("1");
+    const health = await fetchBroken("/health");
+    expect(health.status).toBe(503);
+    expect(((await health.json()) as { status: string; shards: Record<string, boolean> }).shards).toEqual({ DB_0: false, DB_1: false, DB_2: false });
+    await healObject(a.accountId);
+  });
+
+  it("a device linked during the outage reaches D1 from the alarm once D1 answers", async () => {
+    const a = await registerAccount();
+    const secret = crypto.getRandomValues(new Uint8Array(32));
+    const sealed = sealLinkEnvelope(secret, new TextEncoder().encode("hand-over"));
+    await breakObject(a.accountId);
+    const start = await fetchBroken("/v1/devices/link", {
+      method: "POST",
+      headers: { authorization: a.auth, "content-type": "application/json" },
+      body: JSON.stringify({ envelope: toBase64(sealed) }),
+    });
+    expect(start.status).toBe(200);
+    const { linkToken } = (await start.json()) as { linkToken: string };
+    const env2 = (await (await fetchBroken("/v1/devices/link/envelope", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ accountId: a.accountId, linkToken }),
+    })).json()) as { envelope: string };
+    expect(new TextDecoder().decode(openLinkEnvelope(secret, fromBase64(env2.envelope)))).toBe("hand-over");
+    const keys = deviceKeys(a.identity, { preKeys: 2, pqPreKeys: 1 });
+    const linked = await fetchBroken("/v1/devices/link", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ accountId: a.accountId, linkToken, ...keys }),
+    });
+    expect(linked.status).toBe(200);
+    // The new device authenticates at once, D1 or not.
+    expect((await fetchBroken("/v1/accounts/whoami", { headers: { authorization: basic(a.accountId, 2, keys.password) } })).status).toBe(200);
+    const stub = env.ACCOUNT.getByName(a.accountId);
+    expect(await stub.pendingOutbox()).toBe(1);
+    // D1 comes back: the alarm drains the outbox and the new device's keys are served.
+    await healObject(a.accountId);
+    await runInDurableObject(stub, (_o, state) => {
+      state.storage.sql.exec("UPDATE outbox SET not_before = 0");
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await stub.pendingOutbox()).toBe(0);
+    const b = await registerAccount();
+    const bundle = await callJson<{ devices: { deviceId: number; preKey?: { keyId: number } }[] }>("GET", `/v2/keys/${a.accountId}/2`, { auth: b.auth });
+    expect(bundle.devices[0]!.preKey?.keyId).toBe(keys.preKeys[0]!.keyId);
+  });
+});

@@ -1,0 +1,66 @@
+// HTTP conduct: browsers on any origin (CORS preflights, explicit credentials, exposed headers), security
+// headers, request ids, and an API document that matches the routes the Worker serves.
+import { describe, expect, it } from "vitest";
+import { app } from "../../src/server/index.ts";
+import { ERROR_CODES } from "../../src/protocol/errors.ts";
+import { call, callJson, registerAccount } from "./helpers.ts";
+
+describe("browsers", () => {
+  it("answers CORS preflights for any origin, allowing the credential and tus headers", async () => {
+    const res = await call("OPTIONS", "/v2/keys", {
+      headers: { origin: "https://app.example", "access-control-request-method": "PUT", "access-control-request-headers": "authorization, content-type" },
+    });
+    expect(res.status).toBeLessThan(300);
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    expect(res.headers.get("access-control-allow-methods")).toContain("PUT");
+    expect(res.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+    expect(res.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("upload-offset");
+    expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+  });
+
+  it("answers cross-origin requests with exposed headers, security headers and no cookies", async () => {
+    const a = await registerAccount();
+    const res = await call("GET", "/v1/devices", { auth: a.auth, headers: { origin: "https://app.example" } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    expect(res.headers.get("access-control-expose-headers")?.toLowerCase()).toContain("retry-after");
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+    expect(res.headers.get("x-frame-options")).toBe("SAMEORIGIN");
+    expect(res.headers.get("strict-transport-security")).toMatch(/max-age=/);
+    expect(res.headers.get("set-cookie")).toBeNull();
+    expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("error bodies carry the same request id as the header", async () => {
+    const res = await call("GET", "/v1/devices");
+    const body = (await res.json()) as { requestId: string };
+    expect(body.requestId).toBe(res.headers.get("x-request-id"));
+  });
+});
+
+describe("the API document", () => {
+  it("is OpenAPI 3.1 and lists exactly the routes the Worker serves", async () => {
+    const doc = await callJson<{ openapi: string; paths: Record<string, Record<string, unknown>> }>("GET", "/v1/openapi.json");
+    expect(doc.openapi).toBe("3.1.0");
+    const documented = new Set(Object.entries(doc.paths).flatMap(([p, ms]) => Object.keys(ms).map((m) => `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ":$1")}`)));
+    const served = new Set(
+      app.routes
+        .filter((r) => r.method !== "ALL" && !["/v1/openapi.json"].includes(r.path))
+        .map((r) => `${r.method} ${r.path}`),
+    );
+    expect([...served].filter((r) => !documented.has(r)), "served but not documented").toEqual([]);
+    expect([...documented].filter((r) => !served.has(r)), "documented but not served").toEqual([]);
+  });
+
+  it("documents every error code a route can answer with the shared error schema", async () => {
+    const doc = await callJson<{ paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>; components: { schemas: Record<string, unknown> } }>(
+      "GET",
+      "/v1/openapi.json",
+    );
+    expect(doc.components.schemas).toHaveProperty("Error");
+    const mentioned = new Set<string>();
+    for (const ms of Object.values(doc.paths)) for (const op of Object.values(ms)) for (const r of Object.values(op.responses)) for (const m of r.description.matchAll(/`([A-Z_]+)`/g)) mentioned.add(m[1]!);
+    for (const code of mentioned) expect(ERROR_CODES).toContain(code);
+    for (const code of ["INVALID_SIGNATURE", "CHALLENGE_INVALID", "RATE_LIMITED", "LINK_TOKEN_INVALID", "TOO_MANY_DEVICES", "UNAUTHORIZED"]) expect(mentioned).toContain(code);
+  });
+});
