@@ -36,15 +36,16 @@ CREATE TABLE IF NOT EXISTS kem_last_resort_keys (
   PRIMARY KEY (account_id, device_uid)
 ) WITHOUT ROWID;
 
--- One-time EC prekeys: seq orders them by upload so claims take the oldest first.
+-- One-time EC prekeys, keyed by id so a re-sent id is ignored; seq (upload time in ms * 1024 + position in the
+-- upload) orders them so claims take the oldest first. WITHOUT ROWID: two b-trees per key, not three.
 CREATE TABLE IF NOT EXISTS ec_prekeys (
-  seq INTEGER PRIMARY KEY,
   account_id TEXT NOT NULL,
   device_uid INTEGER NOT NULL,
   key_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
   public_key TEXT NOT NULL,
-  UNIQUE (account_id, device_uid, key_id)
-);
+  PRIMARY KEY (account_id, device_uid, key_id)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ec_prekeys_claim ON ec_prekeys (account_id, device_uid, seq);
 
 -- One-time KEM prekeys live in immutable R2 pages (about 1.6 KB a key); D1 keeps each page's claim cursor.
@@ -61,15 +62,15 @@ CREATE TABLE IF NOT EXISTS kem_prekey_pages (
 );
 CREATE INDEX IF NOT EXISTS kem_prekey_pages_claim ON kem_prekey_pages (account_id, device_uid, ready, seq);
 
--- The KEM key ids a device has in pages, so a re-sent id is ignored rather than stored twice.
+-- The KEM key ids a device has in pages, so a re-sent id is ignored rather than stored twice. A page's ids
+-- are found through the primary key's (account_id, device_uid) prefix: a device has a few hundred at most.
 CREATE TABLE IF NOT EXISTS kem_prekey_ids (
   account_id TEXT NOT NULL,
   device_uid INTEGER NOT NULL,
   key_id INTEGER NOT NULL,
-  page_id TEXT NOT NULL,
+  page_seq INTEGER NOT NULL,
   PRIMARY KEY (account_id, device_uid, key_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS kem_prekey_ids_page ON kem_prekey_ids (page_id);
 
 -- Proof-of-work challenges, on the shard their first 12 bits pick; deleted when used, swept when expired.
 CREATE TABLE IF NOT EXISTS pow_challenges (
@@ -78,3 +79,19 @@ CREATE TABLE IF NOT EXISTS pow_challenges (
   expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pow_challenges_expiry ON pow_challenges (expires_at);
+
+-- Attachments: each account's index of its tus uploads and stored attachments, on the account's shard. R2
+-- cannot list unfinished multipart uploads and cron cannot list Durable Objects, so this index is what the
+-- quotas, the expiry sweep and account deletion read. state: 'uploading' (size = Upload-Length reserved,
+-- expires_at = the upload's deadline) or 'stored' (expires_at = completion + ATTACHMENT_TTL_SECONDS).
+CREATE TABLE IF NOT EXISTS attachments (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attachments_account ON attachments (account_id, state);
+CREATE INDEX IF NOT EXISTS attachments_expiry ON attachments (expires_at);

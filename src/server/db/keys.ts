@@ -66,13 +66,15 @@ export async function putDeviceKeys(
         .bind(accountId, deviceUid, k.keyId, k.publicKey, k.signature),
     );
   }
-  for (const k of keys.preKeys ?? []) {
+  // seq orders claims oldest first: upload time, then position within the upload.
+  const base = Date.now() * 1024;
+  (keys.preKeys ?? []).forEach((k, i) => {
     stmts.push(
       db
-        .prepare("INSERT OR IGNORE INTO ec_prekeys (account_id, device_uid, key_id, public_key) VALUES (?1, ?2, ?3, ?4)")
-        .bind(accountId, deviceUid, k.keyId, k.publicKey),
+        .prepare("INSERT OR IGNORE INTO ec_prekeys (account_id, device_uid, key_id, seq, public_key) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .bind(accountId, deviceUid, k.keyId, base + i, k.publicKey),
     );
-  }
+  });
   if (stmts.length) await db.batch(stmts);
   if (keys.pqPreKeys?.length) await addKemPage(db, pages, accountId, deviceUid, keys.pqPreKeys);
 }
@@ -93,7 +95,9 @@ async function addKemPage(db: D1Database, pages: R2Bucket, accountId: string, de
       .bind(pageId, accountId, deviceUid, now),
     ...keys.map((k) =>
       db
-        .prepare("INSERT OR IGNORE INTO kem_prekey_ids (account_id, device_uid, key_id, page_id) VALUES (?1, ?2, ?3, ?4) RETURNING key_id")
+        .prepare(
+          "INSERT OR IGNORE INTO kem_prekey_ids (account_id, device_uid, key_id, page_seq) VALUES (?1, ?2, ?3, (SELECT seq FROM kem_prekey_pages WHERE page_id = ?4)) RETURNING key_id",
+        )
         .bind(accountId, deviceUid, k.keyId, pageId),
     ),
   ]);
@@ -115,10 +119,7 @@ async function addKemPage(db: D1Database, pages: R2Bucket, accountId: string, de
   try {
     await pages.put(kemPageKey(accountId, deviceUid, pageId), body);
   } catch (e) {
-    await db.batch([
-      db.prepare("DELETE FROM kem_prekey_ids WHERE page_id = ?1").bind(pageId),
-      db.prepare("DELETE FROM kem_prekey_pages WHERE page_id = ?1").bind(pageId),
-    ]);
+    await db.batch(dropPageStatements(db, accountId, deviceUid, pageId));
     throw e;
   }
   await db.prepare("UPDATE kem_prekey_pages SET key_count = ?2, ready = 1 WHERE page_id = ?1").bind(pageId, chosen.length).run();
@@ -164,7 +165,7 @@ export async function claimBundles(
       db.prepare("SELECT key_id, public_key, signature FROM signed_prekeys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, t.deviceUid),
       db
         .prepare(
-          "DELETE FROM ec_prekeys WHERE seq = (SELECT seq FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 ORDER BY seq LIMIT 1) RETURNING key_id, public_key",
+          "DELETE FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 AND key_id = (SELECT key_id FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 ORDER BY seq LIMIT 1) RETURNING key_id, public_key",
         )
         .bind(accountId, t.deviceUid),
       db
@@ -206,7 +207,7 @@ export async function claimBundles(
             };
           }
         }
-        if (page.idx + 1 >= page.key_count) waitUntil(dropKemPage(db, pages, key, page.page_id));
+        if (page.idx + 1 >= page.key_count) waitUntil(dropKemPage(db, pages, key, accountId, t.deviceUid, page.page_id));
       }
       pq ??= { keyId: lastResort.key_id, publicKey: lastResort.public_key, signature: lastResort.signature };
       out.push({
@@ -222,14 +223,20 @@ export async function claimBundles(
   return out.sort((a, b) => a.deviceId - b.deviceId);
 }
 
+function dropPageStatements(db: D1Database, accountId: string, deviceUid: number, pageId: string): D1PreparedStatement[] {
+  return [
+    db
+      .prepare("DELETE FROM kem_prekey_ids WHERE account_id = ?1 AND device_uid = ?2 AND page_seq = (SELECT seq FROM kem_prekey_pages WHERE page_id = ?3)")
+      .bind(accountId, deviceUid, pageId),
+    db.prepare("DELETE FROM kem_prekey_pages WHERE page_id = ?1").bind(pageId),
+  ];
+}
+
 /** A fully claimed page: its object and rows go (its ids may then be uploaded again, as claimed EC ids may). */
-async function dropKemPage(db: D1Database, pages: R2Bucket, key: string, pageId: string) {
+async function dropKemPage(db: D1Database, pages: R2Bucket, key: string, accountId: string, deviceUid: number, pageId: string) {
   try {
     await pages.delete(key);
-    await db.batch([
-      db.prepare("DELETE FROM kem_prekey_ids WHERE page_id = ?1").bind(pageId),
-      db.prepare("DELETE FROM kem_prekey_pages WHERE page_id = ?1").bind(pageId),
-    ]);
+    await db.batch(dropPageStatements(db, accountId, deviceUid, pageId));
   } catch (e) {
     // Harmless to leave: an exhausted page is never claimed again; account or device deletion removes it.
     console.error(JSON.stringify({ level: "warn", event: "kem_page_cleanup_failed", error: String(e) }));
