@@ -4,6 +4,8 @@
 import { x25519 } from "@noble/curves/ed25519.js";
 import { ml_kem1024 } from "@noble/post-quantum/ml-kem.js";
 import { randomBytes } from "./bytes.js";
+import { CryptoError } from "./errors.js";
+import { x25519Agree, x25519Generate } from "./native.js";
 
 /** libsignal's type byte for Curve25519 public keys (DJB_TYPE). */
 export const EC_KEY_TYPE = 0x05;
@@ -131,4 +133,24 @@ export function kemDecapsulate(secretKey: Uint8Array, cipherText: Uint8Array): U
   if (secretKey.length !== KEM_SECRET_KEY_BYTES) throw new Error("ML-KEM-1024 secret key must be 3168 bytes");
   if (cipherText.length !== KEM_CIPHERTEXT_BYTES) throw new Error("ML-KEM-1024 ciphertext must be 1568 bytes");
   return ml_kem1024.decapsulate(cipherText, secretKey);
+}
+
+/** generateEcKeyPair through WebCrypto when the runtime has X25519 (about 3× faster than noble). */
+export async function generateEcKeyPairAsync(): Promise<EcKeyPair> {
+  const { privateKey, publicU } = await x25519Generate();
+  return { privateKey, publicKey: encodeEcPublicKey(publicU) };
+}
+
+/**
+ * calculateAgreement through WebCrypto when available (about 6× faster than noble), with our whole
+ * key pair since the native import wants our public key too. Throws CryptoError INVALID_KEY for a
+ * malformed or small-order peer key.
+ */
+export async function agreeAsync(ours: EcKeyPair, theirPublicKey: Uint8Array): Promise<Uint8Array> {
+  if (!isEcPublicKey(theirPublicKey)) throw new CryptoError("INVALID_KEY", "not a 33-byte 0x05 EC public key");
+  try {
+    return await x25519Agree(ours.privateKey, ours.publicKey.subarray(1), theirPublicKey.subarray(1));
+  } catch {
+    throw new CryptoError("INVALID_KEY", "X25519 agreement failed: the peer key is of small order");
+  }
 }
