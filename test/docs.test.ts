@@ -1,0 +1,40 @@
+// Keeps docs/configuration.md, wrangler.toml's [vars] and the config schema in agreement: every variable is
+// documented with its default, and wrangler.toml ships exactly that default.
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { ConfigSchema } from "../src/server/config.ts";
+
+const root = new URL("../", import.meta.url);
+const doc = readFileSync(new URL("docs/configuration.md", root), "utf8");
+const toml = readFileSync(new URL("wrangler.toml", root), "utf8");
+const vars = Object.fromEntries(
+  [...toml.slice(toml.indexOf("[vars]")).matchAll(/^([A-Z][A-Z0-9_]*)\s*=\s*"([^"]*)"/gm)].map((m) => [m[1]!, m[2]!]),
+);
+
+describe("configuration docs", () => {
+  const names = Object.keys(ConfigSchema.shape);
+
+  it("every variable has its unit or kind in its name", () => {
+    for (const n of names) expect(n, n).toMatch(/_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS)$|^MAX_|_COUNT$/);
+  });
+
+  for (const name of Object.keys(ConfigSchema.shape)) {
+    it(`${name} is documented with the default wrangler.toml ships`, () => {
+      const row = doc.split("\n").find((l) => l.startsWith(`| \`${name}\` |`));
+      expect(row, `docs/configuration.md has no row for ${name}`).toBeDefined();
+      const documentedDefault = row!.split("|")[2]!.trim().replace(/`/g, "");
+      expect(vars[name], `wrangler.toml [vars] has no ${name}`).toBeDefined();
+      expect(vars[name]).toBe(documentedDefault);
+      // The schema's own default (an unset variable) is the same value.
+      const parsed = ConfigSchema.shape[name as keyof typeof ConfigSchema.shape].safeParse(undefined);
+      expect(parsed.success).toBe(true);
+      const v = parsed.data as unknown;
+      const schemaDefault = Array.isArray(v) ? v.map((r: { from: number; to: number; binding: string }) => `${r.from}-${r.to}:${r.binding}`).join(",") : String(v);
+      expect(schemaDefault).toBe(documentedDefault);
+    });
+  }
+
+  it("wrangler.toml has no var the schema does not parse", () => {
+    expect(Object.keys(vars).filter((v) => !names.includes(v))).toEqual([]);
+  });
+});
