@@ -28,6 +28,7 @@ export const ERRORS = {
   STALE_DEVICES: { status: 410, retry: false, summary: "A registration id no longer matches the device's." },
   MESSAGE_TOO_LARGE: { status: 413, retry: false, summary: "A ciphertext is larger than the per-message limit." },
   QUEUE_FULL: { status: 507, retry: true, summary: "The recipient device's queue is at its quota; try again after it drains." },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, retry: false, summary: "The Idempotency-Key was already used for a different request." },
   // Attachments
   UPLOAD_OFFSET_MISMATCH: { status: 409, retry: false, summary: "Upload-Offset does not match the upload's current offset." },
   UPLOAD_TOO_LARGE: { status: 413, retry: false, summary: "The upload is larger than the attachment size limit." },

@@ -2,11 +2,14 @@
 import { createApp } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { sweepChallenges } from "./db/challenges.ts";
+import { asyncapi } from "./routes/asyncapi.ts";
 import { mountDocs } from "./routes/docs.ts";
 import { devices } from "./routes/devices.ts";
 import { health } from "./routes/health.ts";
 import { keys } from "./routes/keys.ts";
+import { messages } from "./routes/messages.ts";
 import { registration } from "./routes/registration.ts";
+import { websocket } from "./routes/websocket.ts";
 
 export { Account } from "./account/account.ts";
 export { RateLimiter } from "./rate-limiter.ts";
@@ -17,6 +20,9 @@ export const app = createApp((app) => {
   app.route("/", devices);
   app.route("/", keys);
   // mailbox routes
+  app.route("/", messages);
+  app.route("/", websocket);
+  app.route("/", asyncapi);
   // attachments routes
   mountDocs(app);
 });

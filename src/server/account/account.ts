@@ -1,5 +1,364 @@
-// The account's Durable Object, as the runtime instantiates it: the directory duties of AccountDirectory.
-// The mailbox (queues and hibernating WebSockets) extends it here.
-import { AccountDirectory } from "./directory.ts";
+// The account's Durable Object, as the runtime instantiates it: the directory duties of AccountDirectory plus
+// the mailbox: a queue per device in SQLite and the account's device WebSockets on the Hibernation API.
+// Tables and SQL are in ../mailbox/store.ts; the device-set check and frames in ../mailbox/delivery.ts.
+import { CLOSE_CODES, ClientFrame, FRAME_TYPES, MAX_CLIENT_FRAME_CHARS, PING_FRAME, PONG_FRAME } from "../../protocol/frames.ts";
+import type { ErrorCode } from "../../protocol/errors.ts";
+import type { Config } from "../config.ts";
+import { fail, type Failure } from "../errors.ts";
+import {
+  checkDeviceSet,
+  ciphertextBytes,
+  commonEnvelopeFields,
+  messageFrame,
+  type DeliverRequest,
+  type Delivered,
+} from "../mailbox/delivery.ts";
+import * as store from "../mailbox/store.ts";
+import type { SocketState } from "../mailbox/store.ts";
+import { AccountDirectory, type AuthenticatedDevice } from "./directory.ts";
 
-export class Account extends AccountDirectory {}
+/** Headers only the Worker sets on the upgrade it forwards here (objects are not reachable from outside). */
+export const INTERNAL_DEVICE_HEADER = "x-cipherpost-device";
+export const INTERNAL_TICKET_HEADER = "x-cipherpost-ticket";
+
+const QUEUE_EMPTY_FRAME = `{"type":"${FRAME_TYPES.queue_empty}"}`;
+const deviceTag = (deviceId: number) => `d${deviceId}`;
+
+export interface SenderDevice extends AuthenticatedDevice {
+  /** How many other devices the sender's account has (Signal's `needsSync`). */
+  linkedDevices: number;
+}
+
+export class Account extends AccountDirectory {
+  constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
+    super(ctx, env);
+    // Keep-alive pings are answered by the runtime without waking a hibernated object; the time of the last
+    // one is read back with getWebSocketAutoResponseTimestamp for the idle close.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
+  }
+
+  protected override migrate(): void {
+    super.migrate();
+    store.migrateMailbox(this.sql);
+  }
+
+  // ---------- sending ----------
+
+  /** Authentication for a send, with the per-device send limit counted here in the sender's own object: one RPC. */
+  async authorizeSend(deviceId: number, password: string): Promise<SenderDevice | Failure> {
+    const auth = await this.authenticate(deviceId, password);
+    if (!auth.ok) return auth;
+    const cfg = this.config();
+    if ("ok" in cfg) return cfg;
+    const rate = this.rates.take(`send:${deviceId}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
+    if (!rate.allowed) return fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds);
+    return { ...auth, linkedDevices: this.deviceRows().length - 1 };
+  }
+
+  /**
+   * Accepts one send for this account: device-set check, per-pair limit, quota, then every copy stored in one
+   * transaction before the answer (the output gate holds the answer until the write is durable), then live
+   * delivery to connected devices. Online messages skip storage and go only to devices connected now.
+   */
+  async deliver(req: DeliverRequest): Promise<Delivered | Failure> {
+    const cfg = this.config();
+    if ("ok" in cfg) return cfg;
+    const a = this.accountRow();
+    if (!a || a.deleting) return fail("NOT_FOUND", "no such account");
+    const now = Date.now();
+    const idemKey = req.idempotency ? `${req.sender.accountId}.${req.sender.deviceId}:${req.idempotency.key}` : null;
+    if (idemKey) {
+      const seen = this.sql
+        .exec<{ digest: string; answer: string }>("SELECT digest, answer FROM mb_idempotency WHERE key = ? AND expires_at > ?", idemKey, now)
+        .toArray()[0];
+      if (seen) {
+        if (seen.digest !== req.idempotency!.digest) return fail("IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used for a different request");
+        return { ...(JSON.parse(seen.answer) as Delivered), replayed: true };
+      }
+    }
+    const self = req.sender.accountId === a.account_id;
+    const devices = this.deviceRows();
+    const mismatch = checkDeviceSet(devices, req.messages, self ? req.sender.deviceId : null);
+    if (mismatch) return mismatch;
+    if (!self) {
+      const rate = this.rates.take(`pair:${req.sender.accountId}`, cfg.SENDS_PER_PAIR_LIMIT, cfg.SENDS_PER_PAIR_WINDOW_SECONDS, now);
+      if (!rate.allowed) return fail("RATE_LIMITED", "too many messages from this sender to this account", {}, rate.retryAfterSeconds);
+    }
+    const ttl = Math.min(req.ttlSeconds ?? cfg.MESSAGE_TTL_SECONDS, cfg.MESSAGE_TTL_SECONDS);
+    const expiresAt = now + ttl * 1000;
+    const common = commonEnvelopeFields(req, now, expiresAt);
+    const answer: Delivered = { ok: true, serverTimestamp: now, replayed: false };
+
+    if (req.online) {
+      // Never stored: a device not connected now never sees it (Signal drops these too).
+      for (const m of req.messages) for (const ws of this.openSockets(m.destinationDeviceId)) safeSend(ws, messageFrame(crypto.randomUUID(), m, common));
+      return answer;
+    }
+
+    const full: number[] = [];
+    for (const m of req.messages) {
+      const q = store.queueTotals(this.sql, m.destinationDeviceId);
+      if (q.messages + 1 > cfg.QUEUE_MAX_MESSAGES || q.bytes + ciphertextBytes(m) > cfg.QUEUE_MAX_BYTES) full.push(m.destinationDeviceId);
+    }
+    if (full.length)
+      return fail(
+        "QUEUE_FULL",
+        `the queue of device ${full.join(", ")} is at its quota (${cfg.QUEUE_MAX_MESSAGES} messages, ${cfg.QUEUE_MAX_BYTES} bytes)`,
+        { devices: full },
+        60,
+      );
+
+    this.ctx.storage.transactionSync(() => {
+      for (const m of req.messages) {
+        const id = crypto.randomUUID();
+        store.insertMessage(this.sql, id, m.destinationDeviceId, messageFrame(id, m, common), ciphertextBytes(m), expiresAt);
+      }
+      if (idemKey)
+        this.sql.exec(
+          "INSERT OR REPLACE INTO mb_idempotency (key, digest, answer, expires_at) VALUES (?, ?, ?, ?)",
+          idemKey,
+          req.idempotency!.digest,
+          JSON.stringify(answer),
+          now + cfg.IDEMPOTENCY_TTL_SECONDS * 1000,
+        );
+    });
+    for (const m of req.messages) for (const ws of this.openSockets(m.destinationDeviceId)) this.pump(ws, cfg, now);
+    const alarm = await this.ctx.storage.getAlarm();
+    if (alarm === null || alarm > expiresAt) await this.scheduleAlarm();
+    return answer;
+  }
+
+  // ---------- connecting ----------
+
+  /** A single-use ticket for browsers, which cannot set headers on a WebSocket. */
+  async createTicket(deviceId: number): Promise<{ ok: true; ticket: string; expiresAt: number } | Failure> {
+    const cfg = this.config();
+    if ("ok" in cfg) return cfg;
+    const a = this.accountRow();
+    if (!a || a.deleting || !this.deviceRow(deviceId)) return fail("UNAUTHORIZED", "wrong credentials");
+    const now = Date.now();
+    const secret = base64url(crypto.getRandomValues(new Uint8Array(32)));
+    const expiresAt = now + cfg.WS_TICKET_TTL_SECONDS * 1000;
+    this.sql.exec("DELETE FROM mb_tickets WHERE expires_at <= ?", now);
+    this.sql.exec("INSERT INTO mb_tickets (hash, device_id, expires_at) VALUES (?, ?, ?)", await sha256Hex(secret), deviceId, expiresAt);
+    return { ok: true, ticket: `${a.account_id}.${secret}`, expiresAt };
+  }
+
+  /** Only the WebSocket upgrade arrives by fetch, forwarded by the Worker after it authenticated the device. */
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return failure(fail("BAD_REQUEST", "expected a WebSocket upgrade"));
+    const cfg = this.config();
+    if ("ok" in cfg) return failure(cfg);
+    const a = this.accountRow();
+    if (!a || a.deleting) return failure(fail("UNAUTHORIZED", "wrong credentials"));
+    let deviceId: number;
+    const ticket = request.headers.get(INTERNAL_TICKET_HEADER);
+    if (ticket !== null) {
+      const row = this.sql
+        .exec<{ device_id: number }>("DELETE FROM mb_tickets WHERE hash = ? AND expires_at > ? RETURNING device_id", await sha256Hex(ticket), Date.now())
+        .toArray()[0];
+      if (!row) return failure(fail("UNAUTHORIZED", "the ticket is unknown, used or expired"));
+      deviceId = row.device_id;
+    } else {
+      deviceId = Number(request.headers.get(INTERNAL_DEVICE_HEADER));
+    }
+    if (!this.deviceRow(deviceId)) return failure(fail("UNAUTHORIZED", "wrong credentials"));
+
+    // One connection per device: the newer one wins (Signal closes the older with 4409).
+    for (const old of this.ctx.getWebSockets(deviceTag(deviceId))) closeQuietly(old, CLOSE_CODES.displaced, "another connection of this device replaced this one");
+    const pair = new WebSocketPair();
+    const client = pair[0];
+    const server = pair[1];
+    this.ctx.acceptWebSocket(server, [deviceTag(deviceId)]);
+    const state: SocketState = { c: base64url(crypto.getRandomValues(new Uint8Array(9))), d: deviceId, t: Date.now(), e: 0 };
+    server.serializeAttachment(state);
+    // Frames sent before the 101 goes out are buffered by the runtime and arrive in order after it.
+    this.pump(server, cfg, Date.now());
+    await this.scheduleAlarm();
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  // ---------- the socket ----------
+
+  override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    try {
+      if (typeof data !== "string") return sendError(ws, "BAD_REQUEST", "frames are JSON text");
+      if (data.length > MAX_CLIENT_FRAME_CHARS) return sendError(ws, "PAYLOAD_TOO_LARGE", `a frame is at most ${MAX_CLIENT_FRAME_CHARS} characters`);
+      let json: unknown;
+      try {
+        json = JSON.parse(data);
+      } catch {
+        return sendError(ws, "INVALID_JSON", "the frame is not JSON");
+      }
+      const parsed = ClientFrame.safeParse(json);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        return sendError(ws, "BAD_REQUEST", `${issue?.path.join(".") || "frame"}: ${issue?.message ?? "invalid"}`);
+      }
+      const s = ws.deserializeAttachment() as SocketState;
+      switch (parsed.data.type) {
+        case "ack": {
+          store.ackMessages(this.sql, s, parsed.data.ids);
+          const cfg = this.config();
+          if (!("ok" in cfg)) this.pump(ws, cfg, Date.now());
+          return;
+        }
+        case "ping":
+          // A ping that is not byte-exact still counts as life, recorded on the socket for the idle check.
+          ws.serializeAttachment({ ...s, t: Date.now() });
+          ws.send(PONG_FRAME);
+          return;
+      }
+    } catch (e) {
+      console.error(JSON.stringify({ level: "error", event: "ws_message_failed", error: String(e) }));
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    // Answer the client's Close so it sees a clean close rather than 1006; unacked messages stay queued.
+    closeQuietly(ws, code === 1005 || code === 1006 || code === 1015 ? CLOSE_CODES.normal : code, reason);
+  }
+
+  override async webSocketError(_ws: WebSocket, error: unknown): Promise<void> {
+    console.error(JSON.stringify({ level: "warn", event: "ws_error", error: String(error) }));
+  }
+
+  /**
+   * Sends the device's next messages not yet sent on this connection, oldest first, while fewer than
+   * MAX_UNACKED_PER_CONNECTION are in flight; when none are left the first time, the queue-empty frame.
+   */
+  private pump(ws: WebSocket, cfg: Config, now: number): void {
+    const s = ws.deserializeAttachment() as SocketState | null;
+    if (!s || ws.readyState !== WebSocket.OPEN) return;
+    const room = cfg.MAX_UNACKED_PER_CONNECTION - store.inFlight(this.sql, s);
+    if (room <= 0) return;
+    const rows = store.nextUnsent(this.sql, s, room, now);
+    let sent = 0;
+    for (const r of rows) {
+      if (!safeSend(ws, r.frame)) break;
+      sent++;
+    }
+    if (sent > 0) store.markSent(this.sql, s, rows[0]!.seq, rows[sent - 1]!.seq, now);
+    if (sent === rows.length && rows.length < room && s.e === 0) {
+      if (safeSend(ws, QUEUE_EMPTY_FRAME)) ws.serializeAttachment({ ...s, e: 1 });
+    }
+  }
+
+  private openSockets(deviceId: number): WebSocket[] {
+    return this.ctx.getWebSockets(deviceTag(deviceId)).filter((ws) => ws.readyState === WebSocket.OPEN);
+  }
+
+  // ---------- hooks from the directory ----------
+
+  protected override async onDeviceRemoved(deviceId: number): Promise<void> {
+    store.dropDeviceQueue(this.sql, deviceId);
+    for (const ws of this.ctx.getWebSockets(deviceTag(deviceId))) closeQuietly(ws, CLOSE_CODES.deviceRemoved, "this device was removed");
+  }
+
+  protected override async onPreKeysClaimed(remaining: { deviceId: number; count: number; pqCount: number }[]): Promise<void> {
+    const cfg = this.config();
+    if ("ok" in cfg) return;
+    const threshold = cfg.PREKEY_LOW_THRESHOLD;
+    for (const r of remaining) {
+      if (r.count >= threshold && r.pqCount >= threshold) continue;
+      const frame = JSON.stringify({ type: FRAME_TYPES.keys_low, count: r.count, pqCount: r.pqCount, threshold });
+      for (const ws of this.openSockets(r.deviceId)) safeSend(ws, frame);
+    }
+  }
+
+  /**
+   * Account deletion: sockets close and the mailbox goes first, before the directory's D1 rows, so a D1 outage
+   * (which makes the outbox retry this whole step) never leaves a deleted account's sockets open or its
+   * ciphertext stored. Both halves are idempotent.
+   */
+  protected override async purgeOwnedData(accountId: string, cfg: Config): Promise<void> {
+    for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE_CODES.accountDeleted, "the account was deleted");
+    store.wipeMailbox(this.sql);
+    await super.purgeOwnedData(accountId, cfg);
+  }
+
+  /** The earliest of the directory's due time, the first message expiry, and the next idle check. */
+  protected override nextAlarmAt(): number | null {
+    const times = [super.nextAlarmAt(), store.earliestExpiry(this.sql), this.nextIdleCheck()].filter((t): t is number => t !== null);
+    return times.length ? Math.min(...times) : null;
+  }
+
+  override async alarm(): Promise<void> {
+    await super.alarm();
+    const now = Date.now();
+    store.expire(this.sql, now);
+    const cfg = this.config();
+    if (!("ok" in cfg)) {
+      const windows = Object.entries(cfg)
+        .filter(([k]) => k.endsWith("_WINDOW_SECONDS"))
+        .map(([, v]) => v as number);
+      this.rates.prune(now - Math.max(...windows) * 1000);
+      for (const ws of this.ctx.getWebSockets()) {
+        const last = this.lastSign(ws);
+        if (last !== null && now - last >= cfg.IDLE_TIMEOUT_SECONDS * 1000) closeQuietly(ws, CLOSE_CODES.idle, "no ping for too long");
+      }
+    }
+    await this.scheduleAlarm();
+  }
+
+  /** When the socket last showed life: its last auto-answered ping, or a manual ping, or its opening. */
+  private lastSign(ws: WebSocket): number | null {
+    if (ws.readyState !== WebSocket.OPEN) return null;
+    const s = ws.deserializeAttachment() as SocketState | null;
+    const ping = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
+    return Math.max(ping, s?.t ?? 0);
+  }
+
+  private nextIdleCheck(): number | null {
+    const cfg = this.config();
+    if ("ok" in cfg) return null;
+    let next: number | null = null;
+    for (const ws of this.ctx.getWebSockets()) {
+      const last = this.lastSign(ws);
+      if (last === null) continue;
+      const due = last + cfg.IDLE_TIMEOUT_SECONDS * 1000;
+      next = next === null ? due : Math.min(next, due);
+    }
+    return next;
+  }
+
+  /** Test and operations aid: queued copies per device. */
+  async queueDepth(deviceId: number): Promise<{ messages: number; bytes: number }> {
+    return store.queueTotals(this.sql, deviceId);
+  }
+}
+
+function safeSend(ws: WebSocket, frame: string): boolean {
+  try {
+    ws.send(frame);
+    return true;
+  } catch {
+    return false; // closed meanwhile: whatever was not sent stays queued for the next connection
+  }
+}
+
+function closeQuietly(ws: WebSocket, code: number, reason: string) {
+  try {
+    ws.close(code, reason);
+  } catch {
+    // already closed
+  }
+}
+
+function sendError(ws: WebSocket, code: ErrorCode, message: string) {
+  safeSend(ws, JSON.stringify({ type: FRAME_TYPES.error, code, message }));
+}
+
+/** A refusal of the upgrade as the Worker expects it: the Failure as JSON with its status. */
+function failure(f: Failure): Response {
+  return Response.json(f, { status: 400 });
+}
+
+function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return [...h].map((x) => x.toString(16).padStart(2, "0")).join("");
+}

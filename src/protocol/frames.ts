@@ -1,0 +1,88 @@
+// The mailbox's WebSocket frames: JSON text, one object per frame, a discriminated union on `type`. Server and
+// SDK both import these; the AsyncAPI document at /v1/asyncapi.json is generated from them.
+import { z } from "zod";
+import { ErrorBody } from "./errors.ts";
+import { Envelope } from "./messages.ts";
+
+/** Every frame type string, with its direction. */
+export const FRAME_TYPES = {
+  /** server → client: one message (queued or live); ack it by `id`. */
+  message: "message",
+  /** server → client: every message queued when the connection opened has been sent; live messages follow. */
+  queue_empty: "queue_empty",
+  /** server → client: a prekey claim left this device with few one-time keys; upload more (PUT /v2/keys). */
+  keys_low: "keys_low",
+  /** server → client: a frame from the client was refused; the connection stays open. */
+  error: "error",
+  /** client → server: delete these messages, delivered on this connection. */
+  ack: "ack",
+  /** client → server: keep-alive; must be exactly PING_FRAME to be answered without waking the mailbox. */
+  ping: "ping",
+  /** server → client: the answer to PING_FRAME, exactly PONG_FRAME. */
+  pong: "pong",
+} as const;
+export type FrameType = keyof typeof FRAME_TYPES;
+
+/** WebSocket close codes the mailbox uses (4000–4999 are the application's). */
+export const CLOSE_CODES = {
+  /** Normal close, e.g. answering the client's own close. */
+  normal: 1000,
+  /** No ping for IDLE_TIMEOUT_SECONDS. */
+  idle: 4408,
+  /** Another connection of the same device replaced this one. */
+  displaced: 4409,
+  /** This device was removed from the account. */
+  deviceRemoved: 4410,
+  /** The account was deleted. */
+  accountDeleted: 4411,
+} as const;
+
+/** The keep-alive pair, byte for byte: the runtime answers it without waking the object (auto-response). */
+export const PING_FRAME = '{"type":"ping"}';
+export const PONG_FRAME = '{"type":"pong"}';
+
+/** At most this many ids in one ack frame (and a client frame is at most MAX_CLIENT_FRAME_CHARS). */
+export const MAX_ACK_IDS = 1000;
+export const MAX_CLIENT_FRAME_CHARS = 65_536;
+
+export const MessageId = z.uuid().meta({ description: "The relay's random id of one queued copy; the de-duplication key." });
+
+// ---- server → client ----
+
+export const MessageFrame = z
+  .object({ type: z.literal(FRAME_TYPES.message), id: MessageId, envelope: Envelope })
+  .meta({ id: "MessageFrame", description: "One message for this device. Queued ones come oldest first, by the order the mailbox accepted them." });
+export const QueueEmptyFrame = z
+  .object({ type: z.literal(FRAME_TYPES.queue_empty) })
+  .meta({ id: "QueueEmptyFrame", description: "Sent once per connection, after the backlog that was queued at connect time." });
+export const KeysLowFrame = z
+  .object({
+    type: z.literal(FRAME_TYPES.keys_low),
+    count: z.number().int().meta({ description: "One-time EC prekeys left." }),
+    pqCount: z.number().int().meta({ description: "One-time KEM prekeys left." }),
+    threshold: z.number().int().meta({ description: "PREKEY_LOW_THRESHOLD: the frame is sent when either count is below it." }),
+  })
+  .meta({ id: "KeysLowFrame" });
+export const ErrorFrame = z
+  .object({ type: z.literal(FRAME_TYPES.error), code: ErrorBody.shape.code, message: z.string() })
+  .meta({ id: "ErrorFrame", description: "A client frame was malformed; nothing was done and the connection stays open." });
+export const PongFrame = z.object({ type: z.literal(FRAME_TYPES.pong) }).meta({ id: "PongFrame", description: `Exactly ${PONG_FRAME}.` });
+
+export const ServerFrame = z.discriminatedUnion("type", [MessageFrame, QueueEmptyFrame, KeysLowFrame, ErrorFrame, PongFrame]).meta({ id: "ServerFrame" });
+export type ServerFrame = z.infer<typeof ServerFrame>;
+export type MessageFrame = z.infer<typeof MessageFrame>;
+export type KeysLowFrame = z.infer<typeof KeysLowFrame>;
+
+// ---- client → server ----
+
+export const AckFrame = z
+  .object({ type: z.literal(FRAME_TYPES.ack), ids: z.array(z.string().max(64)).min(1).max(MAX_ACK_IDS) })
+  .meta({
+    id: "AckFrame",
+    description: "Deletes the named messages, but only those delivered on this connection: any other id deletes nothing. Acks also open the in-flight window.",
+  });
+export const PingFrame = z.object({ type: z.literal(FRAME_TYPES.ping) }).meta({ id: "PingFrame", description: `Exactly ${PING_FRAME}; send about every 30 s.` });
+
+export const ClientFrame = z.discriminatedUnion("type", [AckFrame, PingFrame]).meta({ id: "ClientFrame" });
+export type ClientFrame = z.infer<typeof ClientFrame>;
+export type AckFrame = z.infer<typeof AckFrame>;

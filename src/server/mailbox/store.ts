@@ -1,0 +1,95 @@
+// The mailbox's tables in the account object's SQLite: one row per queued copy, ordered by an INTEGER PRIMARY
+// KEY sequence (never a clock), per-device queue totals kept by triggers, connection tickets and remembered
+// idempotent answers. Each queued row holds the delivery frame ready to send, so delivery never re-serialises.
+
+export interface SocketState {
+  /** Connection id: rows in flight on this connection carry it in `conn`. */
+  c: string;
+  /** Device id. */
+  d: number;
+  /** When the connection opened (ms): the idle baseline until the first ping. */
+  t: number;
+  /** 1 once the queue-empty frame went out on this connection. */
+  e: 0 | 1;
+}
+
+export function migrateMailbox(sql: SqlStorage): void {
+  sql.exec(`CREATE TABLE IF NOT EXISTS mb_messages (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, device_id INTEGER NOT NULL, frame TEXT NOT NULL,
+    bytes INTEGER NOT NULL, expires_at INTEGER NOT NULL, conn TEXT)`);
+  sql.exec("CREATE INDEX IF NOT EXISTS mb_messages_device ON mb_messages (device_id, seq)");
+  sql.exec("CREATE INDEX IF NOT EXISTS mb_messages_conn ON mb_messages (device_id, conn)");
+  sql.exec("CREATE INDEX IF NOT EXISTS mb_messages_expiry ON mb_messages (expires_at)");
+  // Quota totals per device, kept exact by triggers so a send checks the quota with one row read.
+  sql.exec("CREATE TABLE IF NOT EXISTS mb_queues (device_id INTEGER PRIMARY KEY, messages INTEGER NOT NULL, bytes INTEGER NOT NULL)");
+  sql.exec(`CREATE TRIGGER IF NOT EXISTS mb_messages_insert AFTER INSERT ON mb_messages BEGIN
+    INSERT INTO mb_queues (device_id, messages, bytes) VALUES (NEW.device_id, 1, NEW.bytes)
+      ON CONFLICT (device_id) DO UPDATE SET messages = messages + 1, bytes = bytes + NEW.bytes;
+  END`);
+  sql.exec(`CREATE TRIGGER IF NOT EXISTS mb_messages_delete AFTER DELETE ON mb_messages BEGIN
+    UPDATE mb_queues SET messages = messages - 1, bytes = bytes - OLD.bytes WHERE device_id = OLD.device_id;
+  END`);
+  sql.exec("CREATE TABLE IF NOT EXISTS mb_tickets (hash TEXT PRIMARY KEY, device_id INTEGER NOT NULL, expires_at INTEGER NOT NULL)");
+  sql.exec(`CREATE TABLE IF NOT EXISTS mb_idempotency (
+    key TEXT PRIMARY KEY, digest TEXT NOT NULL, answer TEXT NOT NULL, expires_at INTEGER NOT NULL)`);
+  sql.exec("CREATE INDEX IF NOT EXISTS mb_idempotency_expiry ON mb_idempotency (expires_at)");
+}
+
+export function queueTotals(sql: SqlStorage, deviceId: number): { messages: number; bytes: number } {
+  return sql.exec<{ messages: number; bytes: number }>("SELECT messages, bytes FROM mb_queues WHERE device_id = ?", deviceId).toArray()[0] ?? { messages: 0, bytes: 0 };
+}
+
+export function insertMessage(sql: SqlStorage, id: string, deviceId: number, frame: string, bytes: number, expiresAt: number): void {
+  sql.exec("INSERT INTO mb_messages (id, device_id, frame, bytes, expires_at) VALUES (?, ?, ?, ?, ?)", id, deviceId, frame, bytes, expiresAt);
+}
+
+export function inFlight(sql: SqlStorage, s: SocketState): number {
+  return sql.exec<{ n: number }>("SELECT count(*) AS n FROM mb_messages WHERE device_id = ? AND conn = ?", s.d, s.c).one().n;
+}
+
+/** The next `limit` live messages of the device not yet sent on this connection, oldest first. */
+export function nextUnsent(sql: SqlStorage, s: SocketState, limit: number, now: number): { seq: number; frame: string }[] {
+  return sql
+    .exec<{ seq: number; frame: string }>(
+      "SELECT seq, frame FROM mb_messages WHERE device_id = ? AND conn IS NOT ? AND expires_at > ? ORDER BY seq LIMIT ?",
+      s.d,
+      s.c,
+      now,
+      limit,
+    )
+    .toArray();
+}
+
+/** Marks messages first..last of the device as in flight on this connection. */
+export function markSent(sql: SqlStorage, s: SocketState, first: number, last: number, now: number): void {
+  sql.exec("UPDATE mb_messages SET conn = ? WHERE device_id = ? AND seq BETWEEN ? AND ? AND expires_at > ?", s.c, s.d, first, last, now);
+}
+
+/** Deletes the named messages only where they were delivered on this connection; answers how many went. */
+export function ackMessages(sql: SqlStorage, s: SocketState, ids: string[]): number {
+  return sql
+    .exec("DELETE FROM mb_messages WHERE device_id = ? AND conn = ? AND id IN (SELECT value FROM json_each(?)) RETURNING seq", s.d, s.c, JSON.stringify(ids))
+    .toArray().length;
+}
+
+export function dropDeviceQueue(sql: SqlStorage, deviceId: number): void {
+  sql.exec("DELETE FROM mb_messages WHERE device_id = ?", deviceId);
+  sql.exec("DELETE FROM mb_queues WHERE device_id = ?", deviceId);
+  sql.exec("DELETE FROM mb_tickets WHERE device_id = ?", deviceId);
+}
+
+export function wipeMailbox(sql: SqlStorage): void {
+  for (const t of ["mb_messages", "mb_queues", "mb_tickets", "mb_idempotency"]) sql.exec(`DELETE FROM ${t}`);
+}
+
+/** Deletes expired queued copies, tickets and remembered answers; answers how many messages expired. */
+export function expire(sql: SqlStorage, now: number): number {
+  const n = sql.exec("DELETE FROM mb_messages WHERE expires_at <= ? RETURNING seq", now).toArray().length;
+  sql.exec("DELETE FROM mb_tickets WHERE expires_at <= ?", now);
+  sql.exec("DELETE FROM mb_idempotency WHERE expires_at <= ?", now);
+  return n;
+}
+
+export function earliestExpiry(sql: SqlStorage): number | null {
+  return sql.exec<{ t: number | null }>("SELECT min(expires_at) AS t FROM mb_messages").one().t;
+}

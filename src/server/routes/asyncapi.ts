@@ -1,0 +1,94 @@
+// The AsyncAPI 3 document of the mailbox WebSocket at /v1/asyncapi.json, generated from the frame schemas in
+// protocol/frames.ts with zod 4's z.toJSONSchema, so it can never drift from what the server parses and sends.
+import { z } from "zod";
+import {
+  AckFrame,
+  CLOSE_CODES,
+  ErrorFrame,
+  KeysLowFrame,
+  MessageFrame,
+  PING_FRAME,
+  PONG_FRAME,
+  PingFrame,
+  PongFrame,
+  QueueEmptyFrame,
+} from "../../protocol/frames.ts";
+import { newRouter } from "../app.ts";
+
+export const asyncapi = newRouter();
+
+const FRAMES = {
+  message: { schema: MessageFrame, direction: "send" },
+  queue_empty: { schema: QueueEmptyFrame, direction: "send" },
+  keys_low: { schema: KeysLowFrame, direction: "send" },
+  error: { schema: ErrorFrame, direction: "send" },
+  pong: { schema: PongFrame, direction: "send" },
+  ack: { schema: AckFrame, direction: "receive" },
+  ping: { schema: PingFrame, direction: "receive" },
+} as const;
+
+function buildDocument() {
+  const schemas: Record<string, unknown> = {};
+  const messages: Record<string, unknown> = {};
+  const refs: Record<string, { $ref: string }> = {};
+  for (const [name, f] of Object.entries(FRAMES)) {
+    // draft-07 is the base of AsyncAPI's default schema format; nested named schemas are inlined per frame.
+    const { $schema: _drop, ...payload } = z.toJSONSchema(f.schema, { target: "draft-07", io: "output", reused: "inline", unrepresentable: "any" }) as Record<
+      string,
+      unknown
+    >;
+    const meta = f.schema.meta() as { id?: string; description?: string } | undefined;
+    const schemaName = meta?.id ?? name;
+    schemas[schemaName] = payload;
+    messages[name] = {
+      name,
+      title: schemaName,
+      contentType: "application/json",
+      ...(meta?.description ? { summary: meta.description } : {}),
+      payload: { $ref: `#/components/schemas/${schemaName}` },
+    };
+    refs[name] = { $ref: `#/channels/mailbox/messages/${name}` };
+  }
+  const ops = (direction: "send" | "receive") =>
+    Object.entries(FRAMES)
+      .filter(([, f]) => f.direction === direction)
+      .map(([name]) => refs[name]!);
+  return {
+    asyncapi: "3.0.0",
+    info: {
+      title: "cipherpost mailbox WebSocket",
+      version: "1.0.0",
+      description: `One WebSocket per device at /v1/websocket (HTTP Basic, or ?ticket= from POST /v1/websocket/ticket). Frames are JSON text; ciphertext is standard base64. On connect the relay sends the device's queued messages oldest first (by the order it accepted them), then queue_empty, then live messages. Acks delete only messages delivered on the same connection; unacked ones come again on the next connection, so delivery is at least once: drop duplicates by id. At most MAX_UNACKED_PER_CONNECTION messages are in flight. Keep-alive: send exactly ${PING_FRAME}, answered ${PONG_FRAME} without waking the mailbox; no ping for IDLE_TIMEOUT_SECONDS closes the socket. Close codes: ${Object.entries(
+        CLOSE_CODES,
+      )
+        .map(([k, v]) => `${v} ${k}`)
+        .join(", ")}.`,
+    },
+    defaultContentType: "application/json",
+    servers: {
+      local: { host: "127.0.0.1:8787", protocol: "ws", pathname: "/v1/websocket", description: "Local development (npm start)" },
+    },
+    channels: {
+      mailbox: {
+        address: "/v1/websocket",
+        title: "A device's mailbox",
+        messages: Object.fromEntries(Object.keys(FRAMES).map((name) => [name, { $ref: `#/components/messages/${name}` }])),
+        bindings: {
+          ws: {
+            method: "GET",
+            query: { type: "object", properties: { ticket: { type: "string", description: "Single-use ticket instead of an Authorization header." } } },
+          },
+        },
+      },
+    },
+    operations: {
+      deliver: { action: "send", channel: { $ref: "#/channels/mailbox" }, summary: "Frames the relay sends to the device.", messages: ops("send") },
+      acknowledge: { action: "receive", channel: { $ref: "#/channels/mailbox" }, summary: "Frames the device sends to the relay.", messages: ops("receive") },
+    },
+    components: { schemas, messages },
+  };
+}
+
+let cached: ReturnType<typeof buildDocument> | undefined;
+
+asyncapi.get("/v1/asyncapi.json", (c) => c.json((cached ??= buildDocument())));

@@ -1,0 +1,204 @@
+// Sending: one message to one account (Signal-Server's shape), and per-recipient ciphertexts for a group fanned
+// out to every mailbox concurrently. Never touches D1: the sender's object authenticates and counts the
+// device's sends, the recipient's object checks the device set, counts the pair and stores before answering.
+import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import { ERRORS, type ErrorCode } from "../../protocol/errors.ts";
+import {
+  IDEMPOTENCY_KEY,
+  MismatchedDevicesBody,
+  MultiRecipientSendRequest,
+  MultiRecipientSendResponse,
+  SendMessageRequest,
+  SendMessageResponse,
+  StaleDevicesBody,
+  base64DecodedBytes,
+  type OutgoingMessage,
+  type RecipientResult,
+} from "../../protocol/messages.ts";
+import type { SenderDevice } from "../account/account.ts";
+import { errorResponses, json, limitBody, newRouter, requireJson, type AppEnv } from "../app.ts";
+import { parseBasic } from "../auth.ts";
+import type { Config } from "../config.ts";
+import { ApiError, storage, unwrap, type Failure } from "../errors.ts";
+import { requestDigest, type DeliverRequest, type Delivered } from "../mailbox/delivery.ts";
+
+export const messages = newRouter();
+const security = [{ basicAuth: [] }];
+
+/** Fan-out width: recipient objects called at once by one group send. */
+const FAN_OUT_CONCURRENCY = 32;
+
+/** Authenticates and takes the device's send allowance in one call to the sender's own object. */
+const requireSender: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const creds = parseBasic(c.req.header("authorization"));
+  if (!creds) throw new ApiError("UNAUTHORIZED", "credentials missing or malformed: use Basic accountId.deviceId:password");
+  const stub = c.env.ACCOUNT.getByName(creds.accountId);
+  c.set("device", unwrap(await storage("account", () => stub.authorizeSend(creds.deviceId, creds.password))));
+  return next();
+};
+
+function idempotencyKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (!IDEMPOTENCY_KEY.test(header)) throw new ApiError("BAD_REQUEST", "Idempotency-Key: 1 to 128 visible ASCII characters");
+  return header;
+}
+
+/** Per-ciphertext size limit (MAX_MESSAGE_BYTES), checked on the base64 length without decoding. */
+function checkSizes(cfg: Config, list: OutgoingMessage[], where: string) {
+  for (const [i, m] of list.entries()) {
+    const bytes = base64DecodedBytes(m.content);
+    if (bytes > cfg.MAX_MESSAGE_BYTES)
+      throw new ApiError("MESSAGE_TOO_LARGE", `${where}messages.${i}.content: ${bytes} bytes, at most ${cfg.MAX_MESSAGE_BYTES}`, {
+        limitBytes: cfg.MAX_MESSAGE_BYTES,
+      });
+  }
+}
+
+const sendDescription = (extra: string) =>
+  `${extra} Each ciphertext is at most MAX_MESSAGE_BYTES (default 98304) decoded bytes and the body at most MAX_SEND_REQUEST_BYTES (default 8 MiB). Queued copies are stored before the answer, stamped with a random id, the server timestamp and the authenticated sender, and expire after MESSAGE_TTL_SECONDS or the shorter \`ttlSeconds\`. An \`Idempotency-Key\` header makes a retry within IDEMPOTENCY_TTL_SECONDS answer the first accepted result without storing again (the answer then carries \`Idempotent-Replayed: true\`). Limits: SENDS_PER_DEVICE_LIMIT per SENDS_PER_DEVICE_WINDOW_SECONDS per sending device, SENDS_PER_PAIR_LIMIT per SENDS_PER_PAIR_WINDOW_SECONDS per (sending account, recipient account); each device queue holds at most QUEUE_MAX_MESSAGES and QUEUE_MAX_BYTES.`;
+
+const idempotencyHeader = z.object({
+  "idempotency-key": z.string().optional().meta({ description: "Client-chosen, 1..128 visible ASCII characters; a retry with the same key and body is a no-op." }),
+});
+
+// Registered before /v1/messages/{accountId} so "multi" is never taken for an account id.
+messages.openapi(
+  createRoute({
+    method: "put",
+    path: "/v1/messages/multi",
+    tags: ["Messages"],
+    summary: "Send a message to many accounts (a group)",
+    description: sendDescription(
+      "Per-recipient, per-device ciphertexts for up to MAX_GROUP_RECIPIENTS accounts (default 1000). The relay calls every recipient's mailbox concurrently and answers 200 with one result per recipient: 200, or the status and code a single send would have had (404, 409 with missingDevices/extraDevices, 410 with staleDevices, 429, 507, 503). One bad recipient never fails the others. The device limit counts the request once; the pair limit counts each recipient.",
+    ),
+    security,
+    middleware: [requireSender, requireJson, limitBody((cfg) => cfg.MAX_SEND_REQUEST_BYTES)] as const,
+    request: { headers: idempotencyHeader, body: { required: true, content: { "application/json": { schema: MultiRecipientSendRequest } } } },
+    responses: {
+      200: json(MultiRecipientSendResponse, "One result per recipient, in request order"),
+      ...errorResponses(
+        "BAD_REQUEST",
+        "INVALID_JSON",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "PAYLOAD_TOO_LARGE",
+        "MESSAGE_TOO_LARGE",
+        "UNAUTHORIZED",
+        "RATE_LIMITED",
+        "UNAVAILABLE",
+        "MISCONFIGURED",
+      ),
+    },
+  }),
+  async (c) => {
+    const sender = c.get("device") as SenderDevice;
+    const cfg = c.get("config");
+    const body = c.req.valid("json");
+    const key = idempotencyKey(c.req.header("idempotency-key"));
+    if (body.recipients.length > cfg.MAX_GROUP_RECIPIENTS)
+      throw new ApiError("BAD_REQUEST", `recipients: at most ${cfg.MAX_GROUP_RECIPIENTS}`, { limit: cfg.MAX_GROUP_RECIPIENTS });
+    const seen = new Set<string>();
+    for (const [i, r] of body.recipients.entries()) {
+      const id = r.accountId.toLowerCase();
+      if (seen.has(id)) throw new ApiError("BAD_REQUEST", `recipients.${i}.accountId: appears twice`);
+      seen.add(id);
+      checkSizes(cfg, r.messages, `recipients.${i}.`);
+    }
+    const fields = { timestamp: body.timestamp, online: body.online, urgent: body.urgent, ttlSeconds: body.ttlSeconds };
+    const results: RecipientResult[] = new Array(body.recipients.length);
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < body.recipients.length; i = next++) {
+        const r = body.recipients[i]!;
+        const accountId = r.accountId.toLowerCase();
+        const req: DeliverRequest = {
+          sender: { accountId: sender.accountId, deviceId: sender.deviceId },
+          messages: r.messages,
+          ...fields,
+          idempotency: key ? { key, digest: await requestDigest(accountId, r.messages, fields) } : undefined,
+        };
+        let out: Delivered | Failure;
+        try {
+          out = await c.env.ACCOUNT.getByName(accountId).deliver(req);
+        } catch (e) {
+          console.error(JSON.stringify({ level: "error", event: "fan_out_failed", requestId: c.get("requestId"), error: String(e) }));
+          out = { ok: false, code: "UNAVAILABLE", message: "the recipient's mailbox did not answer; try again", retryAfterSeconds: 1 };
+        }
+        results[i] = out.ok ? { accountId, status: 200, serverTimestamp: out.serverTimestamp } : recipientFailure(accountId, out);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FAN_OUT_CONCURRENCY, body.recipients.length) }, worker));
+    return c.json({ needsSync: sender.linkedDevices > 0, results }, 200);
+  },
+);
+
+function recipientFailure(accountId: string, f: Failure): RecipientResult {
+  const x = (f.extras ?? {}) as { missingDevices?: number[]; extraDevices?: number[]; staleDevices?: number[] };
+  return {
+    accountId,
+    status: ERRORS[f.code as ErrorCode].status,
+    code: f.code,
+    message: f.message,
+    ...(x.missingDevices ? { missingDevices: x.missingDevices } : {}),
+    ...(x.extraDevices ? { extraDevices: x.extraDevices } : {}),
+    ...(x.staleDevices ? { staleDevices: x.staleDevices } : {}),
+    ...(f.retryAfterSeconds !== undefined ? { retryAfterSeconds: Math.max(1, Math.ceil(f.retryAfterSeconds)) } : {}),
+  };
+}
+
+messages.openapi(
+  createRoute({
+    method: "put",
+    path: "/v1/messages/{accountId}",
+    tags: ["Messages"],
+    summary: "Send a message to one account",
+    description: sendDescription(
+      "Exactly one ciphertext per current device of the recipient, with its registration id (409 `{missingDevices, extraDevices}` / 410 `{staleDevices}` otherwise). Sending to your own account covers your other devices and never the sending one. `online` messages go only to devices connected now and are never stored.",
+    ),
+    security,
+    middleware: [requireSender, requireJson, limitBody((cfg) => cfg.MAX_SEND_REQUEST_BYTES)] as const,
+    request: {
+      params: z.object({ accountId: z.uuid() }),
+      headers: idempotencyHeader,
+      body: { required: true, content: { "application/json": { schema: SendMessageRequest } } },
+    },
+    responses: {
+      200: json(SendMessageResponse, "Stored (or, for online messages, delivered to the devices connected now)"),
+      409: json(MismatchedDevicesBody, "`MISMATCHED_DEVICES`: the messages do not cover exactly the recipient's current devices."),
+      410: json(StaleDevicesBody, "`STALE_DEVICES`: a registration id no longer matches; fetch new bundles for those devices."),
+      ...errorResponses(
+        "BAD_REQUEST",
+        "INVALID_JSON",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "PAYLOAD_TOO_LARGE",
+        "MESSAGE_TOO_LARGE",
+        "UNAUTHORIZED",
+        "NOT_FOUND",
+        "IDEMPOTENCY_KEY_REUSED",
+        "RATE_LIMITED",
+        "QUEUE_FULL",
+        "UNAVAILABLE",
+        "MISCONFIGURED",
+      ),
+    },
+  }),
+  async (c) => {
+    const sender = c.get("device") as SenderDevice;
+    const cfg = c.get("config");
+    const accountId = c.req.valid("param").accountId.toLowerCase();
+    const body = c.req.valid("json");
+    const key = idempotencyKey(c.req.header("idempotency-key"));
+    checkSizes(cfg, body.messages, "");
+    const fields = { timestamp: body.timestamp, online: body.online, urgent: body.urgent, ttlSeconds: body.ttlSeconds };
+    const req: DeliverRequest = {
+      sender: { accountId: sender.accountId, deviceId: sender.deviceId },
+      messages: body.messages,
+      ...fields,
+      idempotency: key ? { key, digest: await requestDigest(accountId, body.messages, fields) } : undefined,
+    };
+    const r = unwrap(await storage("mailbox", () => c.env.ACCOUNT.getByName(accountId).deliver(req)));
+    if (r.replayed) c.header("Idempotent-Replayed", "true");
+    const self = accountId === sender.accountId;
+    return c.json({ needsSync: !self && sender.linkedDevices > 0, serverTimestamp: r.serverTimestamp }, 200);
+  },
+);
