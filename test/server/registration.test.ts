@@ -13,7 +13,6 @@ import {
   callJson,
   deviceKeys,
   expectError,
-  fetchWithEnv,
   newIdentity,
   newPassword,
   registrationBody,
@@ -210,12 +209,21 @@ describe("registration", () => {
   });
 
   it("accepts difficulty 0 when an operator turns proof of work off", async () => {
-    const e = { ...env, POW_DIFFICULTY_BITS: "0" } as Cloudflare.Env;
-    const ch = (await (await fetchWithEnv(e, "/v1/challenges", { method: "POST" })).json()) as { challenge: string; difficulty: number };
+    const { default: worker } = await import("../../src/server/index.ts");
+    const e = { ...env, POW_DIFFICULTY_BITS: "0" };
+    const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
+    const ch = (await (await worker.fetch(new Request("https://relay.test/v1/challenges", { method: "POST" }), e, ctx)).json()) as {
+      challenge: string;
+      difficulty: number;
+    };
     expect(ch.difficulty).toBe(0);
     const identity = newIdentity();
     const body = { identityKey: toBase64(identity.publicKey), ...deviceKeys(identity), pow: { challenge: ch.challenge, nonce: "" }, proof: registrationProof(identity, ch.challenge) };
-    const res = await fetchWithEnv(e, "/v1/registration", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const res = await worker.fetch(
+      new Request("https://relay.test/v1/registration", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+      e,
+      ctx,
+    );
     expect(res.status).toBe(200);
   });
 });
