@@ -121,7 +121,7 @@ export const CreateLinkRequest = z
   .object({
     envelope: z.string().meta({
       description:
-        "The hand-over for the new device (the account identity key pair and whatever else it needs), encrypted by the linking device under a secret that travels only in the link code. The relay stores it opaquely; at most MAX_LINK_ENVELOPE_BYTES decoded bytes, standard base64.",
+        "The hand-over for the new device, encrypted by the linking device under a fresh 32-byte secret that travels only in the link code it shows the new device; the relay stores it opaquely (at most MAX_LINK_ENVELOPE_BYTES decoded bytes, standard base64). cipherpost clients use: envelope = 0x01 ‖ 24-byte random nonce ‖ XChaCha20-Poly1305(key = HKDF-SHA-256(ikm = secret, salt = none, info = \"cipherpost-link-v1\", 32 bytes), nonce, aad = 0x01, plaintext); plaintext = UTF-8 JSON {\"version\":1, \"accountId\", \"identityKey\" (33 bytes, base64), \"identityPrivateKey\" (32 bytes, base64)}; link code = \"cplink1.\" ‖ base64url without padding of (account id as 16 bytes ‖ link token 32 bytes ‖ secret 32 bytes).",
       format: "byte",
     }),
   })

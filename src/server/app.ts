@@ -81,16 +81,22 @@ export function createApp(mount: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHon
     );
   });
 
-  app.use(
-    "*",
-    cors({
-      origin: "*",
-      allowMethods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-      allowHeaders: CORS_ALLOW_HEADERS,
-      exposeHeaders: CORS_EXPOSE_HEADERS,
-      maxAge: 86400,
-    }),
-  );
+  const corsHandler = cors({
+    origin: "*",
+    allowMethods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    allowHeaders: CORS_ALLOW_HEADERS,
+    exposeHeaders: CORS_EXPOSE_HEADERS,
+    maxAge: 86400,
+  });
+  // hono's cors answers every OPTIONS as a preflight. Only one carrying Access-Control-Request-Method is
+  // (Fetch standard, CORS-preflight request); any other OPTIONS, such as tus discovery (tus 1.0.0, OPTIONS),
+  // goes on to the routes and gets the ordinary CORS response headers.
+  app.use("*", async (c, next) => {
+    if (c.req.method !== "OPTIONS" || c.req.header("access-control-request-method")) return corsHandler(c, next);
+    await next();
+    c.res.headers.set("Access-Control-Allow-Origin", "*");
+    c.res.headers.set("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS.join(","));
+  });
   app.use("*", secureHeaders({ crossOriginResourcePolicy: "cross-origin" }));
 
   // The configuration gate: a relay whose vars do not parse answers nothing but 503 naming the problem.

@@ -2,14 +2,11 @@
 // the variable, /health says the same, and valid edge settings (difficulty 0, generous limits) are accepted.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import worker from "../../src/server/index.ts";
 import { ConfigSchema, loadConfig } from "../../src/server/config.ts";
 
-const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
+import { fetchWithEnv } from "./helpers.ts";
 
-async function fetchWith(vars: Record<string, unknown>, path: string, init: RequestInit = {}) {
-  return worker.fetch(new Request(`https://relay.test${path}`, init), { ...env, ...vars } as Cloudflare.Env, ctx);
-}
+const fetchWith = (vars: Record<string, unknown>, path: string, init: RequestInit = {}) => fetchWithEnv({ ...env, ...vars } as Cloudflare.Env, path, init);
 
 const BAD: [string, unknown, RegExp][] = [
   ["MAX_DEVICES", "six", /whole number/],
@@ -89,7 +86,7 @@ describe("configuration", () => {
 
   it("the cron sweep refuses to run on a bad configuration and removes expired challenges on a good one", async () => {
     const { scheduled } = await import("../../src/server/index.ts");
-    expect(await scheduled({ ...env, SHARD_MAP: "bad" } as Cloudflare.Env)).toEqual({ challenges: 0 });
+    expect(await scheduled({ ...env, SHARD_MAP: "bad" } as Cloudflare.Env)).toMatchObject({ challenges: 0 });
     await env.DB_1.prepare("INSERT INTO pow_challenges (challenge, difficulty, expires_at) VALUES ('expired', 4, 5), ('live', 4, ?1)").bind(Date.now() + 60_000).run();
     const r = await scheduled(env);
     expect(r.challenges).toBeGreaterThanOrEqual(1);

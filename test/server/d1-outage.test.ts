@@ -5,17 +5,14 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
 import { openLinkEnvelope, sealLinkEnvelope } from "../../src/crypto/link-envelope.ts";
-import worker from "../../src/server/index.ts";
-import { basic, callJson, deviceKeys, registerAccount } from "./helpers.ts";
+import { basic, callJson, deviceKeys, fetchWithEnv, registerAccount } from "./helpers.ts";
 
 const down = () => {
   throw new Error("D1_ERROR: the database is unavailable");
 };
 const brokenD1 = { prepare: down, batch: () => Promise.reject(new Error("D1_ERROR: unavailable")), exec: down } as unknown as D1Database;
 const brokenEnv = { ...env, DB_0: brokenD1, DB_1: brokenD1, DB_2: brokenD1 } as Cloudflare.Env;
-const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
-
-const fetchBroken = (path: string, init: RequestInit = {}) => worker.fetch(new Request(`https://relay.test${path}`, init), brokenEnv, ctx);
+const fetchBroken = (path: string, init: RequestInit = {}) => fetchWithEnv(brokenEnv, path, init);
 
 async function breakObject(accountId: string) {
   await runInDurableObject(env.ACCOUNT.getByName(accountId), (o) => {

@@ -29,6 +29,19 @@ export async function call(method: string, path: string, opts: CallOptions = {})
   return exports.default.fetch(new Request(`${BASE}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) }));
 }
 
+/**
+ * Calls the Worker's handler directly with another env (bad config, broken bindings). Config is parsed once per
+ * env object, so each new object is parsed afresh.
+ */
+export async function fetchWithEnv(e: Cloudflare.Env, path: string, init: RequestInit = {}): Promise<Response> {
+  const { default: worker } = await import("../../src/server/index.ts");
+  const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
+  const headers = new Headers(init.headers);
+  if (!headers.has("cf-connecting-ip")) headers.set("cf-connecting-ip", randomIp());
+  const req = new Request(`${BASE}${path}`, { ...init, headers }) as unknown as Request<unknown, IncomingRequestCfProperties>;
+  return worker.fetch(req, e, ctx);
+}
+
 export const randomIp = () => `10.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
 
 export async function callJson<T = Record<string, unknown>>(method: string, path: string, opts: CallOptions = {}, status = 200): Promise<T> {

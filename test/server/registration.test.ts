@@ -13,6 +13,7 @@ import {
   callJson,
   deviceKeys,
   expectError,
+  fetchWithEnv,
   newIdentity,
   newPassword,
   registrationBody,
@@ -209,21 +210,12 @@ describe("registration", () => {
   });
 
   it("accepts difficulty 0 when an operator turns proof of work off", async () => {
-    const { default: worker } = await import("../../src/server/index.ts");
-    const e = { ...env, POW_DIFFICULTY_BITS: "0" };
-    const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
-    const ch = (await (await worker.fetch(new Request("https://relay.test/v1/challenges", { method: "POST" }), e, ctx)).json()) as {
-      challenge: string;
-      difficulty: number;
-    };
+    const e = { ...env, POW_DIFFICULTY_BITS: "0" } as Cloudflare.Env;
+    const ch = (await (await fetchWithEnv(e, "/v1/challenges", { method: "POST" })).json()) as { challenge: string; difficulty: number };
     expect(ch.difficulty).toBe(0);
     const identity = newIdentity();
     const body = { identityKey: toBase64(identity.publicKey), ...deviceKeys(identity), pow: { challenge: ch.challenge, nonce: "" }, proof: registrationProof(identity, ch.challenge) };
-    const res = await worker.fetch(
-      new Request("https://relay.test/v1/registration", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
-      e,
-      ctx,
-    );
+    const res = await fetchWithEnv(e, "/v1/registration", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     expect(res.status).toBe(200);
   });
 });

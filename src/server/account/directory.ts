@@ -6,6 +6,7 @@ import type { DeviceInfo, ECPreKey, ECSignedPreKey, KEMSignedPreKey, PreKeyBundl
 import { decodeBase64, encodeBase64 } from "../../protocol/base64.ts";
 import { MAX_DEVICE_ID, PRIMARY_DEVICE_ID } from "../../protocol/limits.ts";
 import { loadConfig, type Config } from "../config.ts";
+import { deleteAccountAttachments } from "../db/attachments.ts";
 import { claimBundles, deleteAccountRows, deleteDeviceKeys, deviceRowStatements, putDeviceKeys, type DeviceKeysInput } from "../db/keys.ts";
 import { shardFor } from "../db/shards.ts";
 import { fail, type Failure } from "../errors.ts";
@@ -303,6 +304,7 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
    */
   protected async purgeOwnedData(accountId: string, cfg: Config): Promise<void> {
     await deleteAccountRows(shardFor(this.env, cfg, accountId), this.env.KEY_PAGES, accountId);
+    await deleteAccountAttachments(this.env, cfg, accountId);
   }
 
   // ---------- prekey bundles ----------

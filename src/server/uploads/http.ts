@@ -1,0 +1,79 @@
+// Parsing of the tus request headers (tus 1.0.0 core, creation, checksum) and of download Range headers
+// (RFC 9110 §14). Each parser either returns a value or throws the ApiError the client should see.
+import { decodeBase64, isBase64 } from "../../protocol/base64.ts";
+import { MAX_UPLOAD_METADATA_CHARS, TUS_CHECKSUM_ALGORITHMS } from "../../protocol/attachments.ts";
+import { ApiError } from "../errors.ts";
+
+const DIGITS = /^\d{1,16}$/;
+
+/** A non-negative integer header (Upload-Length, Upload-Offset, Content-Length), or null when absent. */
+export function parseCount(name: string, value: string | undefined): number | null {
+  if (value === undefined) return null;
+  const v = value.trim();
+  if (!DIGITS.test(v) || !Number.isSafeInteger(Number(v))) throw new ApiError("BAD_REQUEST", `${name} must be a non-negative integer`);
+  return Number(v);
+}
+
+/** Upload-Checksum: `sha256 <base64>` (tus 1.0.0, checksum). Another algorithm is a 400, as the extension says. */
+export function parseChecksum(value: string | undefined): Uint8Array | null {
+  if (value === undefined) return null;
+  const m = /^\s*(\S+)\s+(\S+)\s*$/.exec(value);
+  if (!m) throw new ApiError("BAD_REQUEST", "Upload-Checksum must be `sha256 <base64 digest>`");
+  const algorithm = m[1]!.toLowerCase();
+  if (!(TUS_CHECKSUM_ALGORITHMS as readonly string[]).includes(algorithm)) {
+    throw new ApiError("BAD_REQUEST", `checksum algorithm ${algorithm} is not supported; use ${TUS_CHECKSUM_ALGORITHMS.join(", ")}`);
+  }
+  if (!isBase64(m[2]!)) throw new ApiError("BAD_REQUEST", "Upload-Checksum digest is not base64");
+  const digest = decodeBase64(m[2]!);
+  if (digest.length !== 32) throw new ApiError("BAD_REQUEST", "a sha256 digest is 32 bytes");
+  return digest;
+}
+
+/** Upload-Metadata: comma-separated `key[ base64value]` pairs, keys unique (tus 1.0.0, creation). */
+export function parseMetadata(value: string | undefined): string | null {
+  if (value === undefined || value.trim() === "") return null;
+  if (value.length > MAX_UPLOAD_METADATA_CHARS) {
+    throw new ApiError("BAD_REQUEST", `Upload-Metadata may be at most ${MAX_UPLOAD_METADATA_CHARS} characters`);
+  }
+  const keys = new Set<string>();
+  for (const pair of value.split(",")) {
+    const m = /^\s*([^\s,]+)(?: ([A-Za-z0-9+/=]*))?\s*$/.exec(pair);
+    if (!m || keys.has(m[1]!) || (m[2] && !isBase64(m[2]))) throw new ApiError("BAD_REQUEST", "Upload-Metadata is not a list of `key base64value` pairs");
+    keys.add(m[1]!);
+  }
+  return value.trim();
+}
+
+/** An HTTP-date (RFC 9110 §5.6.7), as Upload-Expires takes it. */
+export const httpDate = (ms: number) => new Date(ms).toUTCString();
+
+export type RangeRequest = { start: number; end: number } | "unsatisfiable" | null;
+
+/**
+ * Resolves a single `bytes=` range against a size: `a-b`, `a-` or the suffix `-n` (RFC 9110 §14.1.2). A
+ * malformed header or a multi-range one is ignored (null: serve the whole blob, as §14.2 allows);
+ * a well-formed range that misses the blob is "unsatisfiable" (416).
+ */
+export function resolveRange(header: string | undefined, size: number): RangeRequest {
+  if (!header) return null;
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+  if (!m || (m[1] === "" && m[2] === "")) return null;
+  if (m[1] === "") {
+    const suffix = Number(m[2]);
+    if (suffix === 0 || size === 0) return "unsatisfiable";
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === "" ? size - 1 : Number(m[2]);
+  if (m[2] !== "" && end < start) return null; // invalid range-spec: ignore the header
+  if (start >= size) return "unsatisfiable";
+  return { start, end: Math.min(end, size - 1) };
+}
+
+/** Whether an If-None-Match (or If-Range) header names this entity tag; weak comparison as §13.1.2 asks. */
+export function etagMatches(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === "*") return true;
+  const bare = (t: string) => t.trim().replace(/^W\//, "");
+  return header.split(",").some((t) => bare(t) === bare(etag));
+}
