@@ -1,8 +1,10 @@
 // The Worker's entry: the HTTP app, the cron sweep, and the Durable Object classes the runtime instantiates.
 import { createApp } from "./app.ts";
 import { loadConfig } from "./config.ts";
+import { sweepAttachments } from "./db/attachments.ts";
 import { sweepChallenges } from "./db/challenges.ts";
 import { asyncapi } from "./routes/asyncapi.ts";
+import { attachments } from "./routes/attachments.ts";
 import { mountDocs } from "./routes/docs.ts";
 import { devices } from "./routes/devices.ts";
 import { health } from "./routes/health.ts";
@@ -13,6 +15,7 @@ import { websocket } from "./routes/websocket.ts";
 
 export { Account } from "./account/account.ts";
 export { RateLimiter } from "./rate-limiter.ts";
+export { Upload } from "./uploads/upload.ts";
 
 export const app = createApp((app) => {
   app.route("/", health);
@@ -24,20 +27,22 @@ export const app = createApp((app) => {
   app.route("/", websocket);
   app.route("/", asyncapi);
   // attachments routes
+  app.route("/", attachments);
   mountDocs(app);
 });
 
 /** The cron trigger: sweeps what expires by time and has no object of its own to expire it. */
-export async function scheduled(env: Cloudflare.Env, now = Date.now()): Promise<{ challenges: number }> {
+export async function scheduled(env: Cloudflare.Env, now = Date.now()): Promise<{ challenges: number; attachments: number }> {
   const loaded = loadConfig(env);
   if (!loaded.ok) {
     console.error(JSON.stringify({ level: "error", event: "sweep_skipped", error: loaded.error.message }));
-    return { challenges: 0 };
+    return { challenges: 0, attachments: 0 };
   }
   const challenges = await sweepChallenges(env, loaded.config, now);
   // attachments sweep
-  console.log(JSON.stringify({ level: "info", event: "sweep", challenges }));
-  return { challenges };
+  const attachmentsSwept = await sweepAttachments(env, loaded.config, now);
+  console.log(JSON.stringify({ level: "info", event: "sweep", challenges, attachments: attachmentsSwept }));
+  return { challenges, attachments: attachmentsSwept };
 }
 
 export default {
