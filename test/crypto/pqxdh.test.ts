@@ -57,7 +57,8 @@ describe("bundlesFromJson", () => {
   });
   it("converts libsignal's registrations (two devices of account 0) and their signatures verify", async () => {
     const acct = registration.accounts[0]!;
-    const dev = (d: typeof registration.linkedDevice, deviceId: number) => ({
+    type Device = Omit<typeof registration.linkedDevice, "account">;
+    const dev = (d: Device, deviceId: number) => ({
       deviceId,
       registrationId: d.registrationId,
       signedPreKey: d.signedPreKey,
