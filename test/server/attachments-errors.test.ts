@@ -202,7 +202,7 @@ describe("checksums", () => {
 describe("protocol", () => {
   it("a tus request without Tus-Resumable 1.0.0 gets 412 with Tus-Version", async () => {
     const a = await registerAccount();
-    for (const headers of [{}, { "Tus-Resumable": "0.2.2" }]) {
+    for (const headers of [{}, { "Tus-Resumable": "0.2.2" }] as Record<string, string>[]) {
       const res = await tus("POST", "/v1/attachments/tus/", { auth: a.auth, noTus: true, headers: { "Upload-Length": "10", ...headers } });
       expect(res.status).toBe(412);
       expect(res.headers.get("tus-version")).toBe("1.0.0");
