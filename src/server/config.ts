@@ -110,23 +110,6 @@ export const ConfigSchema = z.object({
   UPLOAD_QUOTA_BYTES: int(0, 1_099_511_627_776, 4_294_967_296),
   // Per account: bytes of stored attachments plus unfinished uploads' reservations.
   STORAGE_QUOTA_BYTES: int(0, 1_099_511_627_776, 10_737_418_240),
-  // Upload-Length above this is refused (tus Tus-Max-Size). R2 allows 10,000 parts, so it must also fit
-  // 10,000 × UPLOAD_PART_BYTES; creation checks both.
-  MAX_ATTACHMENT_BYTES: int(1, 5_497_558_138_880, 2_147_483_648),
-  // One tus PATCH body at most; under the Workers 100 MiB request-body limit of the lower plans.
-  MAX_PATCH_BYTES: int(1024, 104_857_600, 52_428_800),
-  // The equal size of every R2 multipart part but the last (R2: at least 5 MiB); an upload object holds
-  // about one part in memory, so it is capped well under the 128 MB isolate limit.
-  UPLOAD_PART_BYTES: int(5_242_880, 67_108_864, 10_485_760),
-  // A completed attachment is readable this long after its last byte arrived.
-  ATTACHMENT_TTL_SECONDS: int(1, 31_536_000, 2_592_000),
-  // An unfinished upload is aborted this long after creation (keep the R2 lifecycle rule for incomplete
-  // multipart uploads at or above it; docs/deploy.md).
-  UPLOAD_TTL_SECONDS: int(1, 604_800, 86_400),
-  // Per account: bytes reserved by unfinished uploads (their Upload-Length).
-  UPLOAD_QUOTA_BYTES: int(0, 1_099_511_627_776, 4_294_967_296),
-  // Per account: bytes of stored attachments plus unfinished uploads' reservations.
-  STORAGE_QUOTA_BYTES: int(0, 1_099_511_627_776, 10_737_418_240),
 });
 
 export type Config = z.output<typeof ConfigSchema>;
