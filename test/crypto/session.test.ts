@@ -266,6 +266,26 @@ describe("tampering, wrong associated data and replays are refused, and leave th
   });
 });
 
+describe("hostile bytes", () => {
+  it("truncations of a prekey message and random bodies give CryptoErrors only, and no session", async () => {
+    const { alice, bob } = await pair();
+    const m = alice.send("x");
+    for (let n = 0; n < m.body.length; n += 23) {
+      const code = await codeOf(bob.receive({ type: 3, body: m.body.subarray(0, n) }));
+      expect(code).toMatch(/^(INVALID_MESSAGE|DECRYPTION_FAILED)$/);
+    }
+    for (let i = 0; i < 100; i++) {
+      const body = crypto.getRandomValues(new Uint8Array(1 + ((i * 97) % 3000)));
+      expect(await codeOf(bob.receive({ type: 2, body }))).toMatch(/^(INVALID_MESSAGE|NO_SESSION)$/);
+      body[0] = 1; // a plausible version byte gets past the first check
+      body[1] = i % 2;
+      expect(await codeOf(bob.receive({ type: 3, body }))).toMatch(/^(INVALID_MESSAGE|MISSING_PREKEY|INVALID_KEY|DECRYPTION_FAILED)$/);
+    }
+    expect(bob.record.hasCurrentSession()).toBe(false);
+    expect(await bob.receive(m)).toBe("x");
+  });
+});
+
 describe("the skipped-key bound", () => {
   it(`accepts a jump of exactly MAX_SKIP (${MAX_SKIP}) and refuses one more`, async () => {
     const { alice, bob } = await established();
