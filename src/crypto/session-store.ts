@@ -195,6 +195,30 @@ export function sessionEncrypt(record: SessionRecord, plaintext: Uint8Array): En
   return { type: CiphertextMessageType.Whisper, body: ratchetEncrypt(s, plaintext) };
 }
 
+/** One device's copy of a message, in the shape the relay's send request takes (Signal-Server names). */
+export interface DeviceMessage {
+  destinationDeviceId: number;
+  /** The registration id our session has for that device; the relay answers 410 when it is stale. */
+  destinationRegistrationId: number;
+  type: CiphertextMessageType;
+  body: Uint8Array;
+}
+
+/**
+ * Sesame §2: a message goes to every device of the recipient (and, with our own account's records,
+ * to our other devices), each through its own active session. Devices without an active session are
+ * skipped; the relay's 409 `missingDevices` answer then says which bundles to fetch.
+ */
+export function encryptForDevices(records: ReadonlyMap<number, SessionRecord>, plaintext: Uint8Array): DeviceMessage[] {
+  const out: DeviceMessage[] = [];
+  for (const [deviceId, record] of records) {
+    if (!record.current) continue;
+    const { type, body } = sessionEncrypt(record, plaintext);
+    out.push({ destinationDeviceId: deviceId, destinationRegistrationId: record.current.remoteRegistrationId, type, body });
+  }
+  return out;
+}
+
 type MaybePromise<T> = T | Promise<T>;
 
 /** Our private prekeys, looked up by id when a prekey message arrives. */

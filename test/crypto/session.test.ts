@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import {
   CryptoError,
   type EncryptedMessage,
+  encryptForDevices,
   fromUtf8,
   generateEcKeyPair,
   initiateSession,
@@ -480,5 +481,23 @@ describe("Sesame: several sessions per device", () => {
     expect(await codeOf(() => bob.send("x"))).toBe("NO_SESSION");
     expect(await bob.receive(m)).toBe("in flight");
     expect(bob.record.hasCurrentSession()).toBe(true); // the session that decrypted is active again
+  });
+  it("encryptForDevices sends one copy per device with an active session, addressed by registration id", async () => {
+    const me = makeDevice();
+    const phone = makeDevice();
+    const laptop = makeDevice(phone.identity.identityKeyPair); // the contact's second device, same identity
+    const records = new Map<number, SessionRecord>([
+      [1, await initiateSession(me.identity, phone.bundle())],
+      [2, await initiateSession(me.identity, laptop.bundle())],
+      [3, new SessionRecord()], // no session yet: skipped
+    ]);
+    const out = encryptForDevices(records, utf8("to every device"));
+    expect(out.map((m) => m.destinationDeviceId)).toEqual([1, 2]);
+    expect(out.map((m) => m.destinationRegistrationId)).toEqual([phone.identity.registrationId, laptop.identity.registrationId]);
+    expect(toHex(out[0]!.body)).not.toBe(toHex(out[1]!.body));
+    for (const [m, dev] of [[out[0]!, phone], [out[1]!, laptop]] as const) {
+      const res = await sessionDecrypt(new SessionRecord(), dev.identity, dev.store, m.type, m.body);
+      expect(fromUtf8(res.plaintext)).toBe("to every device");
+    }
   });
 });
