@@ -177,7 +177,7 @@ devices.openapi(
     const accountId = body.accountId.toLowerCase();
     const stub = c.env.ACCOUNT.getByName(accountId);
     const link = unwrap(await storage("account", () => stub.linkEnvelope(body.linkToken)));
-    verifyDeviceKeys(decodeBase64(link.identityKey), body);
+    await verifyDeviceKeys(decodeBase64(link.identityKey), body);
     const r = unwrap(
       await storage("account", () =>
         stub.linkDevice(body.linkToken, {

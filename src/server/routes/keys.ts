@@ -42,7 +42,7 @@ keys.openapi(
   async (c) => {
     const d = c.get("device");
     const body = c.req.valid("json");
-    verifyDeviceKeys(decodeBase64(d.identityKey), body);
+    await verifyDeviceKeys(decodeBase64(d.identityKey), body);
     const db = shardFor(c.env, c.get("config"), d.accountId);
     await storage("directory", () => putDeviceKeys(db, c.env.KEY_PAGES, d.accountId, d.deviceUid, body));
     return c.body(null, 204);

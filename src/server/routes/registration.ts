@@ -5,7 +5,7 @@ import { decodeBase64 } from "../../protocol/base64.ts";
 import { ChallengeResponse, RegistrationRequest, RegistrationResponse } from "../../protocol/directory.ts";
 import { REGISTRATION_PROOF_CONTEXT } from "../../protocol/limits.ts";
 import { powBits } from "../../protocol/pow.ts";
-import { xeddsaVerify } from "../../crypto/xeddsa.ts";
+import { xeddsaVerifyAsync } from "../../crypto/xeddsa.ts";
 import { clientIp, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { consumeChallenge, issueChallenge, peekChallenge } from "../db/challenges.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
@@ -70,7 +70,7 @@ registration.openapi(
     if (!rate.allowed) throw new ApiError("RATE_LIMITED", "too many registrations from this address", {}, rate.retryAfterSeconds);
 
     const identityKey = ecKey(body.identityKey, "identityKey");
-    verifyDeviceKeys(identityKey, body);
+    await verifyDeviceKeys(identityKey, body);
 
     const challenge = decodeBase64(body.pow.challenge);
     const now = Date.now();
@@ -84,7 +84,7 @@ registration.openapi(
     signedBytes.set(context, 0);
     signedBytes.set(challenge, context.length);
     signedBytes.set(identityKey, context.length + challenge.length);
-    if (!xeddsaVerify(identityKey, signedBytes, decodeBase64(body.proof)))
+    if (!(await xeddsaVerifyAsync(identityKey, signedBytes, decodeBase64(body.proof))))
       throw new ApiError("PROOF_INVALID", "proof does not verify: sign \"cipherpost-register-v1\" ‖ challenge ‖ identityKey with the identity key");
 
     // Single use: of concurrent registrations with one challenge, only the one whose delete took it goes on.
