@@ -32,14 +32,15 @@ function buildDocument() {
   const messages: Record<string, unknown> = {};
   const refs: Record<string, { $ref: string }> = {};
   for (const [name, f] of Object.entries(FRAMES)) {
-    // draft-07 is the base of AsyncAPI's default schema format; nested named schemas are inlined per frame.
-    const { $schema: _drop, ...payload } = z.toJSONSchema(f.schema, { target: "draft-07", io: "output", reused: "inline", unrepresentable: "any" }) as Record<
-      string,
-      unknown
-    >;
+    // draft-07 is the base of AsyncAPI's default schema format. Named schemas (.meta({id})) come out as
+    // draft-07 `definitions`; they are hoisted into components.schemas and the references rewritten to match.
+    const out = z.toJSONSchema(f.schema, { target: "draft-07", io: "output", unrepresentable: "any" }) as Record<string, unknown>;
+    const text = JSON.stringify(out).replaceAll('"#/definitions/', '"#/components/schemas/');
+    const { $schema: _s, $ref: _r, definitions, ...root } = JSON.parse(text) as Record<string, unknown> & { definitions?: Record<string, unknown> };
+    Object.assign(schemas, definitions ?? {});
     const meta = f.schema.meta() as { id?: string; description?: string } | undefined;
     const schemaName = meta?.id ?? name;
-    schemas[schemaName] = payload;
+    if (!(schemaName in schemas)) schemas[schemaName] = root;
     messages[name] = {
       name,
       title: schemaName,
