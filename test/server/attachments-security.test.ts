@@ -36,6 +36,8 @@ describe("upload capabilities", () => {
     expect((await tus("HEAD", uploadPath(id))).status).toBe(401);
     expect((await tus("PATCH", uploadPath(id), { body: randomBytes(1), headers: { "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0" } })).status).toBe(401);
     expect((await tus("DELETE", uploadPath(id))).status).toBe(401);
+    // Credentials are checked before the tus version, as on every other route.
+    expect((await tus("POST", "/v1/attachments/tus/", { noTus: true, headers: { "Upload-Length": "1" } })).status).toBe(401);
   });
 
   it("a malformed upload id is the same 404", async () => {

@@ -30,8 +30,8 @@ beforeAll(async () => {
 
 describe("tus discovery", () => {
   it("OPTIONS advertises version, extensions, maximum size and checksum algorithm without authentication", async () => {
-    for (const path of ["/v1/attachments/tus/", `/v1/attachments/tus/${"0".repeat(32)}`]) {
-      const res = await tus("OPTIONS", path, { noTus: true });
+    {
+      const res = await tus("OPTIONS", "/v1/attachments/tus/", { noTus: true });
       expect(res.status).toBe(204);
       expect(res.headers.get("tus-resumable")).toBe("1.0.0");
       expect(res.headers.get("tus-version")).toBe("1.0.0");
@@ -82,9 +82,13 @@ describe("creation", () => {
     expect(Number.isNaN(Date.parse(res.headers.get("upload-expires")!))).toBe(false);
   });
 
-  it("an upload without the trailing slash on the endpoint works too", async () => {
-    const res = await tus("POST", "/v1/attachments/tus", { auth: a.auth, headers: { "Upload-Length": "10" } });
-    expect(res.status).toBe(201);
+  it("GET on the upload URL answers what HEAD answers, with an empty body", async () => {
+    const { id } = await createUpload(a.auth, 10);
+    const res = await tus("GET", uploadPath(id), { auth: a.auth });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("upload-offset")).toBe("0");
+    expect(res.headers.get("upload-length")).toBe("10");
+    expect(await res.text()).toBe("");
   });
 });
 
@@ -215,5 +219,34 @@ describe("resuming", () => {
     expect(await env.ATTACHMENTS.head(`att/${id}`)).toBeNull();
     await expectPatched(await patch(a.auth, id, 3999, data.subarray(3999)), 4000);
     expectSameBytes(await bytesOf(await download(id)), data);
+  });
+});
+
+describe("API document and settings", () => {
+  it("the OpenAPI document describes the tus routes, their octet-stream bodies and the chunkSize advice", async () => {
+    const doc = (await (await tus("GET", "/v1/openapi.json", { noTus: true })).json()) as {
+      paths: Record<string, Record<string, { description?: string; requestBody?: { content: Record<string, unknown> } }>>;
+    };
+    const upload = doc.paths["/v1/attachments/tus/{id}"]!;
+    expect(Object.keys(upload).sort()).toEqual(["delete", "get", "patch"]);
+    expect(Object.keys(doc.paths["/v1/attachments/tus/"]!).sort()).toEqual(["options", "post"]);
+    expect(Object.keys(upload.patch!.requestBody!.content)).toEqual(["application/offset+octet-stream"]);
+    expect(upload.patch!.description).toContain("chunkSize");
+    expect(doc.paths["/v1/attachments/tus/"]!.post!.description).toContain("chunkSize` below MAX_PATCH_BYTES");
+    expect(Object.keys(doc.paths["/v1/attachments/{id}"]!).sort()).toEqual(["delete", "get"]);
+  });
+
+  it("an attachment setting that does not parse makes the relay answer 503 MISCONFIGURED naming it", async () => {
+    for (const [name, value] of [
+      ["UPLOAD_PART_BYTES", "1048576"],
+      ["MAX_PATCH_BYTES", "209715200"],
+      ["UPLOAD_QUOTA_BYTES", "lots"],
+    ]) {
+      const res = await tus("OPTIONS", "/v1/attachments/tus/", { vars: { [name!]: value! } });
+      expect(res.status, name).toBe(503);
+      const body = (await res.json()) as { code: string; problems: { variable: string }[] };
+      expect(body.code).toBe("MISCONFIGURED");
+      expect(body.problems.map((p) => p.variable)).toEqual([name]);
+    }
   });
 });

@@ -59,25 +59,26 @@ function discoveryHeaders(cfg: Config): Record<string, string> {
   };
 }
 
-/**
- * Every tus request but OPTIONS must carry `Tus-Resumable: 1.0.0` (412 with Tus-Version otherwise), and every tus
- * response carries Tus-Resumable and `Cache-Control: no-store` (HEAD must not be cached, tus 1.0.0 HEAD).
- */
-const tusProtocol: MiddlewareHandler<AppEnv> = async (c, next) => {
-  if (c.req.method !== "OPTIONS" && c.req.header("tus-resumable") !== TUS_VERSION) {
-    const res = errorResponse(c, new ApiError("PRECONDITION_FAILED", `Tus-Resumable must be ${TUS_VERSION}`, { tusVersion: TUS_VERSION }));
-    res.headers.set("Tus-Version", TUS_VERSION);
-    res.headers.set("Tus-Resumable", TUS_VERSION);
-    res.headers.set("Cache-Control", "no-store");
-    return res;
-  }
+/** Every tus response carries Tus-Resumable and `Cache-Control: no-store` (HEAD must not be cached, tus 1.0.0 HEAD). */
+const tusHeadersOut: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   c.res.headers.set("Tus-Resumable", TUS_VERSION);
   c.res.headers.set("Cache-Control", "no-store");
-  return undefined;
 };
-attachments.use("/v1/attachments/tus", tusProtocol);
-attachments.use("/v1/attachments/tus/*", tusProtocol);
+attachments.use("/v1/attachments/tus/*", tusHeadersOut);
+
+/**
+ * Every tus request but OPTIONS must carry `Tus-Resumable: 1.0.0`: 412 with Tus-Version otherwise. It runs after
+ * authentication, so a request without credentials is a 401 like on every other route.
+ */
+const requireTus: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.req.header("tus-resumable") !== TUS_VERSION) {
+    const res = errorResponse(c, new ApiError("PRECONDITION_FAILED", `Tus-Resumable must be ${TUS_VERSION}`, { tusVersion: TUS_VERSION }));
+    res.headers.set("Tus-Version", TUS_VERSION);
+    return res;
+  }
+  return next();
+};
 
 /** The id from the path, or the same 404 as for an unknown id. */
 function uploadId(c: Context<AppEnv>): string {
@@ -90,16 +91,15 @@ const newId = () => [...crypto.getRandomValues(new Uint8Array(ATTACHMENT_ID_BYTE
 
 // ---------- tus: discovery ----------
 
-for (const path of [TUS_ENDPOINT, `${TUS_ENDPOINT}{id}`]) {
+{
   attachments.openapi(
     createRoute({
       method: "options",
-      path,
+      path: TUS_ENDPOINT,
       tags: ["Attachments"],
-      summary: path === TUS_ENDPOINT ? "tus discovery: version, extensions, maximum size" : "tus discovery on an upload URL",
+      summary: "tus discovery: version, extensions, maximum size",
       description:
         "Needs no authentication and no Tus-Resumable. A request carrying Access-Control-Request-Method is a CORS preflight and is answered as one instead.",
-      ...(path === TUS_ENDPOINT ? {} : { request: { params: IdParam } }),
       responses: {
         204: {
           description: "What the relay supports",
@@ -225,7 +225,7 @@ attachments.openapi(
       "Tus-Resumable: 1.0.0 is required on every tus request except OPTIONS.",
     ].join("\n\n"),
     security,
-    middleware: [requireDevice] as const,
+    middleware: [requireDevice, requireTus] as const,
     request: {
       headers: tusHeaders("tusResumable", "uploadLength", "uploadMetadata", "uploadChecksum", "contentType", "contentLength"),
       body: { required: false, ...octetBody },
@@ -255,47 +255,47 @@ attachments.openapi(
   }),
   createHandler,
 );
-// The same endpoint without its trailing slash, for clients configured without one (not in the document).
-attachments.post("/v1/attachments/tus", requireDevice, createHandler);
 
 // ---------- tus: HEAD (offset) ----------
 
-const headRoute = createRoute({
-  method: "head",
-  path: `${TUS_ENDPOINT}{id}`,
-  tags: ["Attachments"],
-  summary: "tus HEAD: the upload's offset, to resume from",
-  description:
-    "Only the device that created the upload may ask (any other gets the 404 an unknown id gets). Answers Upload-Offset, Upload-Length, Upload-Expires (for a finished upload: when the attachment expires), Upload-Metadata when given at creation, and Cache-Control: no-store. A GET on the upload URL answers the same with an empty body.",
-  security,
-  request: { params: IdParam, headers: tusHeaders("tusResumable") },
-  responses: {
-    200: {
-      description: "The upload's state",
-      headers: z.object({
-        "Upload-Offset": responseHeader("Bytes received and stored"),
-        "Upload-Length": responseHeader("The upload's total size"),
-        "Upload-Expires": responseHeader("HTTP-date"),
-        "Upload-Metadata": responseHeader("As given at creation"),
-      }),
+// Hono answers HEAD by running the GET handler without the body, so tus HEAD is served (and documented) as GET.
+attachments.openapi(
+  createRoute({
+    method: "get",
+    path: `${TUS_ENDPOINT}{id}`,
+    tags: ["Attachments"],
+    summary: "tus HEAD (or GET, same headers, empty body): the upload's offset, to resume from",
+    description:
+      "Send HEAD, as tus clients do; GET answers the same. Only the device that created the upload may ask (any other gets the 404 an unknown id gets). Answers Upload-Offset, Upload-Length, Upload-Expires (for a finished upload: when the attachment expires), Upload-Metadata when given at creation, and Cache-Control: no-store.",
+    security,
+    middleware: [requireDevice, requireTus] as const,
+    request: { params: IdParam, headers: tusHeaders("tusResumable") },
+    responses: {
+      200: {
+        description: "The upload's state (no body)",
+        headers: z.object({
+          "Upload-Offset": responseHeader("Bytes received and stored"),
+          "Upload-Length": responseHeader("The upload's total size"),
+          "Upload-Expires": responseHeader("HTTP-date"),
+          "Upload-Metadata": responseHeader("As given at creation"),
+        }),
+      },
+      ...errorResponses("UNAUTHORIZED", "PRECONDITION_FAILED", "NOT_FOUND", "UNAVAILABLE", "MISCONFIGURED"),
     },
-    ...errorResponses("UNAUTHORIZED", "PRECONDITION_FAILED", "NOT_FOUND", "UNAVAILABLE", "MISCONFIGURED"),
+  }),
+  async (c) => {
+    const d = c.get("device");
+    const id = uploadId(c);
+    const s = unwrap(await storage("upload", () => c.env.UPLOAD.getByName(id).status({ accountId: d.accountId, deviceUid: d.deviceUid })));
+    const headers: Record<string, string> = {
+      "Upload-Offset": String(s.offset),
+      "Upload-Length": String(s.length),
+      "Upload-Expires": httpDate(s.expiresAt),
+    };
+    if (s.metadata) headers["Upload-Metadata"] = s.metadata;
+    return c.body(null, 200, headers);
   },
-});
-attachments.openAPIRegistry.registerPath(headRoute);
-// Hono answers HEAD by running the GET handler and dropping the body, so the handler is registered as GET.
-attachments.get("/v1/attachments/tus/:id", requireDevice, async (c) => {
-  const d = c.get("device");
-  const id = uploadId(c);
-  const s = unwrap(await storage("upload", () => c.env.UPLOAD.getByName(id).status({ accountId: d.accountId, deviceUid: d.deviceUid })));
-  const headers: Record<string, string> = {
-    "Upload-Offset": String(s.offset),
-    "Upload-Length": String(s.length),
-    "Upload-Expires": httpDate(s.expiresAt),
-  };
-  if (s.metadata) headers["Upload-Metadata"] = s.metadata;
-  return c.body(null, 200, headers);
-});
+);
 
 // ---------- tus: PATCH (append) ----------
 
@@ -312,7 +312,7 @@ attachments.openapi(
       CHUNK_NOTE,
     ].join("\n\n"),
     security,
-    middleware: [requireDevice] as const,
+    middleware: [requireDevice, requireTus] as const,
     request: {
       params: IdParam,
       headers: tusHeaders("tusResumable", "uploadOffset", "uploadChecksum", "contentType", "contentLength"),
@@ -377,7 +377,7 @@ attachments.openapi(
     summary: "tus termination: abandon an upload, or delete the attachment it became",
     description: "Only the device that created the upload may terminate it. Its bytes, its R2 data and its quota reservation go; the id then answers 404 everywhere.",
     security,
-    middleware: [requireDevice] as const,
+    middleware: [requireDevice, requireTus] as const,
     request: { params: IdParam, headers: tusHeaders("tusResumable") },
     responses: {
       204: { description: "Terminated" },
