@@ -36,7 +36,11 @@ health.openapi(
         shards[binding] = await answers(() => db.prepare("SELECT 1").first());
       }),
     );
-    const r2 = { KEY_PAGES: await answers(() => c.env.KEY_PAGES.head("health-probe")) };
+    const [keyPages, attachments] = await Promise.all([
+      answers(() => c.env.KEY_PAGES.head("health-probe")),
+      answers(() => c.env.ATTACHMENTS.head("health-probe")),
+    ]);
+    const r2 = { KEY_PAGES: keyPages, ATTACHMENTS: attachments };
     const ok = Object.values(shards).every(Boolean) && Object.values(r2).every(Boolean);
     return c.json({ status: ok ? ("ok" as const) : ("degraded" as const), config: { valid: true, problems: [] }, shards, r2 }, ok ? 200 : 503);
   },
