@@ -52,6 +52,7 @@ websocket.openapi(
     const headers: Record<string, string> = { upgrade: "websocket" };
     let accountId: string;
     if (ticket !== undefined) {
+      if (ticket.length > 200) throw new ApiError("UNAUTHORIZED", "the ticket is unknown, used or expired");
       const dot = ticket.indexOf(".");
       accountId = ticket.slice(0, dot).toLowerCase();
       if (dot < 0 || !UUID.test(accountId)) throw new ApiError("UNAUTHORIZED", "the ticket is unknown, used or expired");
