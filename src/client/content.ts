@@ -1,0 +1,122 @@
+// What travels inside the encryption: the relay only ever sees the ciphertext of one of these, as UTF-8 JSON.
+// A discriminated union on `type`; every field is checked on arrival, so a sender's bug or a hostile peer's
+// bytes become INVALID_CONTENT instead of an exception deep in an application.
+import { z } from "zod";
+import { AttachmentId } from "../protocol/attachments.ts";
+import { base64Bytes } from "../protocol/base64.ts";
+import { AccountId, DeviceId } from "../protocol/directory.ts";
+import { MAX_TTL_SECONDS } from "../protocol/messages.ts";
+
+/** Content sizes checked before encrypting, so a message always fits the relay's default MAX_MESSAGE_BYTES (96 KiB). */
+export const MAX_TEXT_BYTES = 64 * 1024;
+export const MAX_CONTENT_BYTES = 80 * 1024;
+export const MAX_ATTACHMENTS_PER_MESSAGE = 32;
+export const MAX_RECEIPT_IDS = 500;
+/** Members named in a group message, the relay's default MAX_GROUP_RECIPIENTS plus the sender. */
+export const MAX_GROUP_MEMBERS = 1001;
+
+const ClientMessageId = z.uuid();
+const Timestamp = z.number().int().min(0);
+
+export const AttachmentPointer = z
+  .object({
+    /** The relay's attachment id: the download capability. */
+    id: AttachmentId,
+    /** The attachment's own 32-byte key (fresh per attachment). */
+    key: base64Bytes(32, "attachment key"),
+    /** SHA-256 of the whole encrypted blob as uploaded. */
+    digest: base64Bytes(32, "SHA-256 of the encrypted blob"),
+    /** Plaintext bytes. */
+    size: z.number().int().min(0),
+    /** Plaintext bytes per encrypted segment (the blob is a sequence of AEAD segments). */
+    segmentBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
+    name: z.string().max(255).optional(),
+    contentType: z.string().max(255).optional(),
+  })
+  .meta({ id: "AttachmentPointer" });
+export type AttachmentPointer = z.infer<typeof AttachmentPointer>;
+
+export const GroupContext = z.object({ id: z.uuid(), members: z.array(AccountId).max(MAX_GROUP_MEMBERS) });
+export type GroupContext = z.infer<typeof GroupContext>;
+
+const messageFields = {
+  /** The client message id: the same on every copy, the key receipts and de-duplication use. */
+  id: ClientMessageId,
+  /** The sender's clock, ms since the epoch. */
+  timestamp: Timestamp,
+  text: z.string().optional(),
+  attachments: z.array(AttachmentPointer).max(MAX_ATTACHMENTS_PER_MESSAGE).optional(),
+  /** Structured payload for applications (anything JSON). */
+  data: z.unknown().optional(),
+  /** Disappearing messages: every holder deletes the message this many seconds after storing it. */
+  expireSeconds: z.number().int().min(1).max(MAX_TTL_SECONDS).optional(),
+  group: GroupContext.optional(),
+};
+
+export const MessageContent = z.object({ type: z.literal("message"), ...messageFields });
+export type MessageContent = z.infer<typeof MessageContent>;
+
+/** A copy of a message this account sent, for the account's other devices: who it went to. */
+export const SyncContent = z.object({
+  type: z.literal("sync"),
+  id: ClientMessageId,
+  timestamp: Timestamp,
+  /** The account the message was written to (absent for a group message: see message.group). */
+  destination: AccountId.optional(),
+  message: MessageContent,
+});
+export type SyncContent = z.infer<typeof SyncContent>;
+
+export const ReceiptContent = z.object({
+  type: z.literal("receipt"),
+  id: ClientMessageId,
+  timestamp: Timestamp,
+  kind: z.enum(["delivery", "read"]),
+  messageIds: z.array(ClientMessageId).min(1).max(MAX_RECEIPT_IDS),
+});
+export type ReceiptContent = z.infer<typeof ReceiptContent>;
+
+/** Typing indicators travel as `online` sends: only to devices connected now, never stored. */
+export const TypingContent = z.object({
+  type: z.literal("typing"),
+  id: ClientMessageId,
+  timestamp: Timestamp,
+  action: z.enum(["started", "stopped"]),
+  groupId: z.uuid().optional(),
+});
+export type TypingContent = z.infer<typeof TypingContent>;
+
+/**
+ * A retry receipt (Signal's DecryptionErrorMessage): sent unencrypted (ciphertext type 8) because the session
+ * may be what is broken. It names the device that failed and the sender timestamp of the message it could not
+ * read; the original sender starts a fresh session with that device and sends the message again.
+ */
+export const RetryContent = z.object({
+  type: z.literal("retry"),
+  id: ClientMessageId,
+  timestamp: Timestamp,
+  /** The original sender's device the failed message came from. */
+  targetDevice: DeviceId,
+  /** The failed message's sender timestamp (its envelope's `timestamp`). */
+  originalTimestamp: Timestamp,
+});
+export type RetryContent = z.infer<typeof RetryContent>;
+
+export const Content = z.discriminatedUnion("type", [MessageContent, SyncContent, ReceiptContent, TypingContent, RetryContent]);
+export type Content = z.infer<typeof Content>;
+
+export function encodeContent(content: Content): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(content));
+}
+
+/** Parses decrypted bytes; undefined when they are not a valid Content. */
+export function decodeContent(bytes: Uint8Array): Content | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    return undefined;
+  }
+  const parsed = Content.safeParse(json);
+  return parsed.success ? parsed.data : undefined;
+}

@@ -1,0 +1,304 @@
+// The SDK against the relay started locally (test/support/relay.ts): conversations both ways, a linked second
+// device seeing both sides, groups, disappearing messages, 500 messages across a dropped connection and a
+// restarted client, retry receipts, prekey upkeep, devices and account deletion, and reconnection after the
+// relay itself restarts (as a deploy closes every socket). One relay for the whole file.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CipherpostClient, CipherpostError, MemoryStorage, type StoredMessage } from "../../src/client/index.ts";
+import { FileStorage } from "../../src/client/node.ts";
+import { startRelay, type Relay } from "../support/relay.ts";
+import { clientOptions, nextEvent, register, waitFor } from "./helpers.ts";
+
+let relay: Relay;
+const open: CipherpostClient[] = [];
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  relay = await startRelay();
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.allSettled(open.map((c) => c.close()));
+  await relay?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function client(extra: Parameters<typeof register>[1] = {}): Promise<CipherpostClient> {
+  const c = await register(relay.url, extra);
+  open.push(c);
+  return c;
+}
+
+const texts = (list: StoredMessage[]) => list.map((m) => m.text);
+
+describe("two accounts and a linked device", () => {
+  let a1: CipherpostClient;
+  let b: CipherpostClient;
+  let a2: CipherpostClient;
+
+  it("two accounts exchange text both ways, with delivery receipts", async () => {
+    a1 = await client();
+    b = await client();
+    await Promise.all([a1.connect(), b.connect()]);
+
+    const atB = nextEvent(b, "message");
+    const sent = await a1.send(b.accountId, "hello from A");
+    const got = await atB;
+    expect(got).toMatchObject({ id: sent.id, direction: "incoming", from: a1.accountId, fromDevice: 1, to: b.accountId, text: "hello from A", timestamp: sent.timestamp });
+
+    const atA = nextEvent(a1, "message");
+    const reply = await b.send(a1.accountId, "hello back from B");
+    expect(await atA).toMatchObject({ id: reply.id, from: b.accountId, to: a1.accountId, text: "hello back from B" });
+
+    // B's delivery receipt for A's message reaches A and marks its stored copy.
+    await waitFor("A's message marked delivered", () => a1.messages.get(sent.id, a1.accountId)?.delivered?.includes(b.accountId));
+    expect(texts(a1.messages.list({ with: b.accountId }))).toEqual(["hello from A", "hello back from B"]);
+    expect(texts(b.messages.list({ with: a1.accountId }))).toEqual(["hello from A", "hello back from B"]);
+    expect(await a1.safetyNumber(b.accountId)).toBe(await b.safetyNumber(a1.accountId));
+    expect(await a1.safetyNumber(b.accountId)).toMatch(/^(\d{5} ){11}\d{5}$/);
+  });
+
+  it("a second device linked to A receives both sides of the conversation from then on", async () => {
+    const { code } = await a1.createLinkCode();
+    expect(code).toMatch(/^cplink1\.[A-Za-z0-9_-]{107}$/);
+    a2 = await CipherpostClient.link({ server: relay.url, code, ...clientOptions() });
+    open.push(a2);
+    expect(a2.accountId).toBe(a1.accountId);
+    expect(a2.deviceId).toBe(2);
+    expect(a2.identityKey).toEqual(a1.identityKey);
+    await a2.connect();
+    expect((await a1.devices()).map((d) => d.deviceId)).toEqual([1, 2]);
+
+    // B only knows A's device 1: the relay's 409 makes it fetch device 2's keys and send again.
+    const fromB = await b.send(a1.accountId, "B writes to both of A's devices");
+    const [at1, at2] = await Promise.all([
+      waitFor("A1 gets B's message", () => a1.messages.get(fromB.id, b.accountId)),
+      waitFor("A2 gets B's message", () => a2.messages.get(fromB.id, b.accountId)),
+    ]);
+    expect(at1.text).toBe("B writes to both of A's devices");
+    expect(at2).toMatchObject({ direction: "incoming", from: b.accountId, to: a1.accountId, text: "B writes to both of A's devices" });
+
+    // A1's own message reaches A2 as a sync copy naming its destination.
+    const fromA1 = await a1.send(b.accountId, "A1 answers B");
+    const sync = await waitFor("A2 gets A1's sync copy", () => a2.messages.get(fromA1.id, a1.accountId));
+    expect(sync).toMatchObject({ direction: "outgoing", from: a1.accountId, fromDevice: 1, to: b.accountId, text: "A1 answers B" });
+    await waitFor("B gets A1's answer", () => b.messages.get(fromA1.id, a1.accountId));
+
+    // And A2 writes too: B and A1 both get it.
+    const fromA2 = await a2.send(b.accountId, "A2 joins in");
+    await waitFor("B gets A2's message", () => b.messages.get(fromA2.id, a1.accountId)?.fromDevice === 2);
+    await waitFor("A1 gets A2's sync copy", () => a1.messages.get(fromA2.id, a1.accountId)?.to === b.accountId);
+    expect(texts(a2.messages.list({ with: b.accountId }))).toEqual(["B writes to both of A's devices", "A1 answers B", "A2 joins in"]);
+  });
+
+  it("an undecryptable message is reported and the sender resends it on a fresh session", async () => {
+    // B loses its session with A (as after restoring an old backup): A's next ratchet message cannot be read.
+    const storage = new MemoryStorage();
+    const c = await client({ storage });
+    const d = await client();
+    await Promise.all([c.connect(), d.connect()]);
+    await c.send(d.accountId, "first");
+    await waitFor("D gets the first message", () => d.messages.list({ with: c.accountId }).length === 1);
+    await d.send(c.accountId, "answer");
+    await waitFor("C gets the answer", () => c.messages.list({ with: d.accountId }).length === 2);
+    await c.close();
+    for (const [k] of await storage.list(`s/${d.accountId}/`)) await storage.write({ delete: [k] });
+    const c2 = await CipherpostClient.open(clientOptions(storage));
+    open.push(c2);
+    const failed = nextEvent(c2, "decryptionError");
+    await c2.connect();
+
+    const lost = await d.send(c.accountId, "this one needs a resend");
+    const report = await failed;
+    expect(report).toMatchObject({ from: d.accountId, fromDevice: 1, timestamp: lost.timestamp });
+    expect(CipherpostError.is(report.error, "DECRYPTION_FAILED")).toBe(true);
+    expect(report.error.retryable).toBe(false);
+    const resent = await waitFor("C gets the resent message", () => c2.messages.get(lost.id, d.accountId));
+    expect(resent.text).toBe("this one needs a resend");
+    expect(c2.messages.list({ with: d.accountId }).filter((m) => m.id === lost.id)).toHaveLength(1);
+  });
+
+  it("device removal stops the removed device; a removed device's account sees one device again", async () => {
+    const stopped = nextEvent(a2, "stopped");
+    await a1.removeDevice(2);
+    const err = await stopped;
+    expect(CipherpostError.is(err, "DEVICE_REMOVED")).toBe(true);
+    expect((await a1.devices()).map((d) => d.deviceId)).toEqual([1]);
+    // B still has a session with A's device 2: the relay's 409 extraDevices drops it and the send goes through.
+    const m = await b.send(a1.accountId, "after the removal");
+    await waitFor("A1 gets it", () => a1.messages.get(m.id, b.accountId));
+  });
+});
+
+describe("groups and disappearing messages", () => {
+  it("a group message reaches three accounts through the multi-recipient send", async () => {
+    const [a, b, c, d] = await Promise.all([client(), client(), client(), client()]);
+    await Promise.all([b, c, d].map((x) => x.connect()));
+    const r = await a.sendGroup([b.accountId, c.accountId, d.accountId], "hello group");
+    expect(r.failed).toEqual([]);
+    for (const x of [b, c, d]) {
+      const m = await waitFor(`${x.accountId} gets the group message`, () => x.messages.get(r.id, a.accountId));
+      expect(m).toMatchObject({ text: "hello group", from: a.accountId, group: { id: r.groupId } });
+      expect(new Set(m.group!.members)).toEqual(new Set([a.accountId, b.accountId, c.accountId, d.accountId]));
+    }
+    expect(a.messages.list({ groupId: r.groupId })).toHaveLength(1);
+    // A reply to the group from a member who now has sessions with everyone.
+    const reply = await c.sendGroup([a.accountId, b.accountId, d.accountId], "reply", { groupId: r.groupId });
+    await a.connect();
+    await waitFor("A gets C's reply", () => a.messages.get(reply.id, c.accountId));
+    await waitFor("D gets C's reply", () => d.messages.get(reply.id, c.accountId));
+  });
+
+  it("a disappearing message is gone from the receiver's store after its timer, and expires on the relay too", async () => {
+    const [a, b, offline] = await Promise.all([client(), client(), client()]);
+    await b.connect();
+    const gone = nextEvent(b, "expired");
+    const m = await a.send(b.accountId, { text: "this disappears", expireSeconds: 2 });
+    const stored = await waitFor("B stores it", () => b.messages.get(m.id, a.accountId));
+    expect(stored.expireSeconds).toBe(2);
+    expect(stored.expiresAt! - stored.storedAt).toBe(2000);
+    expect((await gone).map((x) => x.id)).toEqual([m.id]);
+    expect(Date.now()).toBeGreaterThanOrEqual(stored.expiresAt!);
+    expect(b.messages.get(m.id, a.accountId)).toBeUndefined();
+    expect(a.messages.get(m.id, a.accountId)).toBeUndefined(); // the sender's own copy too
+
+    // The relay keeps an undelivered copy no longer than the timer: a device offline past it never sees it.
+    await a.send(offline.accountId, { text: "expires unread", expireSeconds: 1 });
+    const kept = await a.send(offline.accountId, "stays");
+    await new Promise((r) => setTimeout(r, 1500));
+    await offline.connect();
+    await waitFor("the lasting message arrives", () => offline.messages.get(kept.id, a.accountId));
+    expect(texts(offline.messages.list({ with: a.accountId }))).toEqual(["stays"]);
+  });
+});
+
+describe("a long conversation across connection loss", () => {
+  it("500 messages arrive exactly once and in order through a dropped connection and a restarted receiver", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cipherpost-sdk-"));
+    dirs.push(dir);
+    const path = join(dir, "state.log");
+    const a = await client();
+    let storage = await FileStorage.open(path);
+    let b = await client({ storage });
+    const events: string[] = [];
+    let sent = 0;
+    let dropped = false;
+    let restarted = false;
+    const listen = (c: CipherpostClient) =>
+      c.on("message", async (m) => {
+        events.push(m.text!);
+        if (events.length === 120 && !dropped) {
+          // Listeners run in the receive queue: while this one waits, frames for the next messages arrive and
+          // wait behind it unacknowledged. Dropping the socket now makes the relay deliver them again on the
+          // next connection, where they must be recognised and dropped.
+          await waitFor("more messages in flight", () => sent >= 130);
+          await new Promise((r) => setTimeout(r, 100));
+          dropped = true;
+          c.reconnect();
+        }
+      });
+    listen(b);
+    await b.connect();
+
+    const N = 500;
+    let duplicates = 0;
+    const started = performance.now();
+    for (let i = 0; i < N; i++) {
+      await a.send(b.accountId, `m${i}`);
+      sent++;
+      if (!restarted && events.length >= 260) {
+        restarted = true;
+        // The receiving app stops and starts again from its files.
+        await b.close();
+        duplicates += b.stats.duplicates;
+        await storage.close();
+        storage = await FileStorage.open(path);
+        b = await CipherpostClient.open(clientOptions(storage));
+        open.push(b);
+        listen(b);
+        await b.connect();
+      }
+    }
+    const sendSeconds = (performance.now() - started) / 1000;
+    await waitFor("all 500 messages stored", () => b.messages.list({ with: a.accountId }).length >= N, 60_000);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(dropped && restarted).toBe(true);
+    expect(texts(b.messages.list({ with: a.accountId }))).toEqual(Array.from({ length: N }, (_, i) => `m${i}`));
+    expect(events).toEqual(Array.from({ length: N }, (_, i) => `m${i}`));
+    duplicates += b.stats.duplicates;
+    expect(duplicates).toBeGreaterThan(0);
+    console.log(JSON.stringify({ event: "sdk_500_messages", sendSeconds: +sendSeconds.toFixed(1), perMessageMs: +((sendSeconds * 1000) / N).toFixed(1), duplicatesDropped: duplicates }));
+    await b.close();
+    await storage.close();
+  }, 180_000);
+});
+
+describe("prekeys, errors and the account", () => {
+  it("a keys_low notice makes the device refill its one-time keys", async () => {
+    // The relay sends keys_low when a claim leaves fewer than PREKEY_LOW_THRESHOLD (10) keys.
+    const b = await client({ preKeys: { batch: 12, threshold: 11 } });
+    await b.connect();
+    await waitFor("the first upkeep ran", async () => (await b.preKeyCounts()).count === 12);
+    for (let i = 0; i < 3; i++) {
+      const s = await client();
+      await s.send(b.accountId, `claim ${i}`);
+    }
+    await waitFor("the keys are topped up to 12", async () => {
+      const c = await b.preKeyCounts();
+      return c.count === 12 && c.pqCount === 12;
+    });
+  });
+
+  it("the signed prekey rotates on schedule and new contacts still reach the device", async () => {
+    const b = await client({ preKeys: { batch: 5, threshold: 2, rotationMs: 0, graceMs: 60_000 } });
+    const r = await b.refreshPreKeys();
+    expect(r.signedPreKey).toBe(true);
+    expect(r.lastResort).toBe(true);
+    await b.connect();
+    const a = await client();
+    const m = await a.send(b.accountId, "after rotation");
+    await waitFor("B decrypts with its new signed prekey", () => b.messages.get(m.id, a.accountId));
+  });
+
+  it("errors carry the relay's codes, and an unreachable relay says so", async () => {
+    const a = await client();
+    await expect(a.send("not-an-account", "x")).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    const missing = await a.send(crypto.randomUUID(), "to nobody").catch((e: unknown) => e);
+    expect(CipherpostError.is(missing, "NOT_FOUND")).toBe(true);
+    expect((missing as CipherpostError).status).toBe(404);
+    expect((missing as CipherpostError).requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const down = await CipherpostClient.register({ server: "http://127.0.0.1:9", ...clientOptions() }).catch((e: unknown) => e);
+    expect(CipherpostError.is(down, "UNREACHABLE")).toBe(true);
+    expect((down as CipherpostError).retryable).toBe(true);
+    expect((down as CipherpostError).message).toContain("cannot reach the relay at http://127.0.0.1:9");
+  });
+
+  it("a deleted account is gone: its credentials stop working and messages to it are refused", async () => {
+    const [a, d] = await Promise.all([client(), client()]);
+    await d.deleteAccount();
+    const e = await a.send(d.accountId, "hello?").catch((x: unknown) => x);
+    expect(CipherpostError.is(e, "NOT_FOUND")).toBe(true);
+    await expect(CipherpostClient.open(clientOptions(new MemoryStorage()))).rejects.toMatchObject({ code: "NOT_REGISTERED" });
+  });
+});
+
+describe("a relay restart (a deploy closes every socket)", () => {
+  it("the SDK reconnects by itself and messages keep flowing", async () => {
+    const [a, b] = await Promise.all([client(), client()]);
+    await Promise.all([a.connect(), b.connect()]);
+    const first = await a.send(b.accountId, "before the restart");
+    await waitFor("B gets the first", () => b.messages.get(first.id, a.accountId));
+
+    const closed = nextEvent(b, "connection", (e) => e.state === "closed");
+    const reopened = nextEvent(b, "connection", (e) => e.state === "open", 30_000);
+    await relay.restart({ downMs: 500 });
+    expect((await closed).state).toBe("closed");
+    await reopened;
+
+    const second = await a.send(b.accountId, "after the restart");
+    await waitFor("B gets the second without any help", () => b.messages.get(second.id, a.accountId));
+    expect(texts(b.messages.list({ with: a.accountId }))).toEqual(["before the restart", "after the restart"]);
+  }, 60_000);
+});
