@@ -7,7 +7,6 @@ import { encodeBase64 } from "../protocol/base64.ts";
 import {
   ATTACHMENT_KEY_BYTES,
   DEFAULT_SEGMENT_BYTES,
-  GCM_TAG_BYTES,
   SegmentDigest,
   decryptStream,
   encryptBlob,
@@ -16,7 +15,7 @@ import {
 } from "./attachment-crypto.ts";
 import type { AttachmentPointer } from "./content.ts";
 import { CipherpostError } from "./errors.ts";
-import { errorFrom, type Credentials, type RelayHttp } from "./http.ts";
+import { basicAuth, errorFrom, type Credentials, type RelayHttp } from "./http.ts";
 import { fromBase64, toBase64 } from "../crypto/bytes.js";
 
 /** Default PATCH size: two of the relay's default 10 MiB R2 parts, well under its 50 MiB MAX_PATCH_BYTES. */
@@ -51,8 +50,7 @@ export interface UploadOptions {
   retries?: number;
 }
 
-const tusHeaders = (auth: Credentials, http: RelayHttp) => ({ "tus-resumable": TUS_VERSION, authorization: basic(auth, http) });
-const basic = (c: Credentials, _http: RelayHttp) => `Basic ${btoa(`${c.accountId}.${c.deviceId}:${c.password}`)}`;
+const tusHeaders = (auth: Credentials) => ({ "tus-resumable": TUS_VERSION, authorization: basicAuth(auth) });
 
 export function attachmentIdOf(url: string): string {
   const id = /\/v1\/attachments\/tus\/([0-9a-f]{32})$/.exec(new URL(url).pathname)?.[1];
@@ -61,7 +59,7 @@ export function attachmentIdOf(url: string): string {
 }
 
 async function createUpload(http: RelayHttp, auth: Credentials, length: number, signal?: AbortSignal): Promise<string> {
-  const res = await http.raw("POST", TUS_ENDPOINT, { headers: { ...tusHeaders(auth, http), "upload-length": String(length) }, ...(signal ? { signal } : {}) });
+  const res = await http.raw("POST", TUS_ENDPOINT, { headers: { ...tusHeaders(auth), "upload-length": String(length) }, ...(signal ? { signal } : {}) });
   if (res.status !== 201) throw await errorFrom(res);
   await res.body?.cancel();
   const location = res.headers.get("location");
@@ -70,7 +68,7 @@ async function createUpload(http: RelayHttp, auth: Credentials, length: number, 
 }
 
 async function uploadOffset(http: RelayHttp, auth: Credentials, url: string, signal?: AbortSignal): Promise<number> {
-  const res = await http.raw("HEAD", url, { headers: tusHeaders(auth, http), ...(signal ? { signal } : {}) });
+  const res = await http.raw("HEAD", url, { headers: tusHeaders(auth), ...(signal ? { signal } : {}) });
   if (!res.ok) throw await errorFrom(res);
   const offset = Number(res.headers.get("upload-offset"));
   if (!Number.isSafeInteger(offset) || offset < 0) throw new CipherpostError("INVALID_RESPONSE", "tus HEAD answered without a valid Upload-Offset");
@@ -81,7 +79,7 @@ async function uploadOffset(http: RelayHttp, auth: Credentials, url: string, sig
 async function patch(http: RelayHttp, auth: Credentials, url: string, offset: number, body: Uint8Array, signal?: AbortSignal): Promise<number> {
   const checksum = encodeBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(body))));
   const res = await http.raw("PATCH", url, {
-    headers: { ...tusHeaders(auth, http), "upload-offset": String(offset), "content-type": TUS_CONTENT_TYPE, "upload-checksum": `sha256 ${checksum}` },
+    headers: { ...tusHeaders(auth), "upload-offset": String(offset), "content-type": TUS_CONTENT_TYPE, "upload-checksum": `sha256 ${checksum}` },
     rawBody: new Uint8Array(body),
     timeoutMs: 10 * 60_000,
     ...(signal ? { signal } : {}),
@@ -211,5 +209,3 @@ export async function downloadAttachment(http: RelayHttp, pointer: AttachmentPoi
     }),
   );
 }
-
-export { GCM_TAG_BYTES };
