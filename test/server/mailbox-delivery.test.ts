@@ -132,6 +132,17 @@ describe("mailbox delivery", () => {
     conn.ack(conn.frames.flatMap((f) => (f.type === "message" ? [f.id] : [])));
     await conn.messages(1);
     expect((await conn.next("queue_empty")).type).toBe("queue_empty");
+    // Live messages respect the window too: three in flight, the rest wait for acks.
+    conn.ack(conn.frames.flatMap((f) => (f.type === "message" ? [f.id] : [])));
+    await conn.quiet(100);
+    expect((await queueDepth(bob.accountId, 1)).messages).toBe(0);
+    for (let i = 0; i < 5; i++) await sendOk(alice, [bob]);
+    const live = await conn.messages(3);
+    expect(await conn.quiet(200)).toBe(true);
+    conn.ack([live[1]!.id, live[2]!.id]);
+    await conn.messages(2);
+    expect(await conn.quiet(150)).toBe(true);
+    expect((await queueDepth(bob.accountId, 1)).messages).toBe(3);
     conn.close();
   });
 

@@ -29,7 +29,21 @@ export interface SenderDevice extends AuthenticatedDevice {
   linkedDevices: number;
 }
 
+/**
+ * What the object remembers about a connection while it is awake, so a live message to a device that has
+ * nothing else waiting goes out with one INSERT and its ack needs one DELETE. Lost on hibernation or reset; the
+ * next event recomputes it from SQLite (`pump`).
+ */
+interface LiveState {
+  /** Messages in flight on the connection (sent, not acked). */
+  inflight: number;
+  /** Nothing of the device's queue is waiting to be sent on this connection. */
+  caughtUp: boolean;
+}
+
 export class Account extends AccountDirectory {
+  private readonly live = new Map<string, LiveState>();
+
   constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
     super(ctx, env);
     // Keep-alive pings are answered by the runtime without waking a hibernated object; the time of the last
@@ -108,10 +122,24 @@ export class Account extends AccountDirectory {
         60,
       );
 
+    // Live fast path: a device whose connection has sent everything and has room in its window gets the copy
+    // written as already in flight and sent straight after the commit; anyone else's copy is pumped from SQLite.
+    const direct: { ws: WebSocket; frame: string; state: LiveState }[] = [];
+    const pumpAfter: WebSocket[] = [];
     this.ctx.storage.transactionSync(() => {
       for (const m of req.messages) {
         const id = crypto.randomUUID();
-        store.insertMessage(this.sql, id, m.destinationDeviceId, messageFrame(id, m, common), ciphertextBytes(m), expiresAt);
+        const frame = messageFrame(id, m, common);
+        let conn: string | null = null;
+        for (const ws of this.openSockets(m.destinationDeviceId)) {
+          const s = ws.deserializeAttachment() as SocketState;
+          const state = this.live.get(s.c);
+          if (state && state.caughtUp && s.e === 1 && state.inflight < cfg.MAX_UNACKED_PER_CONNECTION) {
+            conn = s.c;
+            direct.push({ ws, frame, state });
+          } else pumpAfter.push(ws);
+        }
+        store.insertMessage(this.sql, id, m.destinationDeviceId, frame, ciphertextBytes(m), expiresAt, conn);
       }
       if (idemKey)
         this.sql.exec(
@@ -122,7 +150,11 @@ export class Account extends AccountDirectory {
           now + cfg.IDEMPOTENCY_TTL_SECONDS * 1000,
         );
     });
-    for (const m of req.messages) for (const ws of this.openSockets(m.destinationDeviceId)) this.pump(ws, cfg, now);
+    for (const d of direct) {
+      if (safeSend(d.ws, d.frame)) d.state.inflight++;
+      else d.state.caughtUp = false; // stays queued, in flight on a dead connection: the next one sends it
+    }
+    for (const ws of pumpAfter) this.pump(ws, cfg, now);
     const alarm = await this.ctx.storage.getAlarm();
     if (alarm === null || alarm > expiresAt) await this.scheduleAlarm();
     return answer;
@@ -165,7 +197,10 @@ export class Account extends AccountDirectory {
     if (!this.deviceRow(deviceId)) return failure(fail("UNAUTHORIZED", "wrong credentials"));
 
     // One connection per device: the newer one wins (Signal closes the older with 4409).
-    for (const old of this.ctx.getWebSockets(deviceTag(deviceId))) closeQuietly(old, CLOSE_CODES.displaced, "another connection of this device replaced this one");
+    for (const old of this.ctx.getWebSockets(deviceTag(deviceId))) {
+      this.forget(old);
+      closeQuietly(old, CLOSE_CODES.displaced, "another connection of this device replaced this one");
+    }
     const pair = new WebSocketPair();
     const client = pair[0];
     const server = pair[1];
@@ -198,7 +233,10 @@ export class Account extends AccountDirectory {
       const s = ws.deserializeAttachment() as SocketState;
       switch (parsed.data.type) {
         case "ack": {
-          store.ackMessages(this.sql, s, parsed.data.ids);
+          const deleted = store.ackMessages(this.sql, s, parsed.data.ids);
+          const state = this.live.get(s.c);
+          if (state) state.inflight = Math.max(0, state.inflight - deleted);
+          if (state?.caughtUp) return; // nothing waits: no need to look
           const cfg = this.config();
           if (!("ok" in cfg)) this.pump(ws, cfg, Date.now());
           return;
@@ -215,6 +253,7 @@ export class Account extends AccountDirectory {
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    this.forget(ws);
     // Answer the client's Close so it sees a clean close rather than 1006; unacked messages stay queued.
     closeQuietly(ws, code === 1005 || code === 1006 || code === 1015 ? CLOSE_CODES.normal : code, reason);
   }
@@ -230,8 +269,12 @@ export class Account extends AccountDirectory {
   private pump(ws: WebSocket, cfg: Config, now: number): void {
     const s = ws.deserializeAttachment() as SocketState | null;
     if (!s || ws.readyState !== WebSocket.OPEN) return;
-    const room = cfg.MAX_UNACKED_PER_CONNECTION - store.inFlight(this.sql, s);
-    if (room <= 0) return;
+    const inflight = this.live.get(s.c)?.inflight ?? store.inFlight(this.sql, s);
+    const room = cfg.MAX_UNACKED_PER_CONNECTION - inflight;
+    if (room <= 0) {
+      this.live.set(s.c, { inflight, caughtUp: false });
+      return;
+    }
     const rows = store.nextUnsent(this.sql, s, room, now);
     let sent = 0;
     for (const r of rows) {
@@ -239,9 +282,17 @@ export class Account extends AccountDirectory {
       sent++;
     }
     if (sent > 0) store.markSent(this.sql, s, rows[0]!.seq, rows[sent - 1]!.seq, now);
-    if (sent === rows.length && rows.length < room && s.e === 0) {
+    const caughtUp = sent === rows.length && rows.length < room;
+    this.live.set(s.c, { inflight: inflight + sent, caughtUp });
+    if (caughtUp && s.e === 0) {
       if (safeSend(ws, QUEUE_EMPTY_FRAME)) ws.serializeAttachment({ ...s, e: 1 });
     }
+  }
+
+  /** Drops what the object remembered about a connection that is closing. */
+  private forget(ws: WebSocket): void {
+    const s = ws.deserializeAttachment() as SocketState | null;
+    if (s) this.live.delete(s.c);
   }
 
   private openSockets(deviceId: number): WebSocket[] {
@@ -252,7 +303,10 @@ export class Account extends AccountDirectory {
 
   protected override async onDeviceRemoved(deviceId: number): Promise<void> {
     store.dropDeviceQueue(this.sql, deviceId);
-    for (const ws of this.ctx.getWebSockets(deviceTag(deviceId))) closeQuietly(ws, CLOSE_CODES.deviceRemoved, "this device was removed");
+    for (const ws of this.ctx.getWebSockets(deviceTag(deviceId))) {
+      this.forget(ws);
+      closeQuietly(ws, CLOSE_CODES.deviceRemoved, "this device was removed");
+    }
   }
 
   protected override async onPreKeysClaimed(remaining: { deviceId: number; count: number; pqCount: number }[]): Promise<void> {
@@ -273,6 +327,7 @@ export class Account extends AccountDirectory {
    */
   protected override async purgeOwnedData(accountId: string, cfg: Config): Promise<void> {
     for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE_CODES.accountDeleted, "the account was deleted");
+    this.live.clear();
     store.wipeMailbox(this.sql);
     await super.purgeOwnedData(accountId, cfg);
   }
@@ -286,7 +341,8 @@ export class Account extends AccountDirectory {
   override async alarm(): Promise<void> {
     await super.alarm();
     const now = Date.now();
-    store.expire(this.sql, now);
+    // Expired copies may have been in flight: recount from SQLite on the next event.
+    if (store.expire(this.sql, now) > 0) this.live.clear();
     const cfg = this.config();
     if (!("ok" in cfg)) {
       const windows = Object.entries(cfg)
@@ -295,7 +351,10 @@ export class Account extends AccountDirectory {
       this.rates.prune(now - Math.max(...windows) * 1000);
       for (const ws of this.ctx.getWebSockets()) {
         const last = this.lastSign(ws);
-        if (last !== null && now - last >= cfg.IDLE_TIMEOUT_SECONDS * 1000) closeQuietly(ws, CLOSE_CODES.idle, "no ping for too long");
+        if (last !== null && now - last >= cfg.IDLE_TIMEOUT_SECONDS * 1000) {
+          this.forget(ws);
+          closeQuietly(ws, CLOSE_CODES.idle, "no ping for too long");
+        }
       }
     }
     await this.scheduleAlarm();
