@@ -206,6 +206,30 @@ describe("sending: groups", () => {
     conn.close();
   });
 
+  it("a group retry with the same Idempotency-Key stores nothing twice; a rate-limited recipient answers 429 alone", async () => {
+    const alice = primary(await newAccount());
+    const bob = primary(await newAccount());
+    const carol = primary(await newAccount());
+    await withObjectVars(carol.accountId, { SENDS_PER_PAIR_LIMIT: "1" });
+    const body = { timestamp: 5, recipients: [{ accountId: bob.accountId, messages: [to(bob)] }, { accountId: carol.accountId, messages: [to(carol)] }] };
+    const put = () => callJson<{ results: { status: number; serverTimestamp?: number; retryAfterSeconds?: number }[] }>("PUT", "/v1/messages/multi", { auth: alice.auth, body, headers: { "idempotency-key": "group-1" } });
+    const first = await put();
+    expect(first.results.map((r) => r.status)).toEqual([200, 200]);
+    const again = await put();
+    expect(again.results).toEqual(first.results);
+    expect((await queueDepth(bob.accountId, 1)).messages).toBe(1);
+    expect((await queueDepth(carol.accountId, 1)).messages).toBe(1);
+    // A new group message: carol's pair limit (1 per window) answers 429 for her only.
+    const next = await callJson<{ results: { status: number; code?: string; retryAfterSeconds?: number }[] }>("PUT", "/v1/messages/multi", {
+      auth: alice.auth,
+      body: { ...body, timestamp: 6 },
+    });
+    expect(next.results[0]!.status).toBe(200);
+    expect(next.results[1]).toMatchObject({ status: 429, code: "RATE_LIMITED" });
+    expect(next.results[1]!.retryAfterSeconds).toBeGreaterThan(0);
+    expect((await queueDepth(bob.accountId, 1)).messages).toBe(2);
+  });
+
   it("refuses more than MAX_GROUP_RECIPIENTS (1000) recipients, and duplicates; a wide fan-out answers each", async () => {
     const alice = primary(await newAccount());
     const bob = primary(await newAccount());
