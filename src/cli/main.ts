@@ -1,0 +1,192 @@
+// The `cipherpost` command: one device per --profile directory, JSON on stdout, progress on stderr, exit 0 when
+// done, 1 on failure ({"error":{"code","message"}}), 2 on a wrong command line (usage on stderr).
+// bin/cipherpost.mjs runs this file through tsx.
+import { stat } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { CipherpostClient, CipherpostError, type ClientOptions, type StoredMessage, type UploadState } from "../client/index.ts";
+import { FileStorage, fileBlob, nodeWebSocket, writeStreamToFile } from "../client/node.ts";
+import { existsSync } from "node:fs";
+import { parseCommandLine, UsageError, USAGE, type Command } from "./args.ts";
+import { openProfile, type Profile } from "./profile.ts";
+import { progress } from "./progress.ts";
+
+const out = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
+const note = (text: string) => process.stderr.write(`${text}\n`);
+
+/** Storage keys the CLI adds beside the SDK's: uploads to resume after an interrupted send-file. */
+const uploadKey = (account: string, path: string, size: number, mtimeMs: number) => `cli/upload/${account}/${size}.${Math.floor(mtimeMs)}/${path}`;
+
+interface Session {
+  profile: Profile;
+  storage: FileStorage;
+  client?: CipherpostClient;
+}
+
+async function options(storage: FileStorage): Promise<ClientOptions> {
+  return { storage, WebSocket: await nodeWebSocket() };
+}
+
+async function openClient(s: Session): Promise<CipherpostClient> {
+  const raw = await s.storage.get("device");
+  if (!raw) throw new CipherpostError("NOT_REGISTERED", `the profile ${s.profile.dir} has no device yet: run register or link first`);
+  s.client = await CipherpostClient.open(await options(s.storage));
+  return s.client;
+}
+
+/** A file name safe to create under files/: no directories, no hidden files, nothing overwritten. */
+function receivedPath(dir: string, name: string | undefined, id: string): string {
+  const clean = (basename(name ?? "") || "attachment").replace(/[^\w.\- ]+/g, "_").replace(/^\.+/, "_").slice(0, 120) || "attachment";
+  let path = join(dir, clean);
+  for (let i = 1; existsSync(path) || existsSync(`${path}.partial`); i++) path = join(dir, `${id.slice(0, 8)}-${i}-${clean}`);
+  return path;
+}
+
+async function run(command: Exclude<Command, { name: "help" }>, s: Session): Promise<void> {
+  switch (command.name) {
+    case "register": {
+      const c = await CipherpostClient.register({ server: command.server, ...(await options(s.storage)) });
+      s.client = c;
+      return void out({ accountId: c.accountId, deviceId: c.deviceId });
+    }
+    case "link": {
+      const c = await CipherpostClient.link({ server: command.server, code: command.code, ...(await options(s.storage)) });
+      s.client = c;
+      return void out({ accountId: c.accountId, deviceId: c.deviceId });
+    }
+    case "link-code": {
+      const { code } = await (await openClient(s)).createLinkCode();
+      return void out({ code });
+    }
+    case "whoami": {
+      const c = await openClient(s);
+      return void out({ accountId: c.accountId, deviceId: c.deviceId, server: c.server });
+    }
+    case "safety-number": {
+      const safetyNumber = await (await openClient(s)).safetyNumber(command.account);
+      return void out({ safetyNumber });
+    }
+    case "send": {
+      const r = await (await openClient(s)).send(command.account, { text: command.text, ...(command.expireSeconds !== undefined ? { expireSeconds: command.expireSeconds } : {}) });
+      return void out({ id: r.id });
+    }
+    case "send-file": {
+      const c = await openClient(s);
+      const path = resolve(command.path);
+      const info = await stat(path).catch(() => null);
+      if (!info?.isFile()) throw new CipherpostError("INVALID_ARGUMENT", `not a readable file: ${command.path}`);
+      const file = await fileBlob(path);
+      const key = uploadKey(command.account, path, info.size, info.mtimeMs);
+      const saved = await s.storage.get(key);
+      const bar = progress(`uploading ${basename(path)}`);
+      let attachment;
+      try {
+        const upload = {
+          onProgress: (n: number, total: number) => bar.update(n, total),
+          onCreated: (state: UploadState) => s.storage.write({ set: { [key]: JSON.stringify(state) } }),
+        };
+        try {
+          attachment = await c.uploadAttachment(file, { ...upload, ...(saved ? { resume: JSON.parse(saved) as UploadState } : {}) });
+          if (saved) note(`resumed the interrupted upload of ${basename(path)}`);
+        } catch (e) {
+          // The saved upload may have expired or gone: start afresh once.
+          if (!saved || !CipherpostError.is(e, "NOT_FOUND")) throw e;
+          attachment = await c.uploadAttachment(file, upload);
+        }
+      } finally {
+        bar.finish();
+      }
+      const r = await c.send(command.account, { attachments: [attachment] });
+      await s.storage.write({ delete: [key] });
+      return void out({ id: r.id });
+    }
+    case "devices": {
+      const devices = await (await openClient(s)).devices();
+      return void out({ devices: devices.map((d) => ({ deviceId: d.deviceId, created: d.created, lastSeen: d.lastSeen })) });
+    }
+    case "receive":
+      return receive(await openClient(s), s.profile, command.waitMs);
+  }
+}
+
+/** Prints one JSON line per stored message (files saved under files/), then waits `waitMs` after the queue empties. */
+async function receive(c: CipherpostClient, profile: Profile, waitMs: number): Promise<void> {
+  const printMessage = async (m: StoredMessage) => {
+    const line: Record<string, unknown> = { id: m.id, from: m.from, fromDevice: m.fromDevice, to: m.to ?? null, timestamp: m.timestamp, text: m.text ?? "" };
+    if (m.group) line.group = m.group;
+    if (m.expireSeconds !== undefined) line.expireSeconds = m.expireSeconds;
+    const files = [];
+    for (const a of m.attachments ?? []) {
+      const path = receivedPath(profile.filesDir, a.name, m.id);
+      const bar = progress(`downloading ${basename(path)}`);
+      try {
+        const written = await writeStreamToFile(await c.downloadAttachment(a, { onProgress: (n, total) => bar.update(n, total) }), path);
+        files.push({ name: a.name ?? basename(path), size: written.size, sha256: written.sha256, path });
+      } catch (e) {
+        const err = CipherpostError.is(e) ? e : new CipherpostError("UNEXPECTED", String(e));
+        files.push({ name: a.name ?? null, size: a.size, error: err.toJSON() });
+      } finally {
+        bar.finish();
+      }
+    }
+    if (files.length) line.file = files[0];
+    if (files.length > 1) line.files = files;
+    out(line);
+  };
+  c.on("message", printMessage);
+  c.on("decryptionError", (e) => void out({ id: e.relayId, from: e.from, fromDevice: e.fromDevice, error: e.error.toJSON() }));
+  c.on("error", (e) => void note(`warning: ${e.code}: ${e.message}`));
+  const stopped = c.once("stopped").then((e) => {
+    throw e;
+  });
+  stopped.catch(() => undefined);
+  const drained = c.waitForQueueEmpty();
+  await c.connect({ failFast: true });
+  await Promise.race([drained, stopped]);
+  if (waitMs > 0) await Promise.race([new Promise((r) => setTimeout(r, waitMs)), stopped]);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let command: Command;
+  try {
+    command = parseCommandLine(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`cipherpost: ${e.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (command.name === "help") {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let session: Session | undefined;
+  const cleanUp = async () => {
+    await session?.client?.close().catch(() => undefined);
+    await session?.storage.close().catch(() => undefined);
+    session?.profile.release();
+  };
+  // Ctrl-C: let in-flight work settle (acks, the state journal), free the lock, exit 130.
+  const onSignal = (signal: NodeJS.Signals) => {
+    void cleanUp().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    const profile = await openProfile(command.profile, (holder) =>
+      note(`waiting for the profile ${command.profile}, in use by ${holder !== null ? `process ${holder}` : "another process"}…`),
+    );
+    session = { profile, storage: undefined as unknown as FileStorage };
+    session.storage = await FileStorage.open(profile.statePath);
+    await run(command, session);
+    await cleanUp();
+    return 0;
+  } catch (e) {
+    await cleanUp();
+    const err = CipherpostError.is(e) ? e : new CipherpostError("UNEXPECTED", e instanceof Error ? e.message : String(e), { cause: e });
+    out({ error: { code: err.code, message: err.message } });
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
+// Everything is closed by now; an idle keep-alive connection in fetch's pool must not hold the exit up.
+setTimeout(() => process.exit(), 1000).unref();

@@ -1,0 +1,90 @@
+// A profile directory: created with mode 0700, holding the device's state journal (state.log), received files
+// (files/) and a lock file. The lock makes a second command on the same profile wait for the first (up to
+// CIPHERPOST_LOCK_TIMEOUT_MS, default 30 s) and then fail with PROFILE_LOCKED, instead of two processes
+// advancing the same ratchets from diverging copies. A lock left by a process that no longer runs is taken over.
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { CipherpostError } from "../client/errors.ts";
+
+export interface Profile {
+  dir: string;
+  statePath: string;
+  filesDir: string;
+  release(): void;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function tryLock(path: string): { ok: true } | { ok: false; holder: number | null } {
+  try {
+    const fd = openSync(path, "wx", 0o600);
+    writeSync(fd, `${JSON.stringify({ pid: process.pid, since: new Date().toISOString() })}\n`);
+    closeSync(fd);
+    return { ok: true };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  }
+  let holder: number | null = null;
+  try {
+    holder = (JSON.parse(readFileSync(path, "utf8")) as { pid?: number }).pid ?? null;
+  } catch {
+    holder = null; // being written right now, or garbage: treat as held, look again shortly
+  }
+  if (holder !== null && !alive(holder)) {
+    try {
+      unlinkSync(path); // stale: its process is gone
+    } catch {
+      // another waiter took it over first
+    }
+    return tryLock(path);
+  }
+  return { ok: false, holder };
+}
+
+export async function openProfile(dir: string, onWait: (holder: number | null) => void): Promise<Profile> {
+  const abs = resolve(dir);
+  mkdirSync(abs, { recursive: true, mode: 0o700 });
+  chmodSync(abs, 0o700);
+  const filesDir = join(abs, "files");
+  mkdirSync(filesDir, { recursive: true, mode: 0o700 });
+  const lockPath = join(abs, "lock");
+  const timeoutMs = Number(process.env.CIPHERPOST_LOCK_TIMEOUT_MS ?? 30_000);
+  const deadline = Date.now() + (Number.isFinite(timeoutMs) ? timeoutMs : 30_000);
+  let told = false;
+  for (;;) {
+    const r = tryLock(lockPath);
+    if (r.ok) break;
+    if (Date.now() >= deadline)
+      throw new CipherpostError(
+        "PROFILE_LOCKED",
+        `the profile ${abs} is in use by ${r.holder !== null ? `process ${r.holder}` : "another process"} (lock file ${lockPath}); try again when it has finished`,
+      );
+    if (!told) {
+      onWait(r.holder);
+      told = true;
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  let released = false;
+  return {
+    dir: abs,
+    statePath: join(abs, "state.log"),
+    filesDir,
+    release() {
+      if (released) return;
+      released = true;
+      try {
+        unlinkSync(lockPath);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
