@@ -35,9 +35,10 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+      // Every stdout line of a command is JSON; --help prints the usage text instead.
       const lines = stdout
         .split("\n")
-        .filter((l) => l.trim() !== "")
+        .filter((l) => l.startsWith("{"))
         .map((l) => JSON.parse(l) as Record<string, unknown>);
       resolve({ code, stdout, stderr, lines, json: lines[0] ?? {} });
     });

@@ -1,0 +1,223 @@
+// The SDK's parts that need no relay: the error class and its codes, link codes, the attachment format
+// (round trips at segment boundaries, reordering, truncation, tampering), the file-backed storage's atomicity
+// and crash recovery, content parsing, prekey rotation, and the CLI's argument grammar.
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { parseCommandLine, UsageError } from "../../src/cli/args.ts";
+import { decryptStream, encryptBlob, encryptedSize, GCM_TAG_BYTES, importAttachmentKey, SegmentDigest } from "../../src/client/attachment-crypto.ts";
+import { decodeContent, encodeContent } from "../../src/client/content.ts";
+import { CIPHERPOST_ERROR_CODES, CipherpostError, decodeLinkCode, encodeLinkCode, MemoryStorage } from "../../src/client/index.ts";
+import { FileStorage } from "../../src/client/node.ts";
+import { DEFAULT_PREKEY_POLICY, generateKeys, K, rotationPlan } from "../../src/client/prekeys.ts";
+import { generateEcKeyPair } from "../../src/crypto/keys.ts";
+import { xeddsaVerify } from "../../src/crypto/xeddsa.ts";
+import { fromBase64 } from "../../src/crypto/bytes.ts";
+import { ERRORS } from "../../src/protocol/errors.ts";
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), "cipherpost-units-"));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe("CipherpostError", () => {
+  it("carries every relay code with the relay's retry advice, plus the client's own codes", () => {
+    for (const code of Object.keys(ERRORS) as (keyof typeof ERRORS)[]) {
+      expect(CIPHERPOST_ERROR_CODES).toContain(code);
+      expect(new CipherpostError(code, "x").retryable).toBe(ERRORS[code].retry);
+    }
+    expect(new CipherpostError("UNREACHABLE", "x").retryable).toBe(true);
+    expect(new CipherpostError("DIGEST_MISMATCH", "x").retryable).toBe(false);
+    const e = new CipherpostError("RATE_LIMITED", "slow down", { status: 429, retryAfterSeconds: 7 });
+    expect(CipherpostError.is(e)).toBe(true);
+    expect(CipherpostError.is(e, "RATE_LIMITED")).toBe(true);
+    expect(CipherpostError.is(e, "NOT_FOUND")).toBe(false);
+    expect(CipherpostError.is(new Error("x"))).toBe(false);
+    expect(JSON.parse(JSON.stringify(e))).toEqual({ code: "RATE_LIMITED", message: "slow down" });
+  });
+});
+
+describe("link codes", () => {
+  it("round-trip the account id, token and secret in the documented form", () => {
+    const code = { accountId: crypto.randomUUID(), linkToken: crypto.getRandomValues(new Uint8Array(32)), secret: crypto.getRandomValues(new Uint8Array(32)) };
+    const text = encodeLinkCode(code);
+    expect(text).toMatch(/^cplink1\.[A-Za-z0-9_-]{107}$/); // 80 bytes of unpadded base64url
+    expect(decodeLinkCode(text)).toEqual(code);
+    expect(decodeLinkCode(`  ${text}\n`)).toEqual(code);
+  });
+
+  it("refuse anything else as INVALID_LINK_CODE", () => {
+    const good = encodeLinkCode({ accountId: crypto.randomUUID(), linkToken: new Uint8Array(32), secret: new Uint8Array(32) });
+    for (const bad of ["", "cplink1.", good.slice(0, -1), `${good}AA`, good.replace("cplink1.", "cplink2."), `${good.slice(0, 20)}+${good.slice(21)}`]) {
+      expect(() => decodeLinkCode(bad), bad).toThrow(expect.objectContaining({ code: "INVALID_LINK_CODE" }));
+    }
+  });
+});
+
+async function encryptToBytes(data: Uint8Array, segmentBytes: number, key: Uint8Array) {
+  const k = await importAttachmentKey(key);
+  const digest = new SegmentDigest();
+  const parts: Uint8Array[] = [];
+  for await (const { sealed } of encryptBlob(new Blob([new Uint8Array(data)]), k, segmentBytes)) {
+    await digest.add(sealed);
+    parts.push(sealed);
+  }
+  return { parts, blob: Buffer.concat(parts), digest: digest.finish() };
+}
+
+async function decryptBytes(blob: Uint8Array, o: { key: Uint8Array; digest: Uint8Array; size: number; segmentBytes: number }, chunk = 1000) {
+  const input = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (let i = 0; i < blob.length; i += chunk) c.enqueue(blob.subarray(i, i + chunk));
+      c.close();
+    },
+  });
+  const out: Uint8Array[] = [];
+  for await (const c of input.pipeThrough(decryptStream(o)) as unknown as AsyncIterable<Uint8Array>) out.push(c);
+  return Buffer.concat(out);
+}
+
+describe("the attachment format", () => {
+  const seg = 4096;
+  it("round-trips every size around segment boundaries, whatever the network's chunking", async () => {
+    for (const size of [0, 1, seg - 1, seg, seg + 1, 3 * seg, 3 * seg + 5]) {
+      const data = crypto.getRandomValues(new Uint8Array(size));
+      const key = crypto.getRandomValues(new Uint8Array(32));
+      const { blob, digest } = await encryptToBytes(data, seg, key);
+      expect(blob.length).toBe(encryptedSize(size, seg));
+      for (const chunk of [1, 777, seg + GCM_TAG_BYTES, 1 << 20]) {
+        expect((await decryptBytes(blob, { key, digest, size, segmentBytes: seg }, chunk)).equals(Buffer.from(data)), `size ${size} chunk ${chunk}`).toBe(true);
+      }
+    }
+  });
+
+  it("refuses reordered, truncated, extended or altered blobs with DIGEST_MISMATCH", async () => {
+    const data = crypto.getRandomValues(new Uint8Array(3 * seg + 10));
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    const { parts, blob, digest } = await encryptToBytes(data, seg, key);
+    const o = { key, digest, size: data.length, segmentBytes: seg };
+    const flipped = Buffer.from(blob);
+    flipped[5000]! ^= 1;
+    const cases: [string, Uint8Array, typeof o][] = [
+      ["reordered", Buffer.concat([parts[1]!, parts[0]!, parts[2]!, parts[3]!]), o],
+      ["last segment dropped", Buffer.concat(parts.slice(0, 3)), { ...o, size: 3 * seg }],
+      ["truncated", blob.subarray(0, blob.length - 1), o],
+      ["extended", Buffer.concat([blob, Buffer.from([0])]), o],
+      ["altered", flipped, o],
+      ["wrong digest", blob, { ...o, digest: new Uint8Array(32) }],
+    ];
+    for (const [what, bytes, opts] of cases) {
+      await expect(decryptBytes(bytes, opts), what).rejects.toMatchObject({ code: "DIGEST_MISMATCH" });
+    }
+  });
+});
+
+describe("FileStorage", () => {
+  it("keeps batches across reopening, with the journal mode 0600", async () => {
+    const path = join(tempDir(), "state.log");
+    const s = await FileStorage.open(path);
+    await s.write({ set: { a: "1", b: "2", "m/2": "x", "m/1": "y" } });
+    await s.write({ set: { a: "3" }, delete: ["b"] });
+    await s.close();
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const again = await FileStorage.open(path);
+    expect(await again.get("a")).toBe("3");
+    expect(await again.get("b")).toBeUndefined();
+    expect(await again.list("m/")).toEqual([
+      ["m/1", "y"],
+      ["m/2", "x"],
+    ]);
+    await again.close();
+  });
+
+  it("drops a batch torn by a crash as a whole, and goes on appending after it", async () => {
+    const path = join(tempDir(), "state.log");
+    const s = await FileStorage.open(path);
+    await s.write({ set: { session: "v1", message: "one" } });
+    await s.close();
+    appendFileSync(path, '{"set":{"session":"v2","mess'); // the process died mid-write
+    const after = await FileStorage.open(path);
+    expect(await after.get("session")).toBe("v1");
+    await after.write({ set: { later: "ok" } });
+    await after.close();
+    const third = await FileStorage.open(path);
+    expect(await third.get("later")).toBe("ok");
+    expect(await third.get("session")).toBe("v1");
+    await third.close();
+  });
+
+  it("compacts a journal of mostly dead entries and loses nothing live", async () => {
+    const path = join(tempDir(), "state.log");
+    const s = await FileStorage.open(path, { durable: false });
+    const big = "x".repeat(10_000);
+    for (let i = 0; i < 400; i++) await s.write({ set: { hot: `${i}${big}`, [`k${i % 5}`]: String(i) } });
+    await s.close();
+    expect(statSync(path).size).toBeLessThan(1024 * 1024 + 100_000);
+    const again = await FileStorage.open(path);
+    expect((await again.get("hot"))?.startsWith("399x")).toBe(true);
+    expect(await again.list("k")).toEqual([0, 1, 2, 3, 4].map((i) => [`k${i}`, String(395 + i)]));
+    expect(readFileSync(path, "utf8").endsWith("\n")).toBe(true);
+    await again.close();
+  });
+});
+
+describe("content", () => {
+  it("parses what the SDK encodes and refuses anything else", () => {
+    const m = { type: "message" as const, id: crypto.randomUUID(), timestamp: 1, text: "hi", expireSeconds: 5 };
+    expect(decodeContent(encodeContent(m))).toEqual(m);
+    for (const bad of ['{"type":"message"}', '{"type":"message","id":"x","timestamp":1}', "not json", '{"type":"unknown","id":"' + crypto.randomUUID() + '","timestamp":1}']) {
+      expect(decodeContent(new TextEncoder().encode(bad))).toBeUndefined();
+    }
+    expect(decodeContent(new Uint8Array([0xff, 0xfe]))).toBeUndefined();
+  });
+});
+
+describe("prekeys", () => {
+  it("are signed by the identity key over their full serialisation, with ids that count on", () => {
+    const identity = generateEcKeyPair();
+    const keys = generateKeys(identity.privateKey, 0xffff_fffe, { signed: true, lastResort: true, ec: 2, kem: 1 }, 1000);
+    expect([keys.signedPreKey!.keyId, keys.pqLastResortPreKey!.keyId, ...keys.preKeys.map((k) => k.keyId), keys.pqPreKeys[0]!.keyId]).toEqual([0xffff_fffe, 0xffff_ffff, 1, 2, 3]);
+    for (const k of [keys.signedPreKey!, keys.pqLastResortPreKey!, keys.pqPreKeys[0]!]) {
+      expect(xeddsaVerify(identity.publicKey, fromBase64(k.publicKey), fromBase64(k.signature))).toBe(true);
+    }
+    expect(Object.keys(keys.batch.set)).toHaveLength(5);
+  });
+
+  it("rotate when the newest signed key is older than the period, and forget replaced ones after the grace period", async () => {
+    const storage = new MemoryStorage();
+    const policy = { ...DEFAULT_PREKEY_POLICY, rotationMs: 100, graceMs: 1000 };
+    expect(await rotationPlan(storage, policy, 0)).toEqual({ signed: true, lastResort: true, expired: [] });
+    const identity = generateEcKeyPair();
+    await storage.write(generateKeys(identity.privateKey, 1, { signed: true, lastResort: true }, 0).batch);
+    expect(await rotationPlan(storage, policy, 50)).toEqual({ signed: false, lastResort: false, expired: [] });
+    await storage.write(generateKeys(identity.privateKey, 10, { signed: true }, 200).batch);
+    expect((await rotationPlan(storage, policy, 300)).expired).toEqual([]);
+    const later = await rotationPlan(storage, policy, 1201);
+    expect(later.expired).toEqual([`${K.signed}${"1".padStart(10, "0")}`]);
+    expect(later.signed).toBe(true);
+  });
+});
+
+describe("the CLI's arguments", () => {
+  it("parse every command of the issue", () => {
+    const id = crypto.randomUUID();
+    expect(parseCommandLine(["--profile", "p", "register", "--server", "http://x"])).toEqual({ name: "register", profile: "p", server: "http://x" });
+    expect(parseCommandLine(["--profile", "p", "send", id, "hi there", "--expire-seconds", "30"])).toEqual({ name: "send", profile: "p", account: id, text: "hi there", expireSeconds: 30 });
+    expect(parseCommandLine(["receive", "--profile", "p"])).toEqual({ name: "receive", profile: "p", waitMs: 0 });
+    expect(parseCommandLine(["--profile", "p", "receive", "--wait-ms", "250"])).toEqual({ name: "receive", profile: "p", waitMs: 250 });
+    expect(parseCommandLine(["--profile", "p", "link", "--server", "http://x", "--code", "c"])).toEqual({ name: "link", profile: "p", server: "http://x", code: "c" });
+    expect(parseCommandLine(["--help"])).toEqual({ name: "help" });
+  });
+
+  it("refuse wrong command lines", () => {
+    for (const argv of [[], ["--profile", "p"], ["--profile", "p", "send", "a"], ["--profile", "p", "link", "--server", "x"], ["--profile", "p", "devices", "extra"], ["--profile", "p", "receive", "--wait-ms", "-1"]]) {
+      expect(() => parseCommandLine(argv), argv.join(" ")).toThrow(UsageError);
+    }
+  });
+});
