@@ -166,7 +166,7 @@ describe("bad input at every route", () => {
       for (const m of mutations(body, schema)) await expect4xx(await send(JSON.stringify(m.body)), `${key} ${m.what}`);
     }
     expect(await snapshot()).toBe(before);
-  });
+  }, 180_000);
 
   it("every route refuses bad path parameters and missing credentials and changes nothing", async () => {
     const before = await snapshot();
@@ -180,7 +180,7 @@ describe("bad input at every route", () => {
         }
         if (op.security?.length && !op.security.some((alt) => Object.keys(alt as object).length === 0)) {
           // The WebSocket route is asked as a WebSocket would ask it, so what is refused is the missing credential.
-          const upgrade = p === "/v1/websocket" ? { upgrade: "websocket" } : {};
+          const upgrade: Record<string, string> = p === "/v1/websocket" ? { upgrade: "websocket" } : {};
           const res = await call(m.toUpperCase(), toPath(p), op.requestBody ? { raw: "{}", headers: { "content-type": "application/json", ...upgrade } } : { headers: upgrade });
           expect(await expect4xx(res, `${m} ${p} without credentials`)).toBe("UNAUTHORIZED");
         }

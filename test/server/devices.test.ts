@@ -228,10 +228,30 @@ describe("removing devices and accounts", () => {
     }
     expect((await env.KEY_PAGES.list({ prefix: `kem/${a.accountId}/` })).objects).toHaveLength(0);
     const { runInDurableObject } = await import("cloudflare:test");
+    // The object is empty again: not even its tables remain.
     await runInDurableObject(env.ACCOUNT.getByName(a.accountId), (_o, state) => {
-      expect(state.storage.sql.exec("SELECT count(*) AS n FROM account").one().n).toBe(0);
-      expect(state.storage.sql.exec("SELECT count(*) AS n FROM outbox").one().n).toBe(0);
+      expect(state.storage.sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'").one().n).toBe(0);
     });
     expect(await runDurableObjectAlarm(env.ACCOUNT.getByName(a.accountId))).toBe(false);
+  });
+});
+
+describe("objects for ids nobody registered", () => {
+  it("stay empty: authenticating, sending to or claiming from a random id stores nothing", async () => {
+    const { runInDurableObject } = await import("cloudflare:test");
+    const b = await registerAccount();
+    const ghost = crypto.randomUUID();
+    await expectError(await call("GET", "/v1/devices", { auth: basic(ghost, 1, newPassword()) }), 401, "UNAUTHORIZED");
+    await expectError(await call("GET", `/v2/keys/${ghost}/*`, { auth: b.auth }), 404, "NOT_FOUND");
+    await expectError(await call("POST", "/v1/devices/link/envelope", { body: { accountId: ghost, linkToken: toBase64(new Uint8Array(32)) } }), 403, "LINK_TOKEN_INVALID");
+    const send = await call("PUT", `/v1/messages/${ghost}`, {
+      auth: b.auth,
+      body: { messages: [{ type: 2, destinationDeviceId: 1, destinationRegistrationId: 1, content: toBase64(new Uint8Array(8)) }], timestamp: 1, online: false, urgent: true },
+    });
+    expect(send.status).toBe(404);
+    await runInDurableObject(env.ACCOUNT.getByName(ghost), (_o, state) => {
+      expect(state.storage.sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").one().n).toBe(0);
+    });
+    expect(await runDurableObjectAlarm(env.ACCOUNT.getByName(ghost))).toBe(false);
   });
 });

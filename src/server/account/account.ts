@@ -334,12 +334,14 @@ export class Account extends AccountDirectory {
 
   /** The earliest of the directory's due time, the first message expiry, and the next idle check. */
   protected override nextAlarmAt(): number | null {
+    if (!this.hasTables) return null;
     const times = [super.nextAlarmAt(), store.earliestExpiry(this.sql), this.nextIdleCheck()].filter((t): t is number => t !== null);
     return times.length ? Math.min(...times) : null;
   }
 
   override async alarm(): Promise<void> {
     await super.alarm();
+    if (!this.hasTables) return; // the account was deleted: nothing left to expire or watch
     const now = Date.now();
     // Expired copies may have been in flight: recount from SQLite on the next event.
     if (store.expire(this.sql, now) > 0) this.live.clear();
@@ -383,6 +385,7 @@ export class Account extends AccountDirectory {
 
   /** Test and operations aid: queued copies per device. */
   async queueDepth(deviceId: number): Promise<{ messages: number; bytes: number }> {
+    if (!this.hasTables) return { messages: 0, bytes: 0 };
     return store.queueTotals(this.sql, deviceId);
   }
 }

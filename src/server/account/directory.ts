@@ -67,12 +67,20 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
   protected readonly sql: SqlStorage;
   protected readonly rates: RateWindow;
   private draining: Promise<void> | undefined;
+  private tablesReady = false;
 
   constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.rates = new RateWindow(this.sql);
-    this.migrate();
+    // An object nobody registered stays empty. Creating tables here would store (and bill) a database for every
+    // random account id anyone authenticates as or sends to; so tables exist only once an account does.
+    if (this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length) this.migrate();
+  }
+
+  /** Whether this object holds (or held) an account: false for an id nobody registered. */
+  protected get hasTables(): boolean {
+    return this.tablesReady;
   }
 
   /** Creates this object's tables; run at start and again after an account deletion empties storage. */
@@ -88,11 +96,13 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
     this.sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
       seq INTEGER PRIMARY KEY, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, not_before INTEGER NOT NULL DEFAULT 0)`);
     this.rates.migrate();
+    this.tablesReady = true;
   }
 
   // ---------- account ----------
 
   protected accountRow() {
+    if (!this.tablesReady) return undefined;
     return this.sql
       .exec<{ account_id: string; identity_key: string; created_at: number; deleting: number }>(
         "SELECT account_id, identity_key, created_at, deleting FROM account WHERE id = 1",
@@ -108,6 +118,7 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
   /** Creates the account with its primary device. The caller has checked the challenge and every signature. */
   async register(accountId: string, identityKey: string, device: NewDevice): Promise<{ ok: true; deviceId: number } | Failure> {
     if (this.accountRow()) return fail("FORBIDDEN", "account already exists");
+    this.migrate();
     const now = Date.now();
     const cred = await hashPassword(device.password);
     const deviceUid = newDeviceUid();
@@ -209,6 +220,7 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
   }
 
   private async liveToken(linkToken: string): Promise<{ hash: string; envelope: string } | undefined> {
+    if (!this.accountRow()) return undefined;
     const hash = await sha256Hex(decodeBase64(linkToken));
     const row = this.sql
       .exec<{ envelope: string }>("SELECT envelope FROM link_tokens WHERE token_hash = ? AND expires_at > ?", hash, Date.now())
@@ -361,6 +373,7 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
   }
 
   private async drainOnce(): Promise<void> {
+    if (!this.tablesReady) return;
     for (;;) {
       const row = this.sql.exec<{ seq: number; body: string; attempts: number }>("SELECT seq, body, attempts FROM outbox ORDER BY seq LIMIT 1").toArray()[0];
       if (!row) break;
@@ -381,7 +394,8 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
       // Everything the account owned elsewhere is gone; now this object's own storage goes too.
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
-      this.migrate();
+      // Empty again, like an id nobody registered: no tables until someone registers here.
+      this.tablesReady = false;
       return;
     }
     await this.scheduleAlarm();
@@ -408,6 +422,7 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
 
   /** The single alarm serves every timed duty; each contributes its next due time here. */
   protected nextAlarmAt(): number | null {
+    if (!this.tablesReady) return null;
     const r = this.sql.exec<{ t: number | null }>("SELECT min(not_before) AS t FROM outbox").one();
     return r.t;
   }
@@ -428,6 +443,7 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
 
   /** Test and operations aid: how many directory changes wait to reach D1. */
   async pendingOutbox(): Promise<number> {
+    if (!this.tablesReady) return 0;
     return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n;
   }
 }
