@@ -16,6 +16,7 @@ import {
 import * as store from "../mailbox/store.ts";
 import type { SocketState } from "../mailbox/store.ts";
 import { AccountDirectory, type AuthenticatedDevice } from "./directory.ts";
+import { MemoryRateWindow } from "./rate-window.ts";
 
 /** Headers only the Worker sets on the upgrade it forwards here (objects are not reachable from outside). */
 export const INTERNAL_DEVICE_HEADER = "x-cipherpost-device";
@@ -42,6 +43,8 @@ interface LiveState {
 }
 
 export class Account extends AccountDirectory {
+  /** Send limits, counted in memory (see MemoryRateWindow for why). */
+  private readonly sendRates = new MemoryRateWindow();
   private readonly live = new Map<string, LiveState>();
 
   constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
@@ -64,7 +67,7 @@ export class Account extends AccountDirectory {
     if (!auth.ok) return auth;
     const cfg = this.config();
     if ("ok" in cfg) return cfg;
-    const rate = this.rates.take(`send:${deviceId}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
+    const rate = this.sendRates.take(`send:${deviceId}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
     if (!rate.allowed) return fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds);
     return { ...auth, linkedDevices: this.deviceRows().length - 1 };
   }
@@ -95,7 +98,7 @@ export class Account extends AccountDirectory {
     const mismatch = checkDeviceSet(devices, req.messages, self ? req.sender.deviceId : null);
     if (mismatch) return mismatch;
     if (!self) {
-      const rate = this.rates.take(`pair:${req.sender.accountId}`, cfg.SENDS_PER_PAIR_LIMIT, cfg.SENDS_PER_PAIR_WINDOW_SECONDS, now);
+      const rate = this.sendRates.take(`pair:${req.sender.accountId}`, cfg.SENDS_PER_PAIR_LIMIT, cfg.SENDS_PER_PAIR_WINDOW_SECONDS, now);
       if (!rate.allowed) return fail("RATE_LIMITED", "too many messages from this sender to this account", {}, rate.retryAfterSeconds);
     }
     const ttl = Math.min(req.ttlSeconds ?? cfg.MESSAGE_TTL_SECONDS, cfg.MESSAGE_TTL_SECONDS);
@@ -351,6 +354,7 @@ export class Account extends AccountDirectory {
         .filter(([k]) => k.endsWith("_WINDOW_SECONDS"))
         .map(([, v]) => v as number);
       this.rates.prune(now - Math.max(...windows) * 1000);
+      this.sendRates.prune(now - Math.max(...windows) * 1000);
       for (const ws of this.ctx.getWebSockets()) {
         const last = this.lastSign(ws);
         if (last !== null && now - last >= cfg.IDLE_TIMEOUT_SECONDS * 1000) {

@@ -38,3 +38,35 @@ export class RateWindow {
     this.sql.exec("DELETE FROM rate_events WHERE at <= ?", olderThan);
   }
 }
+
+/**
+ * The same sliding window kept in the object's memory, for the limits on the message path (per sending device,
+ * per sender and recipient pair). Counting in SQLite would write four rows (event and index, insert and delete)
+ * per limit per message, the largest share of a message's cost. Memory is exact while the object is in memory,
+ * which it is while anyone sends to it; the counts start over only after the object was idle long enough to be
+ * evicted, that is, after nobody sent for a while.
+ */
+export class MemoryRateWindow {
+  private readonly events = new Map<string, number[]>();
+
+  take(key: string, limit: number, windowSeconds: number, now = Date.now()): RateDecision {
+    const since = now - windowSeconds * 1000;
+    const list = this.events.get(key) ?? [];
+    let drop = 0;
+    while (drop < list.length && list[drop]! <= since) drop++;
+    if (drop) list.splice(0, drop);
+    if (list.length >= limit) {
+      const oldest = list[list.length - limit]!;
+      this.events.set(key, list);
+      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowSeconds * 1000 - now) / 1000)) };
+    }
+    list.push(now);
+    this.events.set(key, list);
+    return { allowed: true, retryAfterSeconds: 0 };
+  }
+
+  /** Forgets keys with no event after `olderThan`, so senders who stopped do not hold memory. */
+  prune(olderThan: number) {
+    for (const [key, list] of this.events) if ((list[list.length - 1] ?? 0) <= olderThan) this.events.delete(key);
+  }
+}
