@@ -497,8 +497,10 @@ export class CipherpostClient {
   /**
    * Opens the mailbox WebSocket and keeps it open (reconnecting with backoff) until `close()`. Resolves once the
    * first connection is open; queued messages then arrive as `message` events, followed by `queueEmpty`.
+   * `failFast`: if the first attempt fails (relay unreachable), reject with that error instead of retrying;
+   * for command-line tools that should say so and exit. Later drops are always retried.
    */
-  connect(): Promise<void> {
+  connect(options: { failFast?: boolean } = {}): Promise<void> {
     this.#assertOpen();
     if (this.#connection?.running) return Promise.resolve();
     const WS = this.#options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
@@ -519,9 +521,10 @@ export class CipherpostClient {
       this.#options.connection,
     );
     // Signed prekeys rotate on a schedule, checked hourly while connected.
+    clearInterval(this.#rotationTimer);
     this.#rotationTimer = setInterval(() => this.#runInBackground("prekey rotation", () => this.refreshPreKeys()), 3_600_000);
     unref(this.#rotationTimer);
-    return this.#connection.start();
+    return this.#connection.start(options);
   }
 
   /** Drops the current socket and connects again (after a network change; also how tests simulate a drop). */

@@ -63,6 +63,7 @@ export class MailboxConnection {
   /** Ends the current socket's session without waiting for its close event. */
   #forceFinish: (() => void) | null = null;
   #immediate = false;
+  #failFast = false;
   #wake: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #firstOpen: { resolve: () => void; reject: (e: unknown) => void; promise: Promise<void> } | null = null;
@@ -85,10 +86,14 @@ export class MailboxConnection {
     return this.#running;
   }
 
-  /** Starts the loop; resolves when the first connection is open, rejects if the device is refused before that. */
-  start(): Promise<void> {
+  /**
+   * Starts the loop; resolves when the first connection is open, rejects if the device is refused before that.
+   * With `failFast`, a first attempt that fails (relay unreachable, refused) rejects and stops instead of retrying.
+   */
+  start(options: { failFast?: boolean } = {}): Promise<void> {
     if (this.#running && this.#firstOpen) return this.#firstOpen.promise;
     this.#running = true;
+    this.#failFast = options.failFast ?? false;
     let resolve!: () => void;
     let reject!: (e: unknown) => void;
     const promise = new Promise<void>((res, rej) => {
@@ -153,6 +158,7 @@ export class MailboxConnection {
         const { ticket } = await this.#http.json("POST", "/v1/websocket/ticket", WebSocketTicketResponse, { auth: this.#auth });
         const result = await this.#session(ticket, () => {
           openedAt = Date.now();
+          this.#failFast = false;
           this.#handlers.event({ state: "open" });
           this.#firstOpen?.resolve();
         });
@@ -165,6 +171,12 @@ export class MailboxConnection {
           return;
         }
         closeReason = err.message;
+        if (this.#failFast) {
+          this.#running = false;
+          this.#firstOpen?.reject(err);
+          this.#handlers.event({ state: "closed", code: closeCode, reason: closeReason, reconnectInMs: null });
+          return;
+        }
       }
       const fatal = FATAL_CLOSES[closeCode];
       if (fatal) {
@@ -175,6 +187,12 @@ export class MailboxConnection {
       if (!this.#running) {
         this.#handlers.event({ state: "closed", code: closeCode, reason: closeReason, reconnectInMs: null });
         break;
+      }
+      if (this.#failFast && openedAt === null) {
+        this.#running = false;
+        this.#firstOpen?.reject(new CipherpostError("UNREACHABLE", `the mailbox connection did not open: ${closeReason || `closed with ${closeCode}`}`));
+        this.#handlers.event({ state: "closed", code: closeCode, reason: closeReason, reconnectInMs: null });
+        return;
       }
       if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) attempt = 0;
       const delay = this.#immediate ? 0 : Math.floor(Math.random() * Math.min(this.#o.maxDelayMs, this.#o.initialDelayMs * 2 ** attempt));

@@ -20,6 +20,7 @@ export const CLIENT_ERRORS = {
   DIGEST_MISMATCH: { retry: false, summary: "A downloaded attachment does not match the digest its sender recorded." },
   DEVICE_REMOVED: { retry: false, summary: "This device was removed from its account, or the account was deleted." },
   PROFILE_LOCKED: { retry: true, summary: "Another process is using this profile." },
+  UNEXPECTED: { retry: false, summary: "A local failure the SDK did not anticipate (a file system error, a bug); the message says what." },
 } as const satisfies Record<string, { retry: boolean; summary: string }>;
 
 export type ClientErrorCode = keyof typeof CLIENT_ERRORS;

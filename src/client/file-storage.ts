@@ -18,6 +18,8 @@ export class FileStorage implements Storage {
   readonly #data: Map<string, string>;
   #file: FileHandle | null;
   #journalBytes: number;
+  /** Characters of the live entries, kept as batches land, to decide when compaction pays. */
+  #liveChars = 0;
   #queue: Promise<void> = Promise.resolve();
 
   private constructor(path: string, data: Map<string, string>, file: FileHandle, journalBytes: number, durable: boolean) {
@@ -26,6 +28,7 @@ export class FileStorage implements Storage {
     this.#file = file;
     this.#journalBytes = journalBytes;
     this.#durable = durable;
+    for (const [k, v] of data) this.#liveChars += k.length + v.length;
   }
 
   /** Opens (creating, mode 0600) the journal at `path` and replays it. */
@@ -85,15 +88,18 @@ export class FileStorage implements Storage {
     const line = `${JSON.stringify(batch)}\n`;
     await this.#file.appendFile(line);
     if (this.#durable) await this.#file.datasync();
+    const set = batch.set ?? {};
+    for (const [k, v] of Object.entries(set)) {
+      const before = this.#data.get(k);
+      this.#liveChars += k.length + v.length - (before === undefined ? 0 : k.length + before.length);
+    }
+    for (const k of new Set(batch.delete ?? [])) {
+      const current = Object.hasOwn(set, k) ? set[k] : this.#data.get(k);
+      if (current !== undefined) this.#liveChars -= k.length + current.length;
+    }
     applyBatch(this.#data, batch);
     this.#journalBytes += Buffer.byteLength(line);
-    if (this.#journalBytes > 1024 * 1024 && this.#journalBytes > 4 * this.#liveBytes()) await this.#compact();
-  }
-
-  #liveBytes(): number {
-    let n = 0;
-    for (const [k, v] of this.#data) n += k.length + v.length + 8;
-    return n;
+    if (this.#journalBytes > 1024 * 1024 && this.#journalBytes > 4 * this.#liveChars) await this.#compact();
   }
 
   /** Rewrites the journal as one batch of the live entries: temp file, fsync, rename, fsync the directory. */

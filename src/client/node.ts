@@ -9,22 +9,14 @@ import type { WebSocketConstructor } from "./connection.ts";
 export { FileStorage } from "./file-storage.ts";
 
 /**
- * The global WebSocket when the runtime has one (Node 22+), else the `ws` package's, else undici's (both
- * implement the WHATWG interface the SDK uses). Throws when none is installed.
+ * The global WebSocket when the runtime has one (Node 22+), otherwise undici's (a dependency: undici 7 implements
+ * the WHATWG WebSocket the SDK uses, on Node 20.18.1 and later).
  */
 export async function nodeWebSocket(): Promise<WebSocketConstructor> {
   const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (global) return global;
-  for (const load of [() => import("ws"), () => import("undici")]) {
-    try {
-      const mod = (await load()) as { WebSocket?: unknown; default?: unknown };
-      const WS = (mod.WebSocket ?? mod.default) as WebSocketConstructor | undefined;
-      if (typeof WS === "function") return WS;
-    } catch {
-      // not installed: try the next
-    }
-  }
-  throw new Error("no WebSocket implementation: Node 20 needs the `ws` package (npm install ws)");
+  const { WebSocket } = await import("undici");
+  return WebSocket as unknown as WebSocketConstructor;
 }
 
 /** A file as a Blob that reads from disk as it is consumed, with its base name (what uploads take). */
