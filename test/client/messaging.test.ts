@@ -60,6 +60,25 @@ describe("two accounts and a linked device", () => {
     expect(await a1.safetyNumber(b.accountId)).toMatch(/^(\d{5} ){11}\d{5}$/);
   });
 
+  it("typing indicators reach connected devices only; read receipts mark the sender's copy", async () => {
+    const typing = nextEvent(b, "typing");
+    await a1.sendTyping(b.accountId, "started");
+    expect(await typing).toEqual({ from: a1.accountId, fromDevice: 1, action: "started" });
+    const [first] = a1.messages.list({ with: b.accountId });
+    const read = nextEvent(a1, "receipt", (r) => r.kind === "read");
+    await b.sendReceipt(a1.accountId, "read", [first!.id]);
+    expect((await read).messageIds).toEqual([first!.id]);
+    expect(a1.messages.get(first!.id, a1.accountId)?.read).toEqual([b.accountId]);
+    // Never stored: a device that connects later never sees an old typing indicator.
+    const late = await client();
+    await a1.sendTyping(late.accountId, "started");
+    let typed = false;
+    late.on("typing", () => void (typed = true));
+    await late.connect();
+    await late.waitForQueueEmpty().catch(() => undefined);
+    expect(typed).toBe(false);
+  });
+
   it("a second device linked to A receives both sides of the conversation from then on", async () => {
     const { code } = await a1.createLinkCode();
     expect(code).toMatch(/^cplink1\.[A-Za-z0-9_-]{107}$/);
