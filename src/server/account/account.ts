@@ -45,6 +45,8 @@ interface LiveState {
 export class Account extends AccountDirectory {
   /** Send limits, counted in memory (see MemoryRateWindow for why). */
   private readonly sendRates = new MemoryRateWindow();
+  /** Queue totals per device for the quota check, counted from SQLite when missing (store.queueTotals). */
+  private readonly totals = new Map<number, { messages: number; bytes: number }>();
   private readonly live = new Map<string, LiveState>();
 
   constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
@@ -114,7 +116,7 @@ export class Account extends AccountDirectory {
 
     const full: number[] = [];
     for (const m of req.messages) {
-      const q = store.queueTotals(this.sql, m.destinationDeviceId);
+      const q = this.queueTotals(m.destinationDeviceId);
       if (q.messages + 1 > cfg.QUEUE_MAX_MESSAGES || q.bytes + ciphertextBytes(m) > cfg.QUEUE_MAX_BYTES) full.push(m.destinationDeviceId);
     }
     if (full.length)
@@ -153,6 +155,13 @@ export class Account extends AccountDirectory {
           now + cfg.IDEMPOTENCY_TTL_SECONDS * 1000,
         );
     });
+    for (const m of req.messages) {
+      const t = this.totals.get(m.destinationDeviceId);
+      if (t) {
+        t.messages++;
+        t.bytes += ciphertextBytes(m);
+      }
+    }
     for (const d of direct) {
       if (safeSend(d.ws, d.frame)) d.state.inflight++;
       else d.state.caughtUp = false; // stays queued, in flight on a dead connection: the next one sends it
@@ -237,6 +246,7 @@ export class Account extends AccountDirectory {
       switch (parsed.data.type) {
         case "ack": {
           const deleted = store.ackMessages(this.sql, s, parsed.data.ids);
+          if (deleted > 0) this.totals.delete(s.d);
           const state = this.live.get(s.c);
           if (state) state.inflight = Math.max(0, state.inflight - deleted);
           if (state?.caughtUp) return; // nothing waits: no need to look
@@ -306,6 +316,7 @@ export class Account extends AccountDirectory {
 
   protected override async onDeviceRemoved(deviceId: number): Promise<void> {
     store.dropDeviceQueue(this.sql, deviceId);
+    this.totals.delete(deviceId);
     for (const ws of this.ctx.getWebSockets(deviceTag(deviceId))) {
       this.forget(ws);
       closeQuietly(ws, CLOSE_CODES.deviceRemoved, "this device was removed");
@@ -332,6 +343,7 @@ export class Account extends AccountDirectory {
     for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE_CODES.accountDeleted, "the account was deleted");
     this.live.clear();
     store.wipeMailbox(this.sql);
+    this.totals.clear();
     await super.purgeOwnedData(accountId, cfg);
   }
 
@@ -347,7 +359,10 @@ export class Account extends AccountDirectory {
     if (!this.hasTables) return; // the account was deleted: nothing left to expire or watch
     const now = Date.now();
     // Expired copies may have been in flight: recount from SQLite on the next event.
-    if (store.expire(this.sql, now) > 0) this.live.clear();
+    if (store.expire(this.sql, now) > 0) {
+      this.live.clear();
+      this.totals.clear();
+    }
     const cfg = this.config();
     if (!("ok" in cfg)) {
       const windows = Object.entries(cfg)
@@ -390,7 +405,16 @@ export class Account extends AccountDirectory {
   /** Test and operations aid: queued copies per device. */
   async queueDepth(deviceId: number): Promise<{ messages: number; bytes: number }> {
     if (!this.hasTables) return { messages: 0, bytes: 0 };
-    return store.queueTotals(this.sql, deviceId);
+    return this.queueTotals(deviceId);
+  }
+
+  private queueTotals(deviceId: number): { messages: number; bytes: number } {
+    let t = this.totals.get(deviceId);
+    if (!t) {
+      t = store.queueTotals(this.sql, deviceId);
+      this.totals.set(deviceId, t);
+    }
+    return t;
   }
 }
 

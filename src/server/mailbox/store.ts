@@ -1,6 +1,5 @@
 // The mailbox's tables in the account object's SQLite: one row per queued copy, ordered by an INTEGER PRIMARY
-// KEY sequence (never a clock), per-device queue totals kept by triggers, connection tickets and remembered
-// idempotent answers. Each queued row holds the delivery frame ready to send, so delivery never re-serialises.
+// KEY sequence (never a clock), connection tickets and remembered idempotent answers. Each queued row holds the delivery frame ready to send, so delivery never re-serialises.
 
 export interface SocketState {
   /** Connection id: rows in flight on this connection carry it in `conn`. */
@@ -20,23 +19,20 @@ export function migrateMailbox(sql: SqlStorage): void {
   sql.exec("CREATE INDEX IF NOT EXISTS mb_messages_device ON mb_messages (device_id, seq)");
   sql.exec("CREATE INDEX IF NOT EXISTS mb_messages_conn ON mb_messages (device_id, conn)");
   sql.exec("CREATE INDEX IF NOT EXISTS mb_messages_expiry ON mb_messages (expires_at)");
-  // Quota totals per device, kept exact by triggers so a send checks the quota with one row read.
-  sql.exec("CREATE TABLE IF NOT EXISTS mb_queues (device_id INTEGER PRIMARY KEY, messages INTEGER NOT NULL, bytes INTEGER NOT NULL)");
-  sql.exec(`CREATE TRIGGER IF NOT EXISTS mb_messages_insert AFTER INSERT ON mb_messages BEGIN
-    INSERT INTO mb_queues (device_id, messages, bytes) VALUES (NEW.device_id, 1, NEW.bytes)
-      ON CONFLICT (device_id) DO UPDATE SET messages = messages + 1, bytes = bytes + NEW.bytes;
-  END`);
-  sql.exec(`CREATE TRIGGER IF NOT EXISTS mb_messages_delete AFTER DELETE ON mb_messages BEGIN
-    UPDATE mb_queues SET messages = messages - 1, bytes = bytes - OLD.bytes WHERE device_id = OLD.device_id;
-  END`);
   sql.exec("CREATE TABLE IF NOT EXISTS mb_tickets (hash TEXT PRIMARY KEY, device_id INTEGER NOT NULL, expires_at INTEGER NOT NULL)");
   sql.exec(`CREATE TABLE IF NOT EXISTS mb_idempotency (
     key TEXT PRIMARY KEY, digest TEXT NOT NULL, answer TEXT NOT NULL, expires_at INTEGER NOT NULL)`);
   sql.exec("CREATE INDEX IF NOT EXISTS mb_idempotency_expiry ON mb_idempotency (expires_at)");
 }
 
+/**
+ * A device's queue totals, counted from its rows. The account object keeps them in memory and counts again only
+ * after acks, expiry or a restart: totals kept in a table by triggers would write two more rows per message.
+ */
 export function queueTotals(sql: SqlStorage, deviceId: number): { messages: number; bytes: number } {
-  return sql.exec<{ messages: number; bytes: number }>("SELECT messages, bytes FROM mb_queues WHERE device_id = ?", deviceId).toArray()[0] ?? { messages: 0, bytes: 0 };
+  return sql
+    .exec<{ messages: number; bytes: number }>("SELECT count(*) AS messages, coalesce(sum(bytes), 0) AS bytes FROM mb_messages WHERE device_id = ?", deviceId)
+    .one();
 }
 
 /** Queues one copy; `conn` is set when it goes out at once on a connection that has nothing else waiting. */
@@ -77,12 +73,11 @@ export function ackMessages(sql: SqlStorage, s: SocketState, ids: string[]): num
 
 export function dropDeviceQueue(sql: SqlStorage, deviceId: number): void {
   sql.exec("DELETE FROM mb_messages WHERE device_id = ?", deviceId);
-  sql.exec("DELETE FROM mb_queues WHERE device_id = ?", deviceId);
   sql.exec("DELETE FROM mb_tickets WHERE device_id = ?", deviceId);
 }
 
 export function wipeMailbox(sql: SqlStorage): void {
-  for (const t of ["mb_messages", "mb_queues", "mb_tickets", "mb_idempotency"]) sql.exec(`DELETE FROM ${t}`);
+  for (const t of ["mb_messages", "mb_tickets", "mb_idempotency"]) sql.exec(`DELETE FROM ${t}`);
 }
 
 /** Deletes expired queued copies, tickets and remembered answers; answers how many messages expired. */
