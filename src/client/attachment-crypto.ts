@@ -12,6 +12,11 @@ export const DEFAULT_SEGMENT_BYTES = 256 * 1024;
 export const GCM_TAG_BYTES = 16;
 export const ATTACHMENT_KEY_BYTES = 32;
 
+/** The bytes as an ArrayBuffer-backed view (what WebCrypto's types want), copying only if they are not. */
+export function plainBuffer(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
+}
+
 export function segmentCount(size: number, segmentBytes: number): number {
   return Math.max(1, Math.ceil(size / segmentBytes));
 }
@@ -32,16 +37,16 @@ function segmentNonce(index: number, final: boolean): Uint8Array<ArrayBuffer> {
 
 export function importAttachmentKey(key: Uint8Array): Promise<CryptoKey> {
   if (key.length !== ATTACHMENT_KEY_BYTES) throw new CipherpostError("INVALID_ARGUMENT", "an attachment key is 32 bytes");
-  return crypto.subtle.importKey("raw", new Uint8Array(key), "AES-GCM", false, ["encrypt", "decrypt"]);
+  return crypto.subtle.importKey("raw", plainBuffer(key), "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 
 export async function sealSegment(key: CryptoKey, index: number, final: boolean, plaintext: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: segmentNonce(index, final) }, key, new Uint8Array(plaintext)));
+  return new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: segmentNonce(index, final) }, key, plainBuffer(plaintext)));
 }
 
 export async function openSegment(key: CryptoKey, index: number, final: boolean, sealed: Uint8Array): Promise<Uint8Array> {
   try {
-    return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: segmentNonce(index, final) }, key, new Uint8Array(sealed)));
+    return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: segmentNonce(index, final) }, key, plainBuffer(sealed)));
   } catch {
     throw new CipherpostError("DIGEST_MISMATCH", `attachment segment ${index} does not authenticate: the blob was altered or the key is wrong`);
   }
@@ -52,7 +57,7 @@ export class SegmentDigest {
   readonly #outer = sha256.create();
 
   async add(sealedSegment: Uint8Array): Promise<void> {
-    this.#outer.update(new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(sealedSegment))));
+    this.#outer.update(new Uint8Array(await crypto.subtle.digest("SHA-256", plainBuffer(sealedSegment))));
   }
 
   finish(): Uint8Array {

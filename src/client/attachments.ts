@@ -12,6 +12,7 @@ import {
   encryptBlob,
   encryptedSize,
   importAttachmentKey,
+  plainBuffer,
 } from "./attachment-crypto.ts";
 import type { AttachmentPointer } from "./content.ts";
 import { CipherpostError } from "./errors.ts";
@@ -77,10 +78,10 @@ async function uploadOffset(http: RelayHttp, auth: Credentials, url: string, sig
 
 /** One PATCH; answers the relay's new offset. */
 async function patch(http: RelayHttp, auth: Credentials, url: string, offset: number, body: Uint8Array, signal?: AbortSignal): Promise<number> {
-  const checksum = encodeBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(body))));
+  const checksum = encodeBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", plainBuffer(body))));
   const res = await http.raw("PATCH", url, {
     headers: { ...tusHeaders(auth), "upload-offset": String(offset), "content-type": TUS_CONTENT_TYPE, "upload-checksum": `sha256 ${checksum}` },
-    rawBody: new Uint8Array(body),
+    rawBody: plainBuffer(body),
     timeoutMs: 10 * 60_000,
     ...(signal ? { signal } : {}),
   });
