@@ -38,3 +38,10 @@ describe("configuration docs", () => {
     expect(Object.keys(vars).filter((v) => !names.includes(v))).toEqual([]);
   });
 });
+
+describe("cost docs", () => {
+  it("docs/cost.md shows the table bench/cost-model.ts computes (npm run cost -- --write)", async () => {
+    const { tables } = await import("../bench/cost-model.ts");
+    expect(readFileSync(new URL("docs/cost.md", root), "utf8")).toContain(tables());
+  });
+});

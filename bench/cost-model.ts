@@ -1,0 +1,161 @@
+// The cost model behind docs/cost.md: Cloudflare's published Workers Paid prices, the per-operation counts
+// cipherpost measures or its code fixes, and stated usage assumptions, multiplied out for 1, 10 and 100 million
+// monthly users. `npm run cost` prints the tables; `--write` puts them into docs/cost.md between its markers.
+import { readFileSync, writeFileSync } from "node:fs";
+
+/** Workers Paid plan prices (developers.cloudflare.com: workers/platform/pricing, durable-objects/platform/pricing, d1/platform/pricing, r2/pricing). */
+export const PRICES = {
+  base: 5, // $ per month
+  workerRequests: { included: 10e6, perMillion: 0.3 },
+  workerCpuMs: { included: 30e6, perMillion: 0.02 },
+  doRequests: { included: 1e6, perMillion: 0.15 }, // incoming WebSocket messages count 1/20
+  doGbSeconds: { included: 400_000, perMillion: 12.5 },
+  doRowsRead: { included: 25e9, perMillion: 0.001 },
+  doRowsWritten: { included: 50e6, perMillion: 1.0 },
+  doStorageGb: { included: 5, perGbMonth: 0.2 },
+  d1RowsRead: { included: 25e9, perMillion: 0.001 },
+  d1RowsWritten: { included: 50e6, perMillion: 1.0 },
+  d1StorageGb: { included: 5, perGbMonth: 0.75 },
+  r2ClassA: { included: 1e6, perMillion: 4.5 },
+  r2ClassB: { included: 10e6, perMillion: 0.36 },
+  r2StorageGb: { included: 10, perGbMonth: 0.015 },
+};
+
+/** Per-operation counts. `measured` ones come from tests or benchmarks named beside them; the rest from the code. */
+export const UNIT = {
+  // test/server/storage-cost.test.ts: rows written in the recipient's object per copy (live 5, queued 7).
+  doRowsWrittenPerCopyLive: 5,
+  doRowsWrittenPerCopyQueued: 7,
+  doRowsReadPerCopy: 7,
+  // A send: one Worker request, one RPC to the sender's object (authentication, device limit), one per recipient object.
+  doRpcPerSend: 1,
+  // CPU per Worker request, an assumption bounded by the load benchmark (both Workers and objects share one process there).
+  workerCpuMsPerRequest: 2,
+  // Active object time per RPC (wall clock while handling it), an assumption; hibernated sockets cost none.
+  doActiveMsPerRpc: 2,
+  // A fully stocked registration (100 one-time keys of each kind): docs/scaling.md and the schema.
+  d1RowsWrittenPerRegistration: 314,
+  doRowsWrittenPerRegistration: 20,
+  doRpcPerRegistration: 3, // two per-IP limiter calls, one account object
+  r2PutsPerRegistration: 1, // the KEM key page
+  cpuMsPerRegistration: 40, // 102 native signature checks at about 0.33 ms, plus the rest
+  kemPageBytes: 100 * 1637,
+  d1BytesPerDevice: 27_310, // docs/scaling.md, measured with dbstat
+  // A prekey claim for one device: exact claim window in the target's object, one D1 batch, one ranged R2 read.
+  doRowsWrittenPerClaim: 4,
+  d1RowsWrittenPerClaim: 3,
+  // An attachment of one part or less: create + PATCH (+ final part) + completion through the upload object.
+  workerRequestsPerUpload: 2,
+  doRpcPerUpload: 3,
+  doRowsWrittenPerUpload: 8,
+  d1RowsWrittenPerUpload: 9, // index insert, completion, sweep delete, with their indexes
+  r2ClassAPerUpload: 3, // create multipart, upload part, complete
+};
+
+export interface Assumptions {
+  users: number;
+  devicesPerUser: number;
+  sendsPerUserPerDay: number;
+  groupShare: number;
+  groupSize: number;
+  queuedShare: number;
+  attachmentShare: number;
+  attachmentMb: number;
+  newUserShare: number;
+  claimsPerUserPerMonth: number;
+}
+
+export const DEFAULTS: Omit<Assumptions, "users"> = {
+  devicesPerUser: 1.3, // a phone, and for some a desktop or tablet
+  sendsPerUserPerDay: 45, // 30 messages and 15 receipt or typing sends a day
+  groupShare: 0.25, // a quarter of sends go to groups
+  groupSize: 8,
+  queuedShare: 0.5, // half the copies wait for a device that is offline
+  attachmentShare: 0.05, // one send in twenty carries an attachment
+  attachmentMb: 1, // photos and voice notes, after client compression
+  newUserShare: 0.1, // a tenth of monthly users register that month (a signup surge is far above this for a day)
+  claimsPerUserPerMonth: 10, // new sessions: new contacts, new devices, session resets
+};
+
+const bill = (used: number, p: { included: number; perMillion: number }) => (Math.max(0, used - p.included) / 1e6) * p.perMillion;
+const billGb = (gb: number, p: { included: number; perGbMonth: number }) => Math.max(0, gb - p.included) * p.perGbMonth;
+
+export function month(a: Assumptions) {
+  const sends = a.users * a.sendsPerUserPerDay * 30;
+  const ownOther = a.devicesPerUser - 1; // sync copies to the sender's other devices
+  const copiesPerSend = (1 - a.groupShare) * (a.devicesPerUser + ownOther) + a.groupShare * (a.groupSize * a.devicesPerUser + ownOther);
+  const objectsPerSend = (1 - a.groupShare) * (1 + Math.min(1, ownOther)) + a.groupShare * (a.groupSize + Math.min(1, ownOther));
+  const copies = sends * copiesPerSend;
+  const uploads = sends * a.attachmentShare;
+  const downloads = uploads * copiesPerSend;
+  const registrations = a.users * a.newUserShare;
+  const claims = a.users * a.claimsPerUserPerMonth;
+  const devices = a.users * a.devicesPerUser;
+
+  const workerRequests = sends * (1 + ownOther) + uploads * UNIT.workerRequestsPerUpload + downloads + registrations * 2 + claims;
+  const workerCpuMs = workerRequests * UNIT.workerCpuMsPerRequest + registrations * UNIT.cpuMsPerRegistration;
+  const doRpc = sends * (UNIT.doRpcPerSend + objectsPerSend) + copies / 20 + uploads * UNIT.doRpcPerUpload + registrations * UNIT.doRpcPerRegistration + claims * 2;
+  const doRowsWritten =
+    copies * (a.queuedShare * UNIT.doRowsWrittenPerCopyQueued + (1 - a.queuedShare) * UNIT.doRowsWrittenPerCopyLive) +
+    uploads * UNIT.doRowsWrittenPerUpload +
+    registrations * UNIT.doRowsWrittenPerRegistration +
+    claims * UNIT.doRowsWrittenPerClaim;
+  const doRowsRead = copies * UNIT.doRowsReadPerCopy;
+  const doGbSeconds = (doRpc * UNIT.doActiveMsPerRpc) / 1000 * 0.128;
+  const doStorageGb = (devices * 20 * 1.2e3 + a.users * 16e3) / 1e9; // 20 queued copies of 1.2 KB per device, 16 KB per account object
+  const d1RowsWritten = registrations * UNIT.d1RowsWrittenPerRegistration + claims * (UNIT.d1RowsWrittenPerClaim + 3) + uploads * UNIT.d1RowsWrittenPerUpload;
+  const d1StorageGb = (devices * UNIT.d1BytesPerDevice) / 1e9 + (uploads * 150) / 1e9;
+  const r2ClassA = uploads * UNIT.r2ClassAPerUpload + registrations + claims / 100;
+  const r2ClassB = downloads + claims;
+  const r2StorageGb = uploads * a.attachmentMb / 1e3 + (devices * UNIT.kemPageBytes) / 1e9;
+
+  const lines: [string, number, string][] = [
+    ["Workers requests", bill(workerRequests, PRICES.workerRequests), `${fmt(workerRequests)} requests`],
+    ["Workers CPU", bill(workerCpuMs, PRICES.workerCpuMs), `${fmt(workerCpuMs)} CPU ms`],
+    ["Durable Object requests", bill(doRpc, PRICES.doRequests), `${fmt(doRpc)} billed requests`],
+    ["Durable Object duration", bill(doGbSeconds, PRICES.doGbSeconds), `${fmt(doGbSeconds)} GB-s`],
+    ["Durable Object rows written", bill(doRowsWritten, PRICES.doRowsWritten), `${fmt(doRowsWritten)} rows`],
+    ["Durable Object rows read", bill(doRowsRead, PRICES.doRowsRead), `${fmt(doRowsRead)} rows`],
+    ["Durable Object storage", billGb(doStorageGb, PRICES.doStorageGb), `${fmt(doStorageGb)} GB-month`],
+    ["D1 rows written", bill(d1RowsWritten, PRICES.d1RowsWritten), `${fmt(d1RowsWritten)} rows`],
+    ["D1 storage", billGb(d1StorageGb, PRICES.d1StorageGb), `${fmt(d1StorageGb)} GB-month`],
+    ["R2 Class A", bill(r2ClassA, PRICES.r2ClassA), `${fmt(r2ClassA)} operations`],
+    ["R2 Class B", bill(r2ClassB, PRICES.r2ClassB), `${fmt(r2ClassB)} operations`],
+    ["R2 storage", billGb(r2StorageGb, PRICES.r2StorageGb), `${fmt(r2StorageGb)} GB-month`],
+    ["Workers Paid plan", PRICES.base, "subscription"],
+  ];
+  const total = lines.reduce((s, l) => s + l[1], 0);
+  return { lines, total, perUser: total / a.users, sends, copies, copiesPerSend };
+}
+
+function fmt(n: number): string {
+  if (n >= 1e12) return `${(n / 1e12).toFixed(2)} T`;
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
+  return n.toFixed(1);
+}
+const usd = (n: number) => `$${n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(2)}`;
+
+export function tables(): string {
+  const out: string[] = [];
+  const runs = [1e6, 10e6, 100e6].map((users) => ({ users, m: month({ users, ...DEFAULTS }) }));
+  out.push("| line | 1 M users | 10 M users | 100 M users | what is counted (100 M) |", "|---|---|---|---|---|");
+  runs[0]!.m.lines.forEach((l, i) => {
+    out.push(`| ${l[0]} | ${runs.map((r) => usd(r.m.lines[i]![1])).join(" | ")} | ${runs[2]!.m.lines[i]![2]} |`);
+  });
+  out.push(`| **total per month** | ${runs.map((r) => `**${usd(r.m.total)}**`).join(" | ")} | |`);
+  out.push(`| per user per month | ${runs.map((r) => `$${r.m.perUser.toFixed(4)}`).join(" | ")} | |`);
+  out.push("", `Copies delivered per send: ${runs[0]!.m.copiesPerSend.toFixed(2)}; sends a month at 1 M users: ${fmt(runs[0]!.m.sends)}.`);
+  return out.join("\n");
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const t = tables();
+  if (process.argv.includes("--write")) {
+    const path = new URL("../docs/cost.md", import.meta.url);
+    const doc = readFileSync(path, "utf8");
+    writeFileSync(path, doc.replace(/<!-- cost:start -->[\s\S]*?<!-- cost:end -->/, `<!-- cost:start -->\n${t}\n<!-- cost:end -->`));
+  }
+  process.stdout.write(`${t}\n`);
+}
