@@ -14,9 +14,16 @@ import { latencyChart } from "./lib/chart.ts";
 const root = resolve(new URL("../", import.meta.url).pathname);
 const short = process.argv.includes("--short");
 
-const common = short
+const preset = short
   ? { recipients: 3, senders: 3, messages: 150, concurrency: 8, messageBytes: 1024, registrations: 4, keysPerRegistration: 5, claims: 20, uploadBytes: 6 * 1024 * 1024, timeoutMs: 60_000 }
   : { recipients: 50, senders: 50, messages: 5000, concurrency: 32, messageBytes: 1024, registrations: 50, keysPerRegistration: 100, claims: 1000, uploadBytes: 64 * 1024 * 1024, timeoutMs: 300_000 };
+
+/** `--messages=N` and the like override one figure of the preset, for exploring. */
+const common = { ...preset };
+for (const arg of process.argv.slice(2)) {
+  const m = /^--(\w+)=(\d+)$/.exec(arg);
+  if (m && m[1]! in common) (common as Record<string, number>)[m[1]!] = Number(m[2]);
+}
 
 /** Brakes off: the benchmark measures the relay's work, not its rate limits or proof of work. */
 const CIPHERPOST_VARS = {
