@@ -8,5 +8,7 @@ export default defineConfig({
     exclude: ["test/server/**", "test/**/*.workers.test.ts", "node_modules/**"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // Relays started by these tests log one JSON line per request: show output only for failing tests.
+    silent: "passed-only",
   },
 });

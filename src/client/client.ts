@@ -239,6 +239,9 @@ function initialKeys(identityPrivateKey: Uint8Array, policy: PreKeyPolicy, now: 
 
 // ---------- the client ----------
 
+
+/** How long close() waits for background sends before it returns anyway. */
+const CLOSE_WAIT_MS = 10_000;
 export class CipherpostClient {
   readonly accountId: string;
   readonly deviceId: number;
@@ -546,7 +549,15 @@ export class CipherpostClient {
     clearInterval(this.#rotationTimer);
     clearTimeout(this.#receiptTimer);
     if (this.#pendingReceipts.size) this.#runInBackground("delivery receipts", () => this.#flushReceipts());
-    while (this.#background.size) await Promise.allSettled([...this.#background]);
+    // Background sends (receipts, prekey upkeep) get a bounded time to finish: closing must not hang on a slow
+    // or unreachable relay. A delivery receipt still unsent then is dropped (it is a courtesy, not a message);
+    // prekey upkeep runs again on the next connect.
+    const deadline = Date.now() + CLOSE_WAIT_MS;
+    while (this.#background.size && Date.now() < deadline) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([Promise.allSettled([...this.#background]), new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+      clearTimeout(timer);
+    }
     clearTimeout(this.#expiryTimer);
     this.#closed = true;
   }
