@@ -47,9 +47,27 @@ export interface LoadResult {
   registrationsPerSec?: number;
   claimsPerSec?: number;
   uploadMBps?: number;
+  networkRetries?: number;
 }
 
 const now = () => performance.now();
+
+/**
+ * fetch, tried again when the connection itself failed before an answer (a pooled keep-alive connection the
+ * server had just closed: "other side closed"). Counted, and printed with the results; HTTP errors are not retried.
+ */
+let networkRetries = 0;
+async function fetchRetry(input: string, init?: RequestInit): Promise<Response> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(input, init);
+    } catch (e) {
+      if (attempt >= 2 || !(e instanceof TypeError)) throw e;
+      networkRetries++;
+      if (process.env.BENCH_DEBUG) process.stderr.write(`retry ${init?.method ?? "GET"} ${new URL(input).pathname.slice(0, 20)}: ${String((e as { cause?: unknown }).cause)}\n`);
+    }
+  }
+}
 
 function stats(values: number[]): LatencyStats {
   const s = [...values].sort((a, b) => a - b);
@@ -124,14 +142,14 @@ function registrationBody(keys: number, challenge: string, nonce: Uint8Array) {
 }
 
 async function prepareRegistration(url: string, keys: number) {
-  const ch = (await (await must(await fetch(`${url}/v1/challenges`, { method: "POST" }), "challenge")).json()) as { challenge: string; difficulty: number };
+  const ch = (await (await must(await fetchRetry(`${url}/v1/challenges`, { method: "POST" }), "challenge")).json()) as { challenge: string; difficulty: number };
   const nonce = await solvePow(decodeBase64(ch.challenge), ch.difficulty);
   return registrationBody(keys, ch.challenge, nonce);
 }
 
 async function register(url: string, prepared: Awaited<ReturnType<typeof prepareRegistration>>): Promise<Account> {
   const res = await must(
-    await fetch(`${url}/v1/registration`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(prepared.body) }),
+    await fetchRetry(`${url}/v1/registration`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(prepared.body) }),
     "registration",
   );
   const r = (await res.json()) as { accountId: string };
@@ -139,7 +157,7 @@ async function register(url: string, prepared: Awaited<ReturnType<typeof prepare
 }
 
 async function connectCipherpost(url: string, a: Account, onMessage: (ws: WebSocket, frame: { type: string; id?: string; envelope?: { content: string } }) => void) {
-  const t = (await (await must(await fetch(`${url}/v1/websocket/ticket`, { method: "POST", headers: { authorization: a.auth } }), "ticket")).json()) as { ticket: string };
+  const t = (await (await must(await fetchRetry(`${url}/v1/websocket/ticket`, { method: "POST", headers: { authorization: a.auth } }), "ticket")).json()) as { ticket: string };
   const ws = new WebSocket(`${url.replace(/^http/, "ws")}/v1/websocket?ticket=${encodeURIComponent(t.ticket)}`);
   await new Promise<void>((resolve, reject) => {
     ws.addEventListener("error", () => reject(new Error("websocket failed")));
@@ -211,7 +229,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
       urgent: true,
     });
     sentAt[i] = now();
-    await must(await fetch(`${o.url}/v1/messages/${to.accountId}`, { method: "PUT", headers: { authorization: from.auth, "content-type": "application/json" }, body }), "send");
+    await must(await fetchRetry(`${o.url}/v1/messages/${to.accountId}`, { method: "PUT", headers: { authorization: from.auth, "content-type": "application/json" }, body }), "send");
   });
   await Promise.race([allDelivered, new Promise((r) => setTimeout(r, o.timeoutMs))]);
   const elapsed = (lastDelivery - start) / 1000;
@@ -224,7 +242,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     const c0 = now();
     await pool(o.claims, o.concurrency, async (i) => {
       const by = senders[i % senders.length]!;
-      await (await must(await fetch(`${o.url}/v2/keys/${target.accountId}/1`, { headers: { authorization: by.auth } }), "claim")).arrayBuffer();
+      await (await must(await fetchRetry(`${o.url}/v2/keys/${target.accountId}/1`, { headers: { authorization: by.auth } }), "claim")).arrayBuffer();
     });
     claimsPerSec = o.claims / ((now() - c0) / 1000);
   }
@@ -236,7 +254,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     const who = senders[0]!;
     const u0 = now();
     const created = await must(
-      await fetch(`${o.url}/v1/attachments/tus/`, { method: "POST", headers: { authorization: who.auth, "tus-resumable": "1.0.0", "upload-length": String(bytes.length) } }),
+      await fetchRetry(`${o.url}/v1/attachments/tus/`, { method: "POST", headers: { authorization: who.auth, "tus-resumable": "1.0.0", "upload-length": String(bytes.length) } }),
       "tus create",
     );
     const location = new URL(created.headers.get("location")!, o.url).toString();
@@ -244,7 +262,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     for (let off = 0; off < bytes.length; off += chunk) {
       const part = bytes.subarray(off, Math.min(bytes.length, off + chunk));
       await must(
-        await fetch(location, {
+        await fetchRetry(location, {
           method: "PATCH",
           headers: { authorization: who.auth, "tus-resumable": "1.0.0", "upload-offset": String(off), "content-type": "application/offset+octet-stream" },
           body: part,
@@ -305,7 +323,7 @@ async function runBaseline(o: LoadOptions): Promise<LoadResult> {
   await pool(o.messages, o.concurrency, async (i) => {
     const body = JSON.stringify({ i, content: toBase64(payload(i, o.messageBytes)) });
     sentAt[i] = now();
-    await must(await fetch(`${o.url}/send/${names[i % names.length]}`, { method: "POST", body }), "send");
+    await must(await fetchRetry(`${o.url}/send/${names[i % names.length]}`, { method: "POST", body }), "send");
   });
   await Promise.race([allDelivered, new Promise((r) => setTimeout(r, o.timeoutMs))]);
   const elapsed = (lastDelivery - start) / 1000;
@@ -315,7 +333,7 @@ async function runBaseline(o: LoadOptions): Promise<LoadResult> {
   if (o.uploadBytes > 0) {
     const bytes = randomBytes(o.uploadBytes);
     const u0 = now();
-    await must(await fetch(`${o.url}/r2/blob-${Date.now()}`, { method: "PUT", body: bytes }), "r2 put");
+    await must(await fetchRetry(`${o.url}/r2/blob-${Date.now()}`, { method: "PUT", body: bytes }), "r2 put");
     uploadMBps = bytes.length / 1e6 / ((now() - u0) / 1000);
   }
   return {
@@ -339,11 +357,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const o = JSON.parse(process.argv[2] ?? "{}") as LoadOptions;
   runLoad(o).then(
     (r) => {
-      process.stdout.write(`${JSON.stringify(r)}\n`);
+      process.stdout.write(`${JSON.stringify({ ...r, networkRetries })}\n`);
       process.exit(0);
     },
     (e) => {
-      process.stderr.write(`load generator failed: ${(e as Error).stack ?? e}\n`);
+      process.stderr.write(`load generator failed: ${(e as Error).stack ?? e}\ncause: ${String((e as { cause?: unknown }).cause ?? "none")}\n`);
       process.exit(1);
     },
   );

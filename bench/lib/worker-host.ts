@@ -29,7 +29,7 @@ export interface WorkerHost {
 
 const root = resolve(new URL("../../", import.meta.url).pathname);
 
-export async function startWorker(opts: { config: string; vars?: Record<string, string>; schema?: string }): Promise<WorkerHost> {
+export async function startWorker(opts: { config: string; vars?: Record<string, string>; schema?: string; inspectorPort?: number }): Promise<WorkerHost> {
   process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
   const config = resolve(root, opts.config);
   const toml = parse(readFileSync(config, "utf8")) as unknown as WranglerToml;
@@ -48,6 +48,7 @@ export async function startWorker(opts: { config: string; vars?: Record<string, 
     compatibilityFlags: toml.compatibility_flags ?? [],
     host: "127.0.0.1",
     port: 0,
+    ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
     bindings: { ...(toml.vars ?? {}), ...(opts.vars ?? {}) },
     d1Databases: (toml.d1_databases ?? []).map((d) => d.binding),
     r2Buckets: (toml.r2_buckets ?? []).map((r) => r.binding),
@@ -55,7 +56,9 @@ export async function startWorker(opts: { config: string; vars?: Record<string, 
     // is the result. They are still produced, so their cost is measured.
     handleRuntimeStdio(stdout: Readable, stderr: Readable) {
       stdout.resume();
-      stderr.resume();
+      // The runtime's own errors still reach the operator running the benchmark.
+      if (process.env.BENCH_RUNTIME_LOGS) stderr.pipe(process.stderr);
+      else stderr.resume();
     },
     durableObjects: Object.fromEntries((toml.durable_objects?.bindings ?? []).map((b) => [b.name, { className: b.class_name, useSQLite: true }])),
   });
