@@ -15,7 +15,6 @@ export const ERRORS = {
   FORBIDDEN: { status: 403, retry: false, summary: "The authenticated device may not do this." },
   // Resources
   NOT_FOUND: { status: 404, retry: false, summary: "No such resource." },
-  METHOD_NOT_ALLOWED: { status: 405, retry: false, summary: "The route does not take this method." },
   // Registration and devices
   CHALLENGE_INVALID: { status: 403, retry: false, summary: "The proof-of-work challenge is unknown, used, expired, or not solved." },
   PROOF_INVALID: { status: 422, retry: false, summary: "The proof of identity-key possession does not verify." },

@@ -64,3 +64,21 @@ describe("the API document", () => {
     for (const code of ["INVALID_SIGNATURE", "CHALLENGE_INVALID", "RATE_LIMITED", "LINK_TOKEN_INVALID", "TOO_MANY_DEVICES", "UNAUTHORIZED"]) expect(mentioned).toContain(code);
   });
 });
+
+describe("unexpected failures", () => {
+  it("answer 500 INTERNAL with the request id and nothing of the error itself", async () => {
+    const { createApp } = await import("../../src/server/app.ts");
+    const { env } = await import("cloudflare:workers");
+    const broken = createApp((a) => {
+      a.get("/boom", () => {
+        throw new Error("secret detail that must not leak");
+      });
+    });
+    const res = await broken.fetch(new Request("https://relay.test/boom"), env);
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { code: string; message: string; requestId: string };
+    expect(body.code).toBe("INTERNAL");
+    expect(body.message).not.toContain("secret");
+    expect(body.requestId).toBe(res.headers.get("x-request-id"));
+  });
+});
