@@ -99,29 +99,37 @@ export function montgomeryUToEdwards(u32: Uint8Array, signBit: 0 | 1): Uint8Arra
  */
 export function xeddsaVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   try {
-    if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) {
-      return false;
-    }
-    if (signature.length !== SIGNATURE_BYTES) return false;
-    let u: Uint8Array;
-    if (publicKey.length === EC_PUBLIC_KEY_BYTES) {
-      if (publicKey[0] !== EC_KEY_TYPE) return false;
-      u = publicKey.subarray(1);
-    } else if (publicKey.length === 32) {
-      u = publicKey;
-    } else {
-      return false;
-    }
-    const signBit = (signature[63]! >> 7) as 0 | 1;
-    const A = montgomeryUToEdwards(u, signBit);
-    if (A === null) return false;
-    const sig = signature.slice();
-    sig[63]! &= 0x7f;
+    const p = prepareVerify(publicKey, message, signature);
+    if (p === null) return false;
     // zip215: false = RFC 8032 / FIPS 186-5 strict: canonical A and R, S < L, small-order A refused.
-    return ed25519.verify(sig, message, A, { zip215: false });
+    return ed25519.verify(p.sig, message, p.A, { zip215: false });
   } catch {
     return false;
   }
+}
+
+/**
+ * The steps both verifiers share: input types and lengths, the 0x05 type byte, the Montgomery-to-Edwards
+ * mapping with the sign bit libsignal carries in bit 7 of signature byte 63, and that bit cleared from the
+ * signature. Null for anything malformed.
+ */
+function prepareVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): { A: Uint8Array; sig: Uint8Array } | null {
+  if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) return null;
+  if (signature.length !== SIGNATURE_BYTES) return null;
+  let u: Uint8Array;
+  if (publicKey.length === EC_PUBLIC_KEY_BYTES) {
+    if (publicKey[0] !== EC_KEY_TYPE) return null;
+    u = publicKey.subarray(1);
+  } else if (publicKey.length === 32) {
+    u = publicKey;
+  } else {
+    return null;
+  }
+  const A = montgomeryUToEdwards(u, (signature[63]! >> 7) as 0 | 1);
+  if (A === null) return null;
+  const sig = signature.slice();
+  sig[63]! &= 0x7f;
+  return { A, sig };
 }
 
 // y-coordinates (sign bit cleared) of the eight points of order dividing 8: 1, −1, 0 and the four
@@ -137,26 +145,11 @@ const SMALL_ORDER_Y: readonly bigint[] = ED25519_TORSION_SUBGROUP.map(
  */
 export async function xeddsaVerifyAsync(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
   try {
-    if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) {
-      return false;
-    }
-    if (signature.length !== SIGNATURE_BYTES) return false;
-    let u: Uint8Array;
-    if (publicKey.length === EC_PUBLIC_KEY_BYTES) {
-      if (publicKey[0] !== EC_KEY_TYPE) return false;
-      u = publicKey.subarray(1);
-    } else if (publicKey.length === 32) {
-      u = publicKey;
-    } else {
-      return false;
-    }
-    const signBit = (signature[63]! >> 7) as 0 | 1;
-    const A = montgomeryUToEdwards(u, signBit);
-    if (A === null) return false;
+    const p = prepareVerify(publicKey, message, signature);
+    if (p === null) return false;
+    const { A, sig } = p;
     const yA = bytesToNumberLE(A) & ((1n << 255n) - 1n);
     if (SMALL_ORDER_Y.includes(yA)) return false;
-    const sig = signature.slice();
-    sig[63]! &= 0x7f;
     // RFC 8032 §5.1.7 step 1: R must decode, so its y must be canonical; S must be below L.
     if ((bytesToNumberLE(sig.subarray(0, 32)) & ((1n << 255n) - 1n)) >= P) return false;
     if (bytesToNumberLE(sig.subarray(32)) >= L) return false;
