@@ -91,6 +91,48 @@ async function pool(count: number, concurrency: number, job: (i: number) => Prom
   );
 }
 
+/** Send times and deliveries of one run, shared by both targets so they are measured the same way. */
+class Deliveries {
+  readonly sentAt: Float64Array;
+  readonly latencies: number[] = [];
+  readonly seen = new Set<number>();
+  duplicates = 0;
+  lastDelivery = 0;
+  private done: () => void = () => {};
+  readonly all: Promise<void>;
+
+  constructor(readonly total: number) {
+    this.sentAt = new Float64Array(total);
+    this.all = new Promise<void>((r) => (this.done = r));
+  }
+
+  /** Message `i` arrived: a latency sample the first time, a duplicate after that. */
+  record(i: number) {
+    if (this.seen.has(i)) {
+      this.duplicates++;
+      return;
+    }
+    this.seen.add(i);
+    this.lastDelivery = now();
+    this.latencies.push(this.lastDelivery - this.sentAt[i]!);
+    if (this.seen.size === this.total) this.done();
+  }
+
+  /** Waits for every message or the timeout; answers the result fields for `target`. */
+  async finish(target: string, start: number, timeoutMs: number) {
+    await Promise.race([this.all, new Promise((r) => setTimeout(r, timeoutMs))]);
+    return {
+      target,
+      sent: this.total,
+      delivered: this.seen.size,
+      duplicates: this.duplicates,
+      messagesPerSec: this.seen.size / ((this.lastDelivery - start) / 1000),
+      latencyMs: stats(this.latencies),
+      latencySample: sample(this.latencies),
+    };
+  }
+}
+
 async function must(res: Response, what: string): Promise<Response> {
   if (!res.ok) throw new Error(`${what} → ${res.status} ${await res.text()}`);
   return res;
@@ -185,13 +227,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
   const senders = accounts.slice(o.recipients);
 
   // Deliveries, acked in batches as a client would (one ack frame per burst of frames).
-  const sentAt = new Float64Array(o.messages);
-  const latencies: number[] = [];
-  const seen = new Set<number>();
-  let duplicates = 0;
-  let lastDelivery = 0;
-  let done: () => void = () => {};
-  const allDelivered = new Promise<void>((r) => (done = r));
+  const d = new Deliveries(o.messages);
   const pendingAcks = new Map<WebSocket, string[]>();
   const flush = (ws: WebSocket) => {
     const ids = pendingAcks.get(ws);
@@ -206,14 +242,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
         if (list.length === 0) setImmediate(() => flush(ws));
         list.push(frame.id);
         pendingAcks.set(ws, list);
-        if (seen.has(i)) {
-          duplicates++;
-          return;
-        }
-        seen.add(i);
-        lastDelivery = now();
-        latencies.push(lastDelivery - sentAt[i]!);
-        if (seen.size === o.messages) done();
+        d.record(i);
       }),
     ),
   );
@@ -228,11 +257,10 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
       online: false,
       urgent: true,
     });
-    sentAt[i] = now();
+    d.sentAt[i] = now();
     await must(await fetchRetry(`${o.url}/v1/messages/${to.accountId}`, { method: "PUT", headers: { authorization: from.auth, "content-type": "application/json" }, body }), "send");
   });
-  await Promise.race([allDelivered, new Promise((r) => setTimeout(r, o.timeoutMs))]);
-  const elapsed = (lastDelivery - start) / 1000;
+  const delivered = await d.finish("cipherpost", start, o.timeoutMs);
   for (const ws of sockets) ws.close(1000);
 
   // Prekey claims: one target with keys to spare, claimed by the senders in turn.
@@ -274,13 +302,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
   }
 
   return {
-    target: "cipherpost",
-    sent: o.messages,
-    delivered: seen.size,
-    duplicates,
-    messagesPerSec: seen.size / elapsed,
-    latencyMs: stats(latencies),
-    latencySample: sample(latencies),
+    ...delivered,
     registrationsPerSec,
     ...(claimsPerSec !== undefined ? { claimsPerSec } : {}),
     ...(uploadMBps !== undefined ? { uploadMBps } : {}),
@@ -290,13 +312,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
 // ---------------- baseline ----------------
 
 async function runBaseline(o: LoadOptions): Promise<LoadResult> {
-  const sentAt = new Float64Array(o.messages);
-  const latencies: number[] = [];
-  const seen = new Set<number>();
-  let duplicates = 0;
-  let lastDelivery = 0;
-  let done: () => void = () => {};
-  const allDelivered = new Promise<void>((r) => (done = r));
+  const d = new Deliveries(o.messages);
   const names = Array.from({ length: o.recipients }, (_, i) => `r${i}-${Math.random().toString(36).slice(2)}`);
   const sockets = await Promise.all(
     names.map(
@@ -305,28 +321,17 @@ async function runBaseline(o: LoadOptions): Promise<LoadResult> {
           const ws = new WebSocket(`${o.url.replace(/^http/, "ws")}/ws/${n}`);
           ws.addEventListener("open", () => resolve(ws));
           ws.addEventListener("error", () => reject(new Error("websocket failed")));
-          ws.addEventListener("message", (e) => {
-            const i = (JSON.parse(String(e.data)) as { i: number }).i;
-            if (seen.has(i)) {
-              duplicates++;
-              return;
-            }
-            seen.add(i);
-            lastDelivery = now();
-            latencies.push(lastDelivery - sentAt[i]!);
-            if (seen.size === o.messages) done();
-          });
+          ws.addEventListener("message", (e) => d.record((JSON.parse(String(e.data)) as { i: number }).i));
         }),
     ),
   );
   const start = now();
   await pool(o.messages, o.concurrency, async (i) => {
     const body = JSON.stringify({ i, content: toBase64(payload(i, o.messageBytes)) });
-    sentAt[i] = now();
+    d.sentAt[i] = now();
     await must(await fetchRetry(`${o.url}/send/${names[i % names.length]}`, { method: "POST", body }), "send");
   });
-  await Promise.race([allDelivered, new Promise((r) => setTimeout(r, o.timeoutMs))]);
-  const elapsed = (lastDelivery - start) / 1000;
+  const delivered = await d.finish("baseline", start, o.timeoutMs);
   for (const ws of sockets) ws.close(1000);
 
   let uploadMBps: number | undefined;
@@ -337,13 +342,7 @@ async function runBaseline(o: LoadOptions): Promise<LoadResult> {
     uploadMBps = bytes.length / 1e6 / ((now() - u0) / 1000);
   }
   return {
-    target: "baseline",
-    sent: o.messages,
-    delivered: seen.size,
-    duplicates,
-    messagesPerSec: seen.size / elapsed,
-    latencyMs: stats(latencies),
-    latencySample: sample(latencies),
+    ...delivered,
     ...(uploadMBps !== undefined ? { uploadMBps } : {}),
   };
 }
