@@ -45,6 +45,7 @@ export const CORS_EXPOSE_HEADERS = [
   "Location",
   "Retry-After",
   "X-Request-Id",
+  "Idempotent-Replayed",
   "Tus-Resumable",
   "Tus-Version",
   "Tus-Extension",

@@ -24,6 +24,7 @@ describe("browsers", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("access-control-allow-origin")).toBe("*");
     expect(res.headers.get("access-control-expose-headers")?.toLowerCase()).toContain("retry-after");
+    expect(res.headers.get("access-control-expose-headers")?.toLowerCase()).toContain("idempotent-replayed");
     expect(res.headers.get("x-content-type-options")).toBe("nosniff");
     expect(res.headers.get("x-frame-options")).toBe("SAMEORIGIN");
     expect(res.headers.get("strict-transport-security")).toMatch(/max-age=/);
