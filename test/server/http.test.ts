@@ -83,3 +83,28 @@ describe("unexpected failures", () => {
     expect(body.requestId).toBe(res.headers.get("x-request-id"));
   });
 });
+
+describe("logs", () => {
+  it("one JSON line per request with id, route, status and duration; never the address, password or body", async () => {
+    const { vi } = await import("vitest");
+    const a = await registerAccount();
+    const spy = vi.spyOn(console, "log");
+    try {
+      const res = await call("PUT", "/v2/keys", { auth: a.auth, headers: { "cf-connecting-ip": "198.51.100.77" }, body: { preKeys: [] } });
+      expect(res.status).toBe(204);
+      const lines = spy.mock.calls.map((c) => String(c[0]));
+      const line = lines.find((l) => l.includes('"route":"/v2/keys"'));
+      expect(line, lines.join("\n")).toBeDefined();
+      const entry = JSON.parse(line!) as Record<string, unknown>;
+      expect(Object.keys(entry).sort()).toEqual(["durationMs", "level", "method", "requestId", "route", "status"]);
+      expect(entry).toMatchObject({ level: "info", method: "PUT", route: "/v2/keys", status: 204, requestId: res.headers.get("x-request-id") });
+      for (const l of lines) {
+        expect(l).not.toContain("198.51.100.77");
+        expect(l).not.toContain(a.password);
+        expect(l).not.toContain(a.accountId);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
