@@ -23,10 +23,10 @@ export const PRICES = {
 
 /** Per-operation counts. `measured` ones come from tests or benchmarks named beside them; the rest from the code. */
 export const UNIT = {
-  // test/server/storage-cost.test.ts: rows written in the recipient's object per copy (live 5, queued 7).
-  doRowsWrittenPerCopyLive: 5,
-  doRowsWrittenPerCopyQueued: 7,
-  doRowsReadPerCopy: 7,
+  // test/server/storage-cost.test.ts: rows written in the recipient's object per copy (live 4, queued 4).
+  doRowsWrittenPerCopyLive: 4,
+  doRowsWrittenPerCopyQueued: 4,
+  doRowsReadPerCopy: 6,
   // A send: one Worker request, one RPC to the sender's object (authentication, device limit), one per recipient object.
   doRpcPerSend: 1,
   // CPU per Worker request, an assumption bounded by the load benchmark (both Workers and objects share one process there).

@@ -47,6 +47,9 @@ export class Account extends AccountDirectory {
   private readonly sendRates = new MemoryRateWindow();
   /** Queue totals per device for the quota check, counted from SQLite when missing (store.queueTotals). */
   private readonly totals = new Map<number, { messages: number; bytes: number }>();
+  /** The next queue sequence number, and the last one reserved in storage (see allocateSeq). */
+  private nextSeq = 0;
+  private reservedSeq = 0;
   private readonly live = new Map<string, LiveState>();
 
   constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
@@ -129,22 +132,20 @@ export class Account extends AccountDirectory {
 
     // Live fast path: a device whose connection has sent everything and has room in its window gets the copy
     // written as already in flight and sent straight after the commit; anyone else's copy is pumped from SQLite.
-    const direct: { ws: WebSocket; frame: string; state: LiveState }[] = [];
+    const direct: { ws: WebSocket; frame: string; state: LiveState; seq: number }[] = [];
     const pumpAfter: WebSocket[] = [];
     this.ctx.storage.transactionSync(() => {
       for (const m of req.messages) {
         const id = crypto.randomUUID();
         const frame = messageFrame(id, m, common);
-        let conn: string | null = null;
+        const seq = this.allocateSeq();
+        store.insertMessage(this.sql, seq, id, m.destinationDeviceId, frame, ciphertextBytes(m), expiresAt);
         for (const ws of this.openSockets(m.destinationDeviceId)) {
           const s = ws.deserializeAttachment() as SocketState;
           const state = this.live.get(s.c);
-          if (state && state.caughtUp && s.e === 1 && state.inflight < cfg.MAX_UNACKED_PER_CONNECTION) {
-            conn = s.c;
-            direct.push({ ws, frame, state });
-          } else pumpAfter.push(ws);
+          if (state && state.caughtUp && s.e === 1 && state.inflight < cfg.MAX_UNACKED_PER_CONNECTION) direct.push({ ws, frame, state, seq });
+          else pumpAfter.push(ws);
         }
-        store.insertMessage(this.sql, id, m.destinationDeviceId, frame, ciphertextBytes(m), expiresAt, conn);
       }
       if (idemKey)
         this.sql.exec(
@@ -163,8 +164,10 @@ export class Account extends AccountDirectory {
       }
     }
     for (const d of direct) {
-      if (safeSend(d.ws, d.frame)) d.state.inflight++;
-      else d.state.caughtUp = false; // stays queued, in flight on a dead connection: the next one sends it
+      if (safeSend(d.ws, d.frame)) {
+        d.state.inflight++;
+        sentUpTo(d.ws, d.seq);
+      } else d.state.caughtUp = false; // stays queued for the next connection
     }
     for (const ws of pumpAfter) this.pump(ws, cfg, now);
     const alarm = await this.ctx.storage.getAlarm();
@@ -217,7 +220,7 @@ export class Account extends AccountDirectory {
     const client = pair[0];
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [deviceTag(deviceId)]);
-    const state: SocketState = { c: base64url(crypto.getRandomValues(new Uint8Array(9))), d: deviceId, t: Date.now(), e: 0 };
+    const state: SocketState = { c: base64url(crypto.getRandomValues(new Uint8Array(9))), d: deviceId, t: Date.now(), e: 0, h: 0 };
     server.serializeAttachment(state);
     // Frames sent before the 101 goes out are buffered by the runtime and arrive in order after it.
     this.pump(server, cfg, Date.now());
@@ -294,11 +297,11 @@ export class Account extends AccountDirectory {
       if (!safeSend(ws, r.frame)) break;
       sent++;
     }
-    if (sent > 0) store.markSent(this.sql, s, rows[0]!.seq, rows[sent - 1]!.seq, now);
+    if (sent > 0) sentUpTo(ws, rows[sent - 1]!.seq);
     const caughtUp = sent === rows.length && rows.length < room;
     this.live.set(s.c, { inflight: inflight + sent, caughtUp });
     if (caughtUp && s.e === 0) {
-      if (safeSend(ws, QUEUE_EMPTY_FRAME)) ws.serializeAttachment({ ...s, e: 1 });
+      if (safeSend(ws, QUEUE_EMPTY_FRAME)) ws.serializeAttachment({ ...(ws.deserializeAttachment() as SocketState), e: 1 });
     }
   }
 
@@ -344,6 +347,7 @@ export class Account extends AccountDirectory {
     this.live.clear();
     store.wipeMailbox(this.sql);
     this.totals.clear();
+    this.nextSeq = 0;
     await super.purgeOwnedData(accountId, cfg);
   }
 
@@ -408,6 +412,25 @@ export class Account extends AccountDirectory {
     return this.queueTotals(deviceId);
   }
 
+  /**
+   * Queue sequence numbers only ever grow, even when the queue empties (SQLite would reuse rowids then, and a
+   * connection's SocketState.h must stay meaningful). They are reserved in storage a thousand at a time, so a
+   * message costs no extra row; after a restart numbering resumes above the last reservation. Call inside the
+   * transaction that inserts the message.
+   */
+  private allocateSeq(): number {
+    if (this.nextSeq === 0) {
+      const reserved = store.reservedSeq(this.sql);
+      this.nextSeq = reserved + 1;
+      this.reservedSeq = reserved;
+    }
+    if (this.nextSeq > this.reservedSeq) {
+      this.reservedSeq = this.nextSeq + 999;
+      store.reserveSeq(this.sql, this.reservedSeq);
+    }
+    return this.nextSeq++;
+  }
+
   private queueTotals(deviceId: number): { messages: number; bytes: number } {
     let t = this.totals.get(deviceId);
     if (!t) {
@@ -416,6 +439,12 @@ export class Account extends AccountDirectory {
     }
     return t;
   }
+}
+
+/** Records on the socket that every copy of its device up to `seq` has gone out on it (SocketState.h). */
+function sentUpTo(ws: WebSocket, seq: number): void {
+  const s = ws.deserializeAttachment() as SocketState;
+  if (seq > s.h) ws.serializeAttachment({ ...s, h: seq });
 }
 
 function safeSend(ws: WebSocket, frame: string): boolean {
