@@ -23,9 +23,9 @@ export const PRICES = {
 
 /** Per-operation counts. `measured` ones come from tests or benchmarks named beside them; the rest from the code. */
 export const UNIT = {
-  // test/server/storage-cost.test.ts: rows written in the recipient's object per copy (live 4, queued 4).
-  doRowsWrittenPerCopyLive: 4,
-  doRowsWrittenPerCopyQueued: 4,
+  // test/server/storage-cost.test.ts: rows written in the recipient's object per copy (live 3, queued 3).
+  doRowsWrittenPerCopyLive: 3,
+  doRowsWrittenPerCopyQueued: 3,
   doRowsReadPerCopy: 6,
   // A send: one Worker request, one RPC to the sender's object (authentication, device limit), one per recipient object.
   doRpcPerSend: 1,

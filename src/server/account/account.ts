@@ -47,6 +47,8 @@ export class Account extends AccountDirectory {
   private readonly sendRates = new MemoryRateWindow();
   /** Queue totals per device for the quota check, counted from SQLite when missing (store.queueTotals). */
   private readonly totals = new Map<number, { messages: number; bytes: number }>();
+  /** The earliest expiry of any queued copy: undefined when unknown (counted again from SQLite), null when none. */
+  private earliest: number | null | undefined;
   /** The next queue sequence number, and the last one reserved in storage (see allocateSeq). */
   private nextSeq = 0;
   private reservedSeq = 0;
@@ -140,6 +142,7 @@ export class Account extends AccountDirectory {
         const frame = messageFrame(id, m, common);
         const seq = this.allocateSeq();
         store.insertMessage(this.sql, seq, id, m.destinationDeviceId, frame, ciphertextBytes(m), expiresAt);
+        if (this.earliest !== undefined) this.earliest = this.earliest === null ? expiresAt : Math.min(this.earliest, expiresAt);
         for (const ws of this.openSockets(m.destinationDeviceId)) {
           const s = ws.deserializeAttachment() as SocketState;
           const state = this.live.get(s.c);
@@ -249,7 +252,10 @@ export class Account extends AccountDirectory {
       switch (parsed.data.type) {
         case "ack": {
           const deleted = store.ackMessages(this.sql, s, parsed.data.ids);
-          if (deleted > 0) this.totals.delete(s.d);
+          if (deleted > 0) {
+            this.totals.delete(s.d);
+            this.earliest = undefined;
+          }
           const state = this.live.get(s.c);
           if (state) state.inflight = Math.max(0, state.inflight - deleted);
           if (state?.caughtUp) return; // nothing waits: no need to look
@@ -319,6 +325,7 @@ export class Account extends AccountDirectory {
 
   protected override async onDeviceRemoved(deviceId: number): Promise<void> {
     store.dropDeviceQueue(this.sql, deviceId);
+    this.earliest = undefined;
     this.totals.delete(deviceId);
     for (const ws of this.ctx.getWebSockets(deviceTag(deviceId))) {
       this.forget(ws);
@@ -346,6 +353,7 @@ export class Account extends AccountDirectory {
     for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE_CODES.accountDeleted, "the account was deleted");
     this.live.clear();
     store.wipeMailbox(this.sql);
+    this.earliest = undefined;
     this.totals.clear();
     this.nextSeq = 0;
     await super.purgeOwnedData(accountId, cfg);
@@ -354,7 +362,8 @@ export class Account extends AccountDirectory {
   /** The earliest of the directory's due time, the first message expiry, and the next idle check. */
   protected override nextAlarmAt(): number | null {
     if (!this.hasTables) return null;
-    const times = [super.nextAlarmAt(), store.earliestExpiry(this.sql), this.nextIdleCheck()].filter((t): t is number => t !== null);
+    if (this.earliest === undefined) this.earliest = store.earliestExpiry(this.sql);
+    const times = [super.nextAlarmAt(), this.earliest, this.nextIdleCheck()].filter((t): t is number => t !== null);
     return times.length ? Math.min(...times) : null;
   }
 
@@ -363,6 +372,7 @@ export class Account extends AccountDirectory {
     if (!this.hasTables) return; // the account was deleted: nothing left to expire or watch
     const now = Date.now();
     // Expired copies may have been in flight: recount from SQLite on the next event.
+    this.earliest = undefined;
     if (store.expire(this.sql, now) > 0) {
       this.live.clear();
       this.totals.clear();
