@@ -150,10 +150,16 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   return next();
 };
 
-/** The OpenAPI responses for a set of error codes, grouped by status. */
+/** What every route with a JSON body can answer before its handler runs (requireJson, limitBody, zod). */
+export const JSON_BODY_ERRORS = ["BAD_REQUEST", "INVALID_JSON", "UNSUPPORTED_MEDIA_TYPE", "PAYLOAD_TOO_LARGE"] as const;
+
+/**
+ * The OpenAPI responses for a set of error codes, grouped by status. MISCONFIGURED (the configuration gate) and
+ * INTERNAL can come from any route, so every route documents them.
+ */
 export function errorResponses(...codes: ErrorCode[]) {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of new Set<ErrorCode>([...codes, "INTERNAL"])) {
+  for (const code of new Set<ErrorCode>([...codes, "MISCONFIGURED", "INTERNAL"])) {
     const s = ERRORS[code].status;
     byStatus.set(s, [...(byStatus.get(s) ?? []), code]);
   }

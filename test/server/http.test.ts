@@ -62,6 +62,12 @@ describe("the API document", () => {
     const mentioned = new Set<string>();
     for (const ms of Object.values(doc.paths)) for (const op of Object.values(ms)) for (const r of Object.values(op.responses)) for (const m of r.description.matchAll(/`([A-Z_]+)`/g)) mentioned.add(m[1]!);
     for (const code of mentioned) expect(ERROR_CODES).toContain(code);
+    // Any route can meet the configuration gate, so every operation but /health (which reports it itself) says so.
+    for (const [p, ms] of Object.entries(doc.paths))
+      for (const [m, op] of Object.entries(ms)) {
+        if (p === "/health") continue;
+        expect(Object.values(op.responses).map((r) => r.description).join(" "), `${m} ${p}`).toContain("`MISCONFIGURED`");
+      }
     for (const code of ["INVALID_SIGNATURE", "CHALLENGE_INVALID", "RATE_LIMITED", "LINK_TOKEN_INVALID", "TOO_MANY_DEVICES", "UNAUTHORIZED"]) expect(mentioned).toContain(code);
   });
 });

@@ -110,6 +110,7 @@ const newId = () => [...crypto.getRandomValues(new Uint8Array(ATTACHMENT_ID_BYTE
             "Tus-Checksum-Algorithm": responseHeader(TUS_CHECKSUM_ALGORITHMS.join(",")),
           }),
         },
+        ...errorResponses(),
       },
     }),
     (c) => c.body(null, 204, discoveryHeaders(c.get("config"))),
@@ -249,7 +250,6 @@ attachments.openapi(
         "UNSUPPORTED_MEDIA_TYPE",
         "UPLOAD_OVERRUN",
         "UNAVAILABLE",
-        "MISCONFIGURED",
       ),
     },
   }),
@@ -280,7 +280,7 @@ attachments.openapi(
           "Upload-Metadata": responseHeader("As given at creation"),
         }),
       },
-      ...errorResponses("UNAUTHORIZED", "PRECONDITION_FAILED", "NOT_FOUND", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses("UNAUTHORIZED", "PRECONDITION_FAILED", "NOT_FOUND", "UNAVAILABLE"),
     },
   }),
   async (c) => {
@@ -337,7 +337,6 @@ attachments.openapi(
         "UNSUPPORTED_MEDIA_TYPE",
         "CHECKSUM_MISMATCH",
         "UNAVAILABLE",
-        "MISCONFIGURED",
       ),
     },
   }),
@@ -381,7 +380,7 @@ attachments.openapi(
     request: { params: IdParam, headers: tusHeaders("tusResumable") },
     responses: {
       204: { description: "Terminated" },
-      ...errorResponses("UNAUTHORIZED", "PRECONDITION_FAILED", "NOT_FOUND", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses("UNAUTHORIZED", "PRECONDITION_FAILED", "NOT_FOUND", "UNAVAILABLE"),
     },
   }),
   async (c) => {
@@ -427,7 +426,7 @@ attachments.openapi(
       200: { description: "The blob", content: { "application/octet-stream": { schema: z.string().meta({ format: "binary" }) } } },
       206: { description: "The requested range", content: { "application/octet-stream": { schema: z.string().meta({ format: "binary" }) } } },
       304: { description: "Not modified (If-None-Match)" },
-      ...errorResponses("NOT_FOUND", "RANGE_NOT_SATISFIABLE", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses("NOT_FOUND", "RANGE_NOT_SATISFIABLE", "UNAVAILABLE"),
     },
   }),
   async (c) => {
@@ -500,7 +499,7 @@ attachments.openapi(
     request: { params: IdParam },
     responses: {
       204: { description: "Deleted" },
-      ...errorResponses("UNAUTHORIZED", "NOT_FOUND", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses("UNAUTHORIZED", "NOT_FOUND", "UNAVAILABLE"),
     },
   }),
   async (c) => {

@@ -12,7 +12,7 @@ import {
   LinkEnvelopeRequest,
   LinkEnvelopeResponse,
 } from "../../protocol/directory.ts";
-import { errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { requireDevice } from "../auth.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
 import { verifyDeviceKeys } from "../verify-keys.ts";
@@ -30,7 +30,7 @@ devices.openapi(
     middleware: [requireDevice] as const,
     responses: {
       200: json(z.object({ accountId: AccountId, deviceId: z.number().int() }).meta({ id: "WhoAmIResponse" }), "The authenticated device"),
-      ...errorResponses("UNAUTHORIZED", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses("UNAUTHORIZED", "UNAVAILABLE"),
     },
   }),
   (c) => {
@@ -48,7 +48,7 @@ devices.openapi(
     description: "Credentials stop working at once; directory rows, key pages, queued messages and attachments are removed.",
     security,
     middleware: [requireDevice] as const,
-    responses: { 204: { description: "Deleted" }, ...errorResponses("UNAUTHORIZED", "UNAVAILABLE", "MISCONFIGURED") },
+    responses: { 204: { description: "Deleted" }, ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
   }),
   async (c) => {
     const d = c.get("device");
@@ -65,7 +65,7 @@ devices.openapi(
     summary: "List the account's devices",
     security,
     middleware: [requireDevice] as const,
-    responses: { 200: json(DeviceListResponse, "The devices"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE", "MISCONFIGURED") },
+    responses: { 200: json(DeviceListResponse, "The devices"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
   }),
   async (c) => {
     const d = c.get("device");
@@ -86,7 +86,7 @@ devices.openapi(
     request: { params: z.object({ deviceId: z.coerce.number().int().min(1).max(127) }) },
     responses: {
       204: { description: "Removed" },
-      ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "PRIMARY_DEVICE", "NOT_FOUND", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "PRIMARY_DEVICE", "NOT_FOUND", "UNAVAILABLE"),
     },
   }),
   async (c) => {
@@ -110,7 +110,7 @@ devices.openapi(
     request: { body: { required: true, content: { "application/json": { schema: CreateLinkRequest } } } },
     responses: {
       200: json(CreateLinkResponse, "The link token"),
-      ...errorResponses("BAD_REQUEST", "INVALID_JSON", "UNSUPPORTED_MEDIA_TYPE", "PAYLOAD_TOO_LARGE", "UNAUTHORIZED", "RATE_LIMITED", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses(...JSON_BODY_ERRORS, "UNAUTHORIZED", "RATE_LIMITED", "UNAVAILABLE"),
     },
   }),
   async (c) => {
@@ -135,7 +135,7 @@ devices.openapi(
     request: { body: { required: true, content: { "application/json": { schema: LinkEnvelopeRequest } } } },
     responses: {
       200: json(LinkEnvelopeResponse, "The encrypted hand-over"),
-      ...errorResponses("BAD_REQUEST", "INVALID_JSON", "UNSUPPORTED_MEDIA_TYPE", "PAYLOAD_TOO_LARGE", "LINK_TOKEN_INVALID", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses(...JSON_BODY_ERRORS, "LINK_TOKEN_INVALID", "UNAVAILABLE"),
     },
   }),
   async (c) => {
@@ -158,17 +158,13 @@ devices.openapi(
     responses: {
       200: json(LinkDeviceResponse, "The account and the new device's id"),
       ...errorResponses(
-        "BAD_REQUEST",
-        "INVALID_JSON",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "PAYLOAD_TOO_LARGE",
+        ...JSON_BODY_ERRORS,
         "INVALID_KEY",
         "INVALID_SIGNATURE",
         "LINK_TOKEN_INVALID",
         "TOO_MANY_DEVICES",
         "REGISTRATION_ID_TAKEN",
         "UNAVAILABLE",
-        "MISCONFIGURED",
       ),
     },
   }),

@@ -3,7 +3,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { decodeBase64 } from "../../protocol/base64.ts";
 import { PreKeyBundleResponse, PreKeyCountResponse, SetKeysRequest } from "../../protocol/directory.ts";
-import { errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { requireDevice } from "../auth.ts";
 import { countPreKeys, putDeviceKeys } from "../db/keys.ts";
 import { shardFor } from "../db/shards.ts";
@@ -27,15 +27,11 @@ keys.openapi(
     responses: {
       204: { description: "Stored" },
       ...errorResponses(
-        "BAD_REQUEST",
-        "INVALID_JSON",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "PAYLOAD_TOO_LARGE",
+        ...JSON_BODY_ERRORS,
         "INVALID_KEY",
         "INVALID_SIGNATURE",
         "UNAUTHORIZED",
         "UNAVAILABLE",
-        "MISCONFIGURED",
       ),
     },
   }),
@@ -57,7 +53,7 @@ keys.openapi(
     summary: "Count the one-time prekeys this device has left",
     security,
     middleware: [requireDevice] as const,
-    responses: { 200: json(PreKeyCountResponse, "Counts"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE", "MISCONFIGURED") },
+    responses: { 200: json(PreKeyCountResponse, "Counts"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
   }),
   async (c) => {
     const d = c.get("device");
@@ -84,7 +80,7 @@ keys.openapi(
     },
     responses: {
       200: json(PreKeyBundleResponse, "The bundle"),
-      ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "NOT_FOUND", "RATE_LIMITED", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "NOT_FOUND", "RATE_LIMITED", "UNAVAILABLE"),
     },
   }),
   async (c) => {

@@ -17,7 +17,7 @@ import {
   type RecipientResult,
 } from "../../protocol/messages.ts";
 import type { SenderDevice } from "../account/account.ts";
-import { errorResponses, json, limitBody, newRouter, requireJson, type AppEnv } from "../app.ts";
+import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson, type AppEnv } from "../app.ts";
 import { parseBasic } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError, storage, unwrap, type Failure } from "../errors.ts";
@@ -78,15 +78,11 @@ messages.openapi(
     responses: {
       200: json(MultiRecipientSendResponse, "One result per recipient, in request order"),
       ...errorResponses(
-        "BAD_REQUEST",
-        "INVALID_JSON",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "PAYLOAD_TOO_LARGE",
+        ...JSON_BODY_ERRORS,
         "MESSAGE_TOO_LARGE",
         "UNAUTHORIZED",
         "RATE_LIMITED",
         "UNAVAILABLE",
-        "MISCONFIGURED",
       ),
     },
   }),
@@ -167,10 +163,7 @@ messages.openapi(
       409: json(MismatchedDevicesBody, "`MISMATCHED_DEVICES`: the messages do not cover exactly the recipient's current devices."),
       410: json(StaleDevicesBody, "`STALE_DEVICES`: a registration id no longer matches; fetch new bundles for those devices."),
       ...errorResponses(
-        "BAD_REQUEST",
-        "INVALID_JSON",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "PAYLOAD_TOO_LARGE",
+        ...JSON_BODY_ERRORS,
         "MESSAGE_TOO_LARGE",
         "UNAUTHORIZED",
         "NOT_FOUND",
@@ -178,7 +171,6 @@ messages.openapi(
         "RATE_LIMITED",
         "QUEUE_FULL",
         "UNAVAILABLE",
-        "MISCONFIGURED",
       ),
     },
   }),

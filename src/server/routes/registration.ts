@@ -6,7 +6,7 @@ import { ChallengeResponse, RegistrationRequest, RegistrationResponse } from "..
 import { REGISTRATION_PROOF_CONTEXT } from "../../protocol/limits.ts";
 import { powBits } from "../../protocol/pow.ts";
 import { xeddsaVerifyAsync } from "../../crypto/xeddsa.ts";
-import { clientIp, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import { JSON_BODY_ERRORS, clientIp, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { consumeChallenge, issueChallenge, peekChallenge } from "../db/challenges.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
 import { limitByIp } from "../rate-limiter.ts";
@@ -22,7 +22,7 @@ registration.openapi(
     summary: "Get a proof-of-work challenge for registering",
     description:
       "Find a nonce (0 to 16 bytes) such that SHA-256(UTF-8 \"cipherpost-pow-v1\" ‖ challenge ‖ nonce) has at least `difficulty` leading zero bits. Single use; expires at `expiresAt`. Limited per client IP (CHALLENGES_PER_IP_LIMIT per CHALLENGES_PER_IP_WINDOW_SECONDS).",
-    responses: { 200: json(ChallengeResponse, "A fresh challenge"), ...errorResponses("RATE_LIMITED", "UNAVAILABLE", "MISCONFIGURED") },
+    responses: { 200: json(ChallengeResponse, "A fresh challenge"), ...errorResponses("RATE_LIMITED", "UNAVAILABLE") },
   }),
   async (c) => {
     const cfg = c.get("config");
@@ -47,17 +47,13 @@ registration.openapi(
     responses: {
       200: json(RegistrationResponse, "The new account and its device id (1)"),
       ...errorResponses(
-        "BAD_REQUEST",
-        "INVALID_JSON",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "PAYLOAD_TOO_LARGE",
+        ...JSON_BODY_ERRORS,
         "INVALID_KEY",
         "INVALID_SIGNATURE",
         "PROOF_INVALID",
         "CHALLENGE_INVALID",
         "RATE_LIMITED",
         "UNAVAILABLE",
-        "MISCONFIGURED",
       ),
     },
   }),

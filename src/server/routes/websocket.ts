@@ -22,7 +22,7 @@ websocket.openapi(
     description: "For clients that cannot send an Authorization header on a WebSocket (browsers). Valid once, for WS_TICKET_TTL_SECONDS (default 30).",
     security: [{ basicAuth: [] }],
     middleware: [requireDevice] as const,
-    responses: { 200: json(WebSocketTicketResponse, "The ticket"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE", "MISCONFIGURED") },
+    responses: { 200: json(WebSocketTicketResponse, "The ticket"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
   }),
   async (c) => {
     const d = c.get("device");
@@ -43,7 +43,7 @@ websocket.openapi(
     request: { query: z.object({ ticket: z.string().max(200).optional().meta({ description: "A ticket from POST /v1/websocket/ticket, used up by this call." }) }) },
     responses: {
       101: { description: "Switching protocols: the mailbox WebSocket" },
-      ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "UNAVAILABLE", "MISCONFIGURED"),
+      ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "UNAVAILABLE"),
     },
   }),
   async (c) => {
