@@ -10,8 +10,25 @@ interface Meter {
   read(): Promise<{ rowsWritten: number; rowsRead: number; statements: number }>;
 }
 
+/**
+ * Waits until the object's own background work is done: registration leaves directory changes in the outbox,
+ * drained to D1 asynchronously, and that drain's DELETE must not be counted against the messages (on a loaded
+ * machine it used to land inside the measured window: 61 rows for 20 messages).
+ */
+async function settled(accountId: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const pending = await runInDurableObject(env.ACCOUNT.getByName(accountId), (_o, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n,
+    );
+    if (pending === 0) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`the outbox of ${accountId} did not drain`);
+}
+
 /** Wraps the object's SqlStorage.exec so every cursor it returns is counted once consumed. */
 async function meter(accountId: string): Promise<Meter> {
+  await settled(accountId);
   const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
   await runInDurableObject(env.ACCOUNT.getByName(accountId), (_o, state) => {
     const sql = state.storage.sql as SqlStorage & { __metered?: boolean };
