@@ -21,6 +21,9 @@ export default defineConfig({
           TEST_SHARDS: JSON.stringify(TEST_SHARDS),
           SHARD_MAP: "0-1364:DB_0,1365-2729:DB_1,2730-4095:DB_2",
           POW_DIFFICULTY_BITS: "4",
+          // Failures only: an access log line per request would bury the test report (test/server/http.test.ts
+          // runs the same Worker at "info" to check those lines).
+          LOG_LEVEL: "warn",
         },
       },
     }),

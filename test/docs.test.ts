@@ -15,7 +15,7 @@ describe("configuration docs", () => {
   const names = Object.keys(ConfigSchema.shape);
 
   it("every variable has its unit or kind in its name", () => {
-    for (const n of names) expect(n, n).toMatch(/_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS)$|^MAX_|_COUNT$/);
+    for (const n of names) expect(n, n).toMatch(/_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS|LEVEL)$|^MAX_|_COUNT$/);
   });
 
   for (const name of Object.keys(ConfigSchema.shape)) {

@@ -10,6 +10,7 @@ import { ERRORS, ErrorBody, type ErrorCode } from "../protocol/errors.ts";
 import type { AuthenticatedDevice } from "./account/directory.ts";
 import { loadConfig, type Config } from "./config.ts";
 import { ApiError, errorResponse } from "./errors.ts";
+import { log } from "./log.ts";
 
 export interface AppEnv {
   Bindings: Cloudflare.Env;
@@ -65,21 +66,20 @@ export function createApp(mount: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHon
 
   app.use("*", async (c, next) => {
     const started = Date.now();
+    loadConfig(c.env); // sets the log level for this isolate (cached verdict), even for requests the gate never sees
     const requestId = crypto.randomUUID();
     c.set("requestId", requestId);
     await next();
     c.header("X-Request-Id", requestId);
-    // Structured access log: never content, keys, passwords or client addresses.
-    console.log(
-      JSON.stringify({
-        level: "info",
-        requestId,
-        method: c.req.method,
-        route: c.req.routePath,
-        status: c.res.status,
-        durationMs: Date.now() - started,
-      }),
-    );
+    // Structured access log: never content, keys, passwords or client addresses. A 5xx is an error worth an
+    // operator's attention whatever LOG_LEVEL says; everything else is "info" (LOG_LEVEL=warn drops it).
+    log(c.res.status >= 500 ? "error" : "info", {
+      requestId,
+      method: c.req.method,
+      route: c.req.routePath,
+      status: c.res.status,
+      durationMs: Date.now() - started,
+    });
   });
 
   const corsHandler = cors({
@@ -124,7 +124,7 @@ export function createApp(mount: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHon
       if (err.status === 413) return errorResponse(c, new ApiError("PAYLOAD_TOO_LARGE", "the body is too large"));
       if (err.status === 400) return errorResponse(c, new ApiError("BAD_REQUEST", err.message || "bad request"));
     }
-    console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), route: c.req.routePath, error: String(err), stack: (err as Error)?.stack }));
+    log("error", { requestId: c.get("requestId"), route: c.req.routePath, error: String(err), stack: (err as Error)?.stack });
     return errorResponse(c, new ApiError("INTERNAL", "internal error; it has been logged with the request id"));
   });
   return app;

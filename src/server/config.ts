@@ -2,6 +2,7 @@
 // parse is never replaced by a guess: the relay answers 503 MISCONFIGURED naming the variable, and /health
 // says the same. Defaults here equal the ones in wrangler.toml and docs/configuration.md.
 import { z } from "zod";
+import { LOG_LEVELS, setLogLevel } from "./log.ts";
 
 /** Buckets an account id falls into; SHARD_MAP assigns contiguous bucket ranges to D1 bindings. */
 export const SHARD_BUCKETS = 4096;
@@ -110,6 +111,19 @@ export const ConfigSchema = z.object({
   UPLOAD_QUOTA_BYTES: int(0, 1_099_511_627_776, 4_294_967_296),
   // Per account: bytes of stored attachments plus unfinished uploads' reservations.
   STORAGE_QUOTA_BYTES: int(0, 1_099_511_627_776, 10_737_418_240),
+  // logs: lines below this level are dropped (src/server/log.ts); "warn" keeps failures and drops the access log.
+  LOG_LEVEL: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return "info" as const;
+      const level = LOG_LEVELS.find((l) => l === v);
+      if (!level) {
+        ctx.addIssue({ code: "custom", message: `must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(v)}` });
+        return z.NEVER;
+      }
+      return level;
+    }),
 });
 
 export type Config = z.output<typeof ConfigSchema>;
@@ -127,7 +141,10 @@ const cache = new WeakMap<object, ConfigResult>();
 /** Parses the vars once per env object (one per isolate in production) and remembers the verdict. */
 export function loadConfig(env: object): ConfigResult {
   const hit = cache.get(env);
-  if (hit) return hit;
+  if (hit) {
+    setLogLevel(hit.ok ? hit.config.LOG_LEVEL : "info");
+    return hit;
+  }
   const vars = env as Record<string, unknown>;
   const input: Record<string, unknown> = {};
   for (const key of Object.keys(ConfigSchema.shape)) {
@@ -153,6 +170,7 @@ export function loadConfig(env: object): ConfigResult {
       : { ok: true, config: parsed.data };
   }
   cache.set(env, result);
+  setLogLevel(result.ok ? result.config.LOG_LEVEL : "info");
   return result;
 }
 

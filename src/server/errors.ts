@@ -2,6 +2,7 @@
 // extras. Durable Object RPC loses error classes, so objects return `Failure` values and routes rethrow them.
 import type { Context } from "hono";
 import { ERRORS, type ErrorCode } from "../protocol/errors.ts";
+import { log } from "./log.ts";
 
 export class ApiError extends Error {
   constructor(
@@ -52,7 +53,7 @@ export async function storage<T>(what: string, fn: () => Promise<T>): Promise<T>
     return await fn();
   } catch (e) {
     if (e instanceof ApiError) throw e;
-    console.error(JSON.stringify({ level: "error", event: "storage_error", what, error: String(e) }));
+    log("error", { event: "storage_error", what, error: String(e) });
     throw new ApiError("UNAVAILABLE", `${what} did not answer; try again`, {}, 1);
   }
 }

@@ -12,6 +12,7 @@ import { keys } from "./routes/keys.ts";
 import { messages } from "./routes/messages.ts";
 import { registration } from "./routes/registration.ts";
 import { websocket } from "./routes/websocket.ts";
+import { log } from "./log.ts";
 
 export { Account } from "./account/account.ts";
 export { RateLimiter } from "./rate-limiter.ts";
@@ -35,13 +36,13 @@ export const app = createApp((app) => {
 export async function scheduled(env: Cloudflare.Env, now = Date.now()): Promise<{ challenges: number; attachments: number }> {
   const loaded = loadConfig(env);
   if (!loaded.ok) {
-    console.error(JSON.stringify({ level: "error", event: "sweep_skipped", error: loaded.error.message }));
+    log("error", { event: "sweep_skipped", error: loaded.error.message });
     return { challenges: 0, attachments: 0 };
   }
   const challenges = await sweepChallenges(env, loaded.config, now);
   // attachments sweep
   const attachmentsSwept = await sweepAttachments(env, loaded.config, now);
-  console.log(JSON.stringify({ level: "info", event: "sweep", challenges, attachments: attachmentsSwept }));
+  log("info", { event: "sweep", challenges, attachments: attachmentsSwept });
   return { challenges, attachments: attachmentsSwept };
 }
 

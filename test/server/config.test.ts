@@ -21,6 +21,8 @@ const BAD: [string, unknown, RegExp][] = [
   ["PREKEY_CLAIMS_PER_PAIR_LIMIT", "0", /between 1/],
   ["PREKEY_CLAIMS_PER_PAIR_WINDOW_SECONDS", "999999", /between 1 and 86400/],
   ["REGISTRATIONS_PER_IP_LIMIT", " ", /whole number/],
+  ["LOG_LEVEL", "verbose", /one of debug, info, warn, error/],
+  ["LOG_LEVEL", "INFO", /one of debug, info, warn, error/],
   ["SHARD_MAP", "0-4095", /not FROM-TO:BINDING/],
   ["SHARD_MAP", "0-2000:DB_0", /stop at 2000/],
   ["SHARD_MAP", "0-2000:DB_0,2000-4095:DB_1", /gap or overlap at 2001/],

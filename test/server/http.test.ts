@@ -1,9 +1,10 @@
 // HTTP conduct: browsers on any origin (CORS preflights, explicit credentials, exposed headers), security
 // headers, request ids, and an API document that matches the routes the Worker serves.
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { app } from "../../src/server/index.ts";
 import { ERROR_CODES } from "../../src/protocol/errors.ts";
-import { call, callJson, registerAccount } from "./helpers.ts";
+import { call, callJson, fetchWithEnv, registerAccount } from "./helpers.ts";
 
 describe("browsers", () => {
   it("answers CORS preflights for any origin, allowing the credential and tus headers", async () => {
@@ -91,12 +92,19 @@ describe("unexpected failures", () => {
 });
 
 describe("logs", () => {
+  // The test Worker runs with LOG_LEVEL=warn (vitest.workers.config.ts); these run the same Worker with "info".
+  const atInfo = { ...env, LOG_LEVEL: "info" } as Cloudflare.Env;
+
   it("one JSON line per request with id, route, status and duration; never the address, password or body", async () => {
     const { vi } = await import("vitest");
     const a = await registerAccount();
     const spy = vi.spyOn(console, "log");
     try {
-      const res = await call("PUT", "/v2/keys", { auth: a.auth, headers: { "cf-connecting-ip": "198.51.100.77" }, body: { preKeys: [] } });
+      const res = await fetchWithEnv(atInfo, "/v2/keys", {
+        method: "PUT",
+        headers: { authorization: a.auth, "content-type": "application/json", "cf-connecting-ip": "198.51.100.77" },
+        body: JSON.stringify({ preKeys: [] }),
+      });
       expect(res.status).toBe(204);
       const lines = spy.mock.calls.map((c) => String(c[0]));
       const line = lines.find((l) => l.includes('"route":"/v2/keys"'));
@@ -111,6 +119,30 @@ describe("logs", () => {
       }
     } finally {
       spy.mockRestore();
+    }
+  });
+
+  it("LOG_LEVEL=warn drops the access log of answered requests and keeps a 5xx as an error", async () => {
+    const { vi } = await import("vitest");
+    const out = vi.spyOn(console, "log");
+    const err = vi.spyOn(console, "error");
+    try {
+      const ok = await fetchWithEnv(env, "/health");
+      expect(ok.status).toBe(200);
+      const id = ok.headers.get("x-request-id")!;
+      expect([...out.mock.calls, ...err.mock.calls].some((c) => String(c[0]).includes(id))).toBe(false);
+      // The same request at "info" is logged, so the line above was dropped by the level and not missing.
+      const logged = await fetchWithEnv(atInfo, "/health");
+      expect(out.mock.calls.some((c) => String(c[0]).includes(logged.headers.get("x-request-id")!))).toBe(true);
+      // A misconfigured relay answers 503 on every request, and each is logged as an error.
+      const broken = await fetchWithEnv({ ...env, MAX_DEVICES: "many" } as Cloudflare.Env, "/v1/challenges", { method: "POST" });
+      expect(broken.status).toBe(503);
+      const line = err.mock.calls.map((c) => String(c[0])).find((l) => l.includes(broken.headers.get("x-request-id")!));
+      expect(line).toBeDefined();
+      expect(JSON.parse(line!)).toMatchObject({ level: "error", status: 503, method: "POST" });
+    } finally {
+      out.mockRestore();
+      err.mockRestore();
     }
   });
 });

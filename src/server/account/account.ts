@@ -17,6 +17,7 @@ import * as store from "../mailbox/store.ts";
 import type { SocketState } from "../mailbox/store.ts";
 import { AccountDirectory, type AuthenticatedDevice } from "./directory.ts";
 import { MemoryRateWindow } from "./rate-window.ts";
+import { log } from "../log.ts";
 
 /** Headers only the Worker sets on the upgrade it forwards here (objects are not reachable from outside). */
 export const INTERNAL_DEVICE_HEADER = "x-cipherpost-device";
@@ -270,7 +271,7 @@ export class Account extends AccountDirectory {
           return;
       }
     } catch (e) {
-      console.error(JSON.stringify({ level: "error", event: "ws_message_failed", error: String(e) }));
+      log("error", { event: "ws_message_failed", error: String(e) });
     }
   }
 
@@ -281,7 +282,7 @@ export class Account extends AccountDirectory {
   }
 
   override async webSocketError(_ws: WebSocket, error: unknown): Promise<void> {
-    console.error(JSON.stringify({ level: "warn", event: "ws_error", error: String(error) }));
+    log("warn", { event: "ws_error", error: String(error) });
   }
 
   /**

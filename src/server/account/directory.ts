@@ -12,6 +12,7 @@ import { shardFor } from "../db/shards.ts";
 import { fail, type Failure } from "../errors.ts";
 import { RateWindow } from "./rate-window.ts";
 import { hashPassword, verifyPassword } from "./credentials.ts";
+import { log } from "../log.ts";
 
 export interface NewDevice {
   registrationId: number;
@@ -418,7 +419,7 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
       } catch (e) {
         const delay = OUTBOX_RETRY_MS[Math.min(row.attempts, OUTBOX_RETRY_MS.length - 1)]!;
         this.sql.exec("UPDATE outbox SET attempts = attempts + 1, not_before = ? WHERE seq = ?", Date.now() + delay, row.seq);
-        console.error(JSON.stringify({ level: "warn", event: "outbox_retry", op: op.op, attempts: row.attempts + 1, error: String(e) }));
+        log("warn", { event: "outbox_retry", op: op.op, attempts: row.attempts + 1, error: String(e) });
         break;
       }
     }

@@ -4,6 +4,7 @@
 import type { BundleDevice, ECPreKey, ECSignedPreKey, KEMSignedPreKey } from "../../protocol/directory.ts";
 import { decodeBase64, encodeBase64 } from "../../protocol/base64.ts";
 import { KEM_PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "../../protocol/limits.ts";
+import { log } from "../log.ts";
 
 /** A KEM page record: key id (4 bytes, big-endian) ‖ public key (1569) ‖ signature (64). */
 export const KEM_RECORD_BYTES = 4 + KEM_PUBLIC_KEY_BYTES + SIGNATURE_BYTES;
@@ -239,7 +240,7 @@ async function dropKemPage(db: D1Database, pages: R2Bucket, key: string, account
     await db.batch(dropPageStatements(db, accountId, deviceUid, pageId));
   } catch (e) {
     // Harmless to leave: an exhausted page is never claimed again; account or device deletion removes it.
-    console.error(JSON.stringify({ level: "warn", event: "kem_page_cleanup_failed", error: String(e) }));
+    log("warn", { event: "kem_page_cleanup_failed", error: String(e) });
   }
 }
 

@@ -22,6 +22,7 @@ import { parseBasic } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError, storage, unwrap, type Failure } from "../errors.ts";
 import { requestDigest, type DeliverRequest, type Delivered } from "../mailbox/delivery.ts";
+import { log } from "../log.ts";
 
 export const messages = newRouter();
 const security = [{ basicAuth: [] }];
@@ -117,7 +118,7 @@ messages.openapi(
         try {
           out = await c.env.ACCOUNT.getByName(accountId).deliver(req);
         } catch (e) {
-          console.error(JSON.stringify({ level: "error", event: "fan_out_failed", requestId: c.get("requestId"), error: String(e) }));
+          log("error", { event: "fan_out_failed", requestId: c.get("requestId"), error: String(e) });
           out = { ok: false, code: "UNAVAILABLE", message: "the recipient's mailbox did not answer; try again", retryAfterSeconds: 1 };
         }
         results[i] = out.ok ? { accountId, status: 200, serverTimestamp: out.serverTimestamp } : recipientFailure(accountId, out);

@@ -7,6 +7,7 @@ import { loadConfig } from "../config.ts";
 import { attachmentKey, deleteEntry, markStored } from "../db/attachments.ts";
 import { shardFor } from "../db/shards.ts";
 import { fail, type Failure } from "../errors.ts";
+import { log } from "../log.ts";
 
 /** Staged tail rows stay well under the 2 MB per-row limit of Durable Object storage. */
 const TAIL_ROW_BYTES = 1024 * 1024;
@@ -211,7 +212,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
         return await this.append(u, p, body);
       } catch (e) {
         await discard();
-        console.error(JSON.stringify({ level: "error", event: "upload_patch_failed", error: String(e) }));
+        log("error", { event: "upload_patch_failed", error: String(e) });
         return fail("UNAVAILABLE", "the upload could not be stored; resume from the offset HEAD reports", {}, 1);
       }
     });
@@ -355,7 +356,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
     try {
       found = await markStored(this.shard(u.account_id), u.upload_id, expiresAt);
     } catch (e) {
-      console.error(JSON.stringify({ level: "warn", event: "upload_index_retry", error: String(e) }));
+      log("warn", { event: "upload_index_retry", error: String(e) });
       await this.ctx.storage.setAlarm(Date.now() + INDEX_RETRY_MS);
       return true;
     }
@@ -402,7 +403,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
         await this.bucket().resumeMultipartUpload(key, u.multipart_id).abort();
       } catch (e) {
         // Already aborted or completed; the R2 lifecycle rule is the backstop for anything left (docs/deploy.md).
-        console.error(JSON.stringify({ level: "warn", event: "multipart_abort_failed", error: String(e) }));
+        log("warn", { event: "multipart_abort_failed", error: String(e) });
       }
     }
     await this.bucket().delete(key);
