@@ -2,7 +2,7 @@
 // SDK both import these; the AsyncAPI document at /v1/asyncapi.json is generated from them.
 import { z } from "zod";
 import { ErrorBody } from "./errors.ts";
-import { Envelope } from "./messages.ts";
+import { Envelope, IDEMPOTENCY_KEY, SendMessageRequest, SendMessageResponse } from "./messages.ts";
 
 /** Every frame type string, with its direction. */
 export const FRAME_TYPES = {
@@ -20,6 +20,10 @@ export const FRAME_TYPES = {
   ping: "ping",
   /** server → client: the answer to PING_FRAME, exactly PONG_FRAME. */
   pong: "pong",
+  /** client → server: send one message to one account over this connection (PUT /v1/messages/{accountId}). */
+  send: "send",
+  /** server → client: the answer to one send frame, matched by its `id`. */
+  send_result: "send_result",
 } as const;
 export type FrameType = keyof typeof FRAME_TYPES;
 
@@ -41,9 +45,10 @@ export const CLOSE_CODES = {
 export const PING_FRAME = '{"type":"ping"}';
 export const PONG_FRAME = '{"type":"pong"}';
 
-/** At most this many ids in one ack frame (and a client frame is at most MAX_CLIENT_FRAME_CHARS). */
+/** At most this many ids in one ack frame. */
 export const MAX_ACK_IDS = 1000;
-export const MAX_CLIENT_FRAME_CHARS = 65_536;
+/** A client frame is at most MAX_SEND_REQUEST_BYTES plus this many characters (the send frame's own fields). */
+export const CLIENT_FRAME_OVERHEAD_CHARS = 4096;
 
 export const MessageId = z.uuid().meta({ description: "The relay's random id of one queued copy; the de-duplication key." });
 
@@ -68,7 +73,22 @@ export const ErrorFrame = z
   .meta({ id: "ErrorFrame", description: "A client frame was malformed; nothing was done and the connection stays open." });
 export const PongFrame = z.object({ type: z.literal(FRAME_TYPES.pong) }).meta({ id: "PongFrame", description: `Exactly ${PONG_FRAME}.` });
 
-export const ServerFrame = z.discriminatedUnion("type", [MessageFrame, QueueEmptyFrame, KeysLowFrame, ErrorFrame, PongFrame]).meta({ id: "ServerFrame" });
+export const SendResultFrame = z
+  .object({
+    type: z.literal(FRAME_TYPES.send_result),
+    id: z.string().meta({ description: "The `id` of the send frame this answers." }),
+    status: z.number().int().meta({ description: "The HTTP status PUT /v1/messages/{accountId} would have answered." }),
+    body: z.union([SendMessageResponse, ErrorBody]).meta({ description: "The body that answer would have had: SendMessageResponse on 200, an Error otherwise (with missingDevices/extraDevices on 409, staleDevices on 410)." }),
+    retryAfterSeconds: z.number().int().optional().meta({ description: "On 429 and 503: the Retry-After the HTTP answer would have carried." }),
+    replayed: z.boolean().optional().meta({ description: "True when an earlier send with the same idempotency key answered this one (HTTP: Idempotent-Replayed)." }),
+  })
+  .meta({
+    id: "SendResultFrame",
+    description: "The answer to a send frame. Answers may come in any order when several sends are outstanding; match them by id.",
+  });
+export type SendResultFrame = z.infer<typeof SendResultFrame>;
+
+export const ServerFrame = z.discriminatedUnion("type", [MessageFrame, QueueEmptyFrame, KeysLowFrame, ErrorFrame, PongFrame, SendResultFrame]).meta({ id: "ServerFrame" });
 export type ServerFrame = z.infer<typeof ServerFrame>;
 export type MessageFrame = z.infer<typeof MessageFrame>;
 export type KeysLowFrame = z.infer<typeof KeysLowFrame>;
@@ -83,6 +103,21 @@ export const AckFrame = z
   });
 export const PingFrame = z.object({ type: z.literal(FRAME_TYPES.ping) }).meta({ id: "PingFrame", description: `Exactly ${PING_FRAME}; send about every 30 s.` });
 
-export const ClientFrame = z.discriminatedUnion("type", [AckFrame, PingFrame]).meta({ id: "ClientFrame" });
+export const SendFrame = z
+  .object({
+    type: z.literal(FRAME_TYPES.send),
+    id: z.string().min(1).max(64).meta({ description: "Chosen by the client to match the answer; not interpreted." }),
+    destination: z.uuid().meta({ description: "The recipient account, as {accountId} in PUT /v1/messages/{accountId}." }),
+    idempotencyKey: z.string().regex(IDEMPOTENCY_KEY).optional().meta({ description: "As the Idempotency-Key header; shared with HTTP sends of the same device, so a send whose answer was lost with the connection can be retried over HTTP safely." }),
+    message: SendMessageRequest,
+  })
+  .meta({
+    id: "SendFrame",
+    description:
+      "Sends one message over the device's own authenticated connection, exactly as PUT /v1/messages/{accountId} would (same checks, limits and errors), without a new request or a password check. A frame is at most MAX_SEND_REQUEST_BYTES + 4096 characters.",
+  });
+export type SendFrame = z.infer<typeof SendFrame>;
+
+export const ClientFrame = z.discriminatedUnion("type", [AckFrame, PingFrame, SendFrame]).meta({ id: "ClientFrame" });
 export type ClientFrame = z.infer<typeof ClientFrame>;
 export type AckFrame = z.infer<typeof AckFrame>;

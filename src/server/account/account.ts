@@ -1,12 +1,14 @@
 // The account's Durable Object, as the runtime instantiates it: the directory duties of AccountDirectory plus
 // the mailbox: a queue per device in SQLite and the account's device WebSockets on the Hibernation API.
 // Tables and SQL are in ../mailbox/store.ts; the device-set check and frames in ../mailbox/delivery.ts.
-import { CLOSE_CODES, ClientFrame, FRAME_TYPES, MAX_CLIENT_FRAME_CHARS, PING_FRAME, PONG_FRAME } from "../../protocol/frames.ts";
-import type { ErrorCode } from "../../protocol/errors.ts";
+import { CLIENT_FRAME_OVERHEAD_CHARS, CLOSE_CODES, ClientFrame, FRAME_TYPES, PING_FRAME, PONG_FRAME, type SendFrame, type SendResultFrame } from "../../protocol/frames.ts";
+import { statusOf, type ErrorCode } from "../../protocol/errors.ts";
 import type { Config } from "../config.ts";
 import { fail, type Failure } from "../errors.ts";
 import {
   checkDeviceSet,
+  checkSizes,
+  requestDigest,
   ciphertextBytes,
   commonEnvelopeFields,
   messageFrame,
@@ -232,12 +234,56 @@ export class Account extends AccountDirectory {
     return new Response(null, { status: 101, webSocket: client });
   }
 
+  // ---------- sending over the socket ----------
+
+  /**
+   * A send frame: the same send as PUT /v1/messages/{accountId}, from the device this connection authenticated
+   * at its upgrade. No request through the Worker and no password check: the connection is the credential, and
+   * removing the device or deleting the account closes it (4410, 4411), so access still ends at once.
+   */
+  private async socketSend(ws: WebSocket, s: SocketState, cfg: Config, f: SendFrame): Promise<void> {
+    const answer = (status: number, body: SendResultFrame["body"], extra: Partial<SendResultFrame> = {}): void => {
+      safeSend(ws, JSON.stringify({ type: FRAME_TYPES.send_result, id: f.id, status, body, ...extra } satisfies SendResultFrame));
+    };
+    const refuse = (x: Failure): void =>
+      answer(statusOf(x.code), { code: x.code, message: x.message, requestId: f.id, ...x.extras }, x.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: Math.max(1, Math.ceil(x.retryAfterSeconds)) });
+    const me = this.accountRow();
+    if (!me || me.deleting || !this.deviceRow(s.d)) return refuse(fail("UNAUTHORIZED", "this device is no longer registered"));
+    const tooBig = checkSizes(cfg.MAX_MESSAGE_BYTES, f.message.messages, "message.");
+    if (tooBig) return refuse(tooBig);
+    const rate = this.sendRates.take(`send:${s.d}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
+    if (!rate.allowed) return refuse(fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds));
+    const destination = f.destination.toLowerCase();
+    const m = f.message;
+    const fields = { timestamp: m.timestamp, online: m.online, urgent: m.urgent, ttlSeconds: m.ttlSeconds };
+    const req: DeliverRequest = {
+      sender: { accountId: me.account_id, deviceId: s.d },
+      messages: m.messages,
+      ...fields,
+      idempotency: f.idempotencyKey ? { key: f.idempotencyKey, digest: await requestDigest(destination, m.messages, fields) } : undefined,
+    };
+    const self = destination === me.account_id;
+    let out: Delivered | Failure;
+    try {
+      out = self ? await this.deliver(req) : await this.env.ACCOUNT.getByName(destination).deliver(req);
+    } catch (e) {
+      log("error", { event: "storage_error", what: "mailbox", error: String(e) });
+      out = fail("UNAVAILABLE", "mailbox did not answer; try again", {}, 1);
+    }
+    if (!out.ok) return refuse(out);
+    const linked = this.deviceRows().length - 1;
+    answer(200, { needsSync: !self && linked > 0, serverTimestamp: out.serverTimestamp }, out.replayed ? { replayed: true } : {});
+  }
+
   // ---------- the socket ----------
 
   override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
     try {
       if (typeof data !== "string") return sendError(ws, "BAD_REQUEST", "frames are JSON text");
-      if (data.length > MAX_CLIENT_FRAME_CHARS) return sendError(ws, "PAYLOAD_TOO_LARGE", `a frame is at most ${MAX_CLIENT_FRAME_CHARS} characters`);
+      const cfg = this.config();
+      if ("ok" in cfg) return sendError(ws, cfg.code, cfg.message);
+      const maxChars = cfg.MAX_SEND_REQUEST_BYTES + CLIENT_FRAME_OVERHEAD_CHARS;
+      if (data.length > maxChars) return sendError(ws, "PAYLOAD_TOO_LARGE", `a frame is at most ${maxChars} characters (MAX_SEND_REQUEST_BYTES + ${CLIENT_FRAME_OVERHEAD_CHARS})`);
       let json: unknown;
       try {
         json = JSON.parse(data);
@@ -260,10 +306,11 @@ export class Account extends AccountDirectory {
           const state = this.live.get(s.c);
           if (state) state.inflight = Math.max(0, state.inflight - deleted);
           if (state?.caughtUp) return; // nothing waits: no need to look
-          const cfg = this.config();
-          if (!("ok" in cfg)) this.pump(ws, cfg, Date.now());
+          this.pump(ws, cfg, Date.now());
           return;
         }
+        case "send":
+          return await this.socketSend(ws, s, cfg, parsed.data);
         case "ping":
           // A ping that is not byte-exact still counts as life, recorded on the socket for the idle check.
           ws.serializeAttachment({ ...s, t: Date.now() });

@@ -28,6 +28,15 @@ export interface Delivered {
   replayed: boolean;
 }
 
+/** Per-ciphertext size limit (MAX_MESSAGE_BYTES), checked on the base64 length without decoding. */
+export function checkSizes(maxBytes: number, list: OutgoingMessage[], where = ""): Failure | null {
+  for (const [i, m] of list.entries()) {
+    const bytes = base64DecodedBytes(m.content);
+    if (bytes > maxBytes) return fail("MESSAGE_TOO_LARGE", `${where}messages.${i}.content: ${bytes} bytes, at most ${maxBytes}`, { limitBytes: maxBytes });
+  }
+  return null;
+}
+
 /**
  * The request must name each current device exactly once (the sending device excluded on a send to its own
  * account): otherwise MISMATCHED_DEVICES with both lists; then any registration id that does not match is

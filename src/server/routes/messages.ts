@@ -12,7 +12,6 @@ import {
   SendMessageRequest,
   SendMessageResponse,
   StaleDevicesBody,
-  base64DecodedBytes,
   type OutgoingMessage,
   type RecipientResult,
 } from "../../protocol/messages.ts";
@@ -21,7 +20,7 @@ import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJs
 import { parseBasic } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError, storage, unwrap, type Failure } from "../errors.ts";
-import { requestDigest, type DeliverRequest, type Delivered } from "../mailbox/delivery.ts";
+import { checkSizes as checkMessageSizes, requestDigest, type DeliverRequest, type Delivered } from "../mailbox/delivery.ts";
 import { log } from "../log.ts";
 
 export const messages = newRouter();
@@ -45,15 +44,9 @@ function idempotencyKey(header: string | undefined): string | undefined {
   return header;
 }
 
-/** Per-ciphertext size limit (MAX_MESSAGE_BYTES), checked on the base64 length without decoding. */
 function checkSizes(cfg: Config, list: OutgoingMessage[], where: string) {
-  for (const [i, m] of list.entries()) {
-    const bytes = base64DecodedBytes(m.content);
-    if (bytes > cfg.MAX_MESSAGE_BYTES)
-      throw new ApiError("MESSAGE_TOO_LARGE", `${where}messages.${i}.content: ${bytes} bytes, at most ${cfg.MAX_MESSAGE_BYTES}`, {
-        limitBytes: cfg.MAX_MESSAGE_BYTES,
-      });
-  }
+  const f = checkMessageSizes(cfg.MAX_MESSAGE_BYTES, list, where);
+  if (f) throw new ApiError(f.code, f.message, f.extras);
 }
 
 const sendDescription = (extra: string) =>
