@@ -24,12 +24,12 @@ import {
   type DeviceInfo,
 } from "../protocol/directory.ts";
 import type { Envelope } from "../protocol/messages.ts";
-import { MultiRecipientSendResponse, SendMessageResponse, CIPHERTEXT_TYPES, type RecipientResult } from "../protocol/messages.ts";
+import { MultiRecipientSendResponse, SendMessageResponse, CIPHERTEXT_TYPES, type RecipientResult, type SendMessageRequest } from "../protocol/messages.ts";
 import { MAX_REGISTRATION_ID, MIN_REGISTRATION_ID, REGISTRATION_PROOF_CONTEXT } from "../protocol/limits.ts";
 import { solvePow } from "../protocol/pow.ts";
 import type { MessageFrame, ServerFrame } from "../protocol/frames.ts";
 import { downloadAttachment, uploadAttachment, type DownloadOptions, type UploadOptions } from "./attachments.ts";
-import { MailboxConnection, type ConnectionEvent, type ConnectionOptions, type MailboxSocket, type WebSocketConstructor } from "./connection.ts";
+import { MailboxConnection, SendNotAnswered, type ConnectionEvent, type ConnectionOptions, type MailboxSocket, type WebSocketConstructor } from "./connection.ts";
 import {
   decodeContent,
   encodeContent,
@@ -864,31 +864,57 @@ export class CipherpostClient {
       for (const m of messages) batch.set[sessionKey(account, m.destinationDeviceId)] = toBase64(records.get(m.destinationDeviceId)!.serialize());
       // The ratchet has moved: store it before sending, so a crash can never make us reuse a message key.
       await this.#storage.write(batch);
-      const res = await this.#http.raw("PUT", `/v1/messages/${account}`, {
-        auth: this.#auth,
-        body: {
-          messages: messages.map((m) => ({
-            type: m.type,
-            destinationDeviceId: m.destinationDeviceId,
-            destinationRegistrationId: m.destinationRegistrationId,
-            content: toBase64(m.body),
-          })),
-          timestamp: fields.timestamp,
-          online: fields.online ?? false,
-          urgent: !fields.online,
-          ...(fields.ttlSeconds !== undefined ? { ttlSeconds: fields.ttlSeconds } : {}),
-        },
-      });
-      if (res.ok) {
-        const parsed = SendMessageResponse.safeParse(await res.json().catch(() => undefined));
-        if (!parsed.success) throw new CipherpostError("INVALID_RESPONSE", "the send answer does not parse");
-        return parsed.data;
-      }
-      const err = await errorFrom(res);
+      const body: SendMessageRequest = {
+        messages: messages.map((m) => ({
+          type: m.type,
+          destinationDeviceId: m.destinationDeviceId,
+          destinationRegistrationId: m.destinationRegistrationId,
+          content: toBase64(m.body),
+        })),
+        timestamp: fields.timestamp,
+        online: fields.online ?? false,
+        urgent: !fields.online,
+        ...(fields.ttlSeconds !== undefined ? { ttlSeconds: fields.ttlSeconds } : {}),
+      };
+      const answer = await this.#sendRequest(account, body);
+      if (answer.ok) return answer.response;
+      const err = answer.error;
       if (attempt >= 1 || (err.code !== "MISMATCHED_DEVICES" && err.code !== "STALE_DEVICES")) throw err;
       await this.#repair(account, err);
       records = await this.#recordsFor(account);
     }
+  }
+
+  /**
+   * One send of already-encrypted copies: over the mailbox connection when it is open (one hop in the relay
+   * instead of two), otherwise, or when the connection ends before answering, over HTTP. One idempotency key
+   * covers both, so a send stored just before its connection dropped is answered, not stored again.
+   */
+  async #sendRequest(account: string, body: SendMessageRequest): Promise<{ ok: true; response: SendMessageResponse } | { ok: false; error: CipherpostError }> {
+    const idempotencyKey = crypto.randomUUID();
+    const overSocket = this.#connection?.send({ destination: account, idempotencyKey, message: body });
+    if (overSocket) {
+      try {
+        const r = await overSocket;
+        if (r.status === 200) {
+          const parsed = SendMessageResponse.safeParse(r.body);
+          if (!parsed.success) throw new CipherpostError("INVALID_RESPONSE", "the send answer does not parse");
+          return { ok: true, response: parsed.data };
+        }
+        const { requestId: _r, ...rest } = r.body as Record<string, unknown>;
+        return { ok: false, error: errorFromResult({ status: r.status, ...rest, ...(r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds } : {}) }) };
+      } catch (e) {
+        if (!(e instanceof SendNotAnswered)) throw e;
+        // Not answered: fall through to HTTP with the same key.
+      }
+    }
+    const res = await this.#http.raw("PUT", `/v1/messages/${account}`, { auth: this.#auth, body, headers: { "idempotency-key": idempotencyKey } });
+    if (res.ok) {
+      const parsed = SendMessageResponse.safeParse(await res.json().catch(() => undefined));
+      if (!parsed.success) throw new CipherpostError("INVALID_RESPONSE", "the send answer does not parse");
+      return { ok: true, response: parsed.data };
+    }
+    return { ok: false, error: await errorFrom(res) };
   }
 
   #messageContent(input: MessageInput | string, group?: GroupContext): MessageContent {
@@ -1113,9 +1139,9 @@ export class CipherpostClient {
           .map(([deviceId, r]) => ({ deviceId, registrationId: r.remoteRegistrationId() }))
           .filter((d): d is { deviceId: number; registrationId: number } => d.registrationId !== undefined)
           .map((d) => ({ type: CIPHERTEXT_TYPES.plaintext, destinationDeviceId: d.deviceId, destinationRegistrationId: d.registrationId, content: body }));
-        const res = await this.#http.raw("PUT", `/v1/messages/${account}`, { auth: this.#auth, body: { messages, timestamp: content.timestamp, online: false, urgent: true } });
-        if (res.ok) return void (await res.body?.cancel());
-        const err = await errorFrom(res);
+        const answer = await this.#sendRequest(account, { messages, timestamp: content.timestamp, online: false, urgent: true });
+        if (answer.ok) return;
+        const err = answer.error;
         if (attempt >= 1 || (err.code !== "MISMATCHED_DEVICES" && err.code !== "STALE_DEVICES")) throw err;
         await this.#repair(account, err);
       }

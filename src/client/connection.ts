@@ -2,7 +2,7 @@
 // browsers, which cannot set an Authorization header on a WebSocket), keep-alive pings the relay answers
 // without waking the mailbox, and reconnection with capped exponential backoff and full jitter (AWS
 // Architecture Blog, "Exponential Backoff and Jitter") until stopped or told the device is gone.
-import { CLOSE_CODES, PING_FRAME, ServerFrame } from "../protocol/frames.ts";
+import { CLOSE_CODES, PING_FRAME, ServerFrame, type SendFrameInput, type SendResultFrame } from "../protocol/frames.ts";
 import { WebSocketTicketResponse } from "../protocol/messages.ts";
 import { CipherpostError } from "./errors.ts";
 import type { Credentials, RelayHttp } from "./http.ts";
@@ -21,6 +21,8 @@ export interface ConnectionOptions {
   pongTimeoutMs?: number;
   /** Give up on an opening socket after this (ms). Default 15 000. */
   openTimeoutMs?: number;
+  /** Give up waiting for a send frame's answer after this (ms); the caller then retries over HTTP. Default 10 000. */
+  sendTimeoutMs?: number;
 }
 
 export type ConnectionEvent =
@@ -33,6 +35,9 @@ export interface MailboxSocket {
   ack(ids: string[]): boolean;
   readonly open: boolean;
 }
+
+/** A send frame's answer did not come (the connection closed, or it took too long): retry with the same idempotency key. */
+export class SendNotAnswered extends Error {}
 
 export interface ConnectionHandlers {
   frame(socket: MailboxSocket, frame: ServerFrame): void;
@@ -67,6 +72,9 @@ export class MailboxConnection {
   #wake: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #firstOpen: { resolve: () => void; reject: (e: unknown) => void; promise: Promise<void> } | null = null;
+  /** Send frames waiting for their send_result, by frame id; failed with SendNotAnswered when the socket ends. */
+  readonly #pending = new Map<string, { resolve: (r: SendResultFrame) => void; reject: (e: unknown) => void; timer: ReturnType<typeof setTimeout> }>();
+  #nextSendId = 0;
 
   constructor(http: RelayHttp, auth: Credentials, WebSocketImpl: WebSocketConstructor, handlers: ConnectionHandlers, options: ConnectionOptions = {}) {
     this.#http = http;
@@ -79,6 +87,7 @@ export class MailboxConnection {
       keepAliveMs: options.keepAliveMs ?? 30_000,
       pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
       openTimeoutMs: options.openTimeoutMs ?? 15_000,
+      sendTimeoutMs: options.sendTimeoutMs ?? 10_000,
     };
   }
 
@@ -104,6 +113,39 @@ export class MailboxConnection {
     this.#firstOpen = { resolve, reject, promise };
     this.#loop = this.#run();
     return promise;
+  }
+
+  /**
+   * Sends one message over the open socket (a send frame) and resolves with the relay's answer. Null when no
+   * socket is open. Rejects with SendNotAnswered when the socket ends or the answer is late: the send may or may
+   * not have been stored, so retry it (over HTTP) with the same idempotency key.
+   */
+  send(frame: Omit<SendFrameInput, "type" | "id">): Promise<SendResultFrame> | null {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== 1) return null;
+    const id = `s${++this.#nextSendId}`;
+    return new Promise<SendResultFrame>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new SendNotAnswered(`no answer to send ${id} within ${this.#o.sendTimeoutMs} ms`));
+      }, this.#o.sendTimeoutMs);
+      this.#pending.set(id, { resolve, reject, timer });
+      try {
+        ws.send(JSON.stringify({ type: "send", id, ...frame } satisfies SendFrameInput));
+      } catch (e) {
+        clearTimeout(timer);
+        this.#pending.delete(id);
+        reject(new SendNotAnswered(`the connection refused the frame: ${String(e)}`));
+      }
+    });
+  }
+
+  #failPending(reason: string): void {
+    for (const [id, p] of this.#pending) {
+      clearTimeout(p.timer);
+      p.reject(new SendNotAnswered(`send ${id}: ${reason}`));
+    }
+    this.#pending.clear();
   }
 
   /** Closes the socket and stops reconnecting. */
@@ -244,6 +286,7 @@ export class MailboxConnection {
         if (this.#ws === ws) {
           this.#ws = null;
           this.#forceFinish = null;
+          this.#failPending(`the connection closed before the answer (${code} ${reason})`);
         }
         if (ws.readyState === 0 || ws.readyState === 1) {
           try {
@@ -282,6 +325,15 @@ export class MailboxConnection {
         if (frame.type === "pong") {
           clearTimeout(pongDeadline);
           pongDeadline = undefined;
+          return;
+        }
+        if (frame.type === "send_result") {
+          const p = this.#pending.get(frame.id);
+          if (p) {
+            this.#pending.delete(frame.id);
+            clearTimeout(p.timer);
+            p.resolve(frame);
+          }
           return;
         }
         this.#handlers.frame(socket, frame);

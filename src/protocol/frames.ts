@@ -117,6 +117,8 @@ export const SendFrame = z
       "Sends one message over the device's own authenticated connection, exactly as PUT /v1/messages/{accountId} would (same checks, limits and errors), without a new request or a password check. A frame is at most MAX_SEND_REQUEST_BYTES + 4096 characters.",
   });
 export type SendFrame = z.infer<typeof SendFrame>;
+/** A send frame as a client writes it (optional fields may be left out). */
+export type SendFrameInput = z.input<typeof SendFrame>;
 
 export const ClientFrame = z.discriminatedUnion("type", [AckFrame, PingFrame, SendFrame]).meta({ id: "ClientFrame" });
 export type ClientFrame = z.infer<typeof ClientFrame>;

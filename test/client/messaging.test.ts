@@ -328,3 +328,74 @@ describe("a relay restart (a deploy closes every socket)", () => {
     expect(texts(b.messages.list({ with: a.accountId }))).toEqual(["before the restart", "after the restart"]);
   }, 60_000);
 });
+
+describe("sending over the mailbox connection", () => {
+  /** A fetch that records each send request (method, path, idempotency key) and its replay header. */
+  function recordingFetch() {
+    const sends: { path: string; key: string | null; replayed: string | null }[] = [];
+    const fetchImpl = async (input: string | URL | Request, init?: RequestInit) => {
+      const res = await globalThis.fetch(input, init);
+      const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
+      if (init?.method === "PUT" && url.pathname.startsWith("/v1/messages/"))
+        sends.push({ path: url.pathname, key: new Headers(init.headers).get("idempotency-key"), replayed: res.headers.get("idempotent-replayed") });
+      return res;
+    };
+    return { sends, fetchImpl };
+  }
+
+  it("while connected, a send goes over the connection; without one, over HTTP", async () => {
+    const rec = recordingFetch();
+    const storage = new MemoryStorage();
+    const a = await client({ storage, fetch: rec.fetchImpl });
+    const b = await client();
+    await Promise.all([a.connect(), b.connect()]);
+    const over = await a.send(b.accountId, "over the socket");
+    await waitFor("B gets it", () => b.messages.get(over.id, a.accountId));
+    expect(rec.sends).toEqual([]);
+
+    await a.close();
+    const c = await CipherpostClient.open(clientOptions(storage, { fetch: rec.fetchImpl }));
+    open.push(c);
+    const viaHttp = await c.send(b.accountId, "over HTTP");
+    await waitFor("B gets the second", () => b.messages.get(viaHttp.id, a.accountId));
+    expect(rec.sends).toHaveLength(1);
+    expect(rec.sends[0]).toMatchObject({ path: `/v1/messages/${b.accountId}`, replayed: null });
+    expect(rec.sends[0]!.key).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("a connection lost before the answer: the send is retried over HTTP with its key, and stored once", async () => {
+    const Base = clientOptions().WebSocket!;
+    let dropNextAnswer = true;
+    let frameKey: string | undefined;
+    /** Passes everything through, except that the first send's answer is swallowed and the socket closed, as a network would. */
+    class LosingWebSocket extends (Base as unknown as typeof WebSocket) {
+      override send(data: string) {
+        const f = JSON.parse(data) as { type: string; idempotencyKey?: string };
+        if (f.type === "send" && frameKey === undefined) frameKey = f.idempotencyKey;
+        super.send(data);
+      }
+      override addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions) {
+        if (type !== "message" || typeof listener !== "function") return super.addEventListener(type, listener, options);
+        super.addEventListener("message", ((ev: MessageEvent) => {
+          if (dropNextAnswer && typeof ev.data === "string" && ev.data.includes('"type":"send_result"')) {
+            dropNextAnswer = false;
+            this.close(4000, "lost");
+            return;
+          }
+          listener(ev);
+        }) as EventListener);
+      }
+    }
+    const rec = recordingFetch();
+    const a = await client({ fetch: rec.fetchImpl, WebSocket: LosingWebSocket as unknown as typeof Base });
+    const b = await client();
+    await Promise.all([a.connect(), b.connect()]);
+    const sent = await a.send(b.accountId, "answered by the retry");
+    // The relay stored it from the frame; the HTTP retry with the same key was answered from that, not stored again.
+    expect(rec.sends).toHaveLength(1);
+    expect(rec.sends[0]).toMatchObject({ key: frameKey, replayed: "true" });
+    await waitFor("B gets it", () => b.messages.get(sent.id, a.accountId));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(b.messages.list({ with: a.accountId }).filter((m) => m.id === sent.id)).toHaveLength(1);
+  });
+});
