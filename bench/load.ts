@@ -25,6 +25,11 @@ export interface LoadOptions {
   claims: number;
   uploadBytes: number;
   timeoutMs: number;
+  /**
+   * cipherpost only: how senders send. "http" (the default, as the baseline is driven): PUT /v1/messages per
+   * message. "socket": send frames over each sender's own mailbox connection, awaiting each send_result.
+   */
+  sendOver?: "http" | "socket";
 }
 
 export interface LatencyStats {
@@ -212,6 +217,28 @@ async function connectCipherpost(url: string, a: Account, onMessage: (ws: WebSoc
   return ws;
 }
 
+/** A sender's mailbox connection used for send frames: each send resolves when its send_result arrives. */
+async function senderSocket(url: string, a: Account) {
+  const waiting = new Map<string, (status: number, body: unknown) => void>();
+  let next = 0;
+  const ws = await connectCipherpost(url, a, (_ws, frame) => {
+    const f = frame as { type: string; id?: string; status?: number; body?: unknown };
+    if (f.type !== "send_result" || !f.id) return;
+    waiting.get(f.id)?.(f.status!, f.body);
+    waiting.delete(f.id);
+  });
+  return {
+    ws,
+    send(destination: string, message: unknown): Promise<void> {
+      const id = String(++next);
+      return new Promise<void>((resolve, reject) => {
+        waiting.set(id, (status, body) => (status === 200 ? resolve() : reject(new Error(`send frame → ${status} ${JSON.stringify(body)}`))));
+        ws.send(JSON.stringify({ type: "send", id, destination, message }));
+      });
+    },
+  };
+}
+
 async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
   // Registrations: bodies (keys, signatures, proofs of work) are made first, so the timed part is the relay's.
   const prepared = await Promise.all(Array.from({ length: o.registrations }, () => prepareRegistration(o.url, o.keysPerRegistration)));
@@ -247,21 +274,30 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     ),
   );
 
+  const overSocket = o.sendOver === "socket";
+  const senderSockets = overSocket ? await Promise.all(senders.map((s) => senderSocket(o.url, s))) : [];
+
   const start = now();
   await pool(o.messages, o.concurrency, async (i) => {
     const to = recipients[i % recipients.length]!;
     const from = senders[i % senders.length]!;
-    const body = JSON.stringify({
+    const message = {
       messages: [{ type: 2, destinationDeviceId: 1, destinationRegistrationId: to.registrationId, content: toBase64(payload(i, o.messageBytes)) }],
       timestamp: Date.now(),
       online: false,
       urgent: true,
-    });
+    };
     d.sentAt[i] = now();
-    await must(await fetchRetry(`${o.url}/v1/messages/${to.accountId}`, { method: "PUT", headers: { authorization: from.auth, "content-type": "application/json" }, body }), "send");
+    if (overSocket) await senderSockets[i % senders.length]!.send(to.accountId, message);
+    else
+      await must(
+        await fetchRetry(`${o.url}/v1/messages/${to.accountId}`, { method: "PUT", headers: { authorization: from.auth, "content-type": "application/json" }, body: JSON.stringify(message) }),
+        "send",
+      );
   });
-  const delivered = await d.finish("cipherpost", start, o.timeoutMs);
+  const delivered = await d.finish(overSocket ? "cipherpost-socket" : "cipherpost", start, o.timeoutMs);
   for (const ws of sockets) ws.close(1000);
+  for (const s of senderSockets) s.ws.close(1000);
 
   // Prekey claims: one target with keys to spare, claimed by the senders in turn.
   let claimsPerSec: number | undefined;
