@@ -143,7 +143,7 @@ messages.openapi(
     tags: ["Messages"],
     summary: "Send a message to one account",
     description: sendDescription(
-      "Exactly one ciphertext per current device of the recipient, with its registration id (409 `{missingDevices, extraDevices}` / 410 `{staleDevices}` otherwise). Sending to your own account covers your other devices and never the sending one. `online` messages go only to devices connected now and are never stored.",
+      "Exactly one ciphertext per current device of the recipient, with its registration id (409 `{missingDevices, extraDevices}` / 410 `{staleDevices}` otherwise). Sending to your own account covers your other devices and never the sending one. `online` messages go only to devices connected now and are never stored. A connected device can make the same send as a `send` frame over its mailbox WebSocket, answered by a `send_result` frame with this status and body (/v1/asyncapi.json); idempotency keys are shared between the two.",
     ),
     security,
     middleware: [requireSender, requireJson, limitBody((cfg) => cfg.MAX_SEND_REQUEST_BYTES)] as const,
