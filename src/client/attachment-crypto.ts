@@ -21,7 +21,18 @@ export function segmentCount(size: number, segmentBytes: number): number {
   return Math.max(1, Math.ceil(size / segmentBytes));
 }
 
-/** Bytes of the encrypted blob for `size` plaintext bytes. */
+/**
+ * The length an attachment's plaintext is padded to before encryption (zero bytes after the file), so the relay
+ * and its storage see one of a few sizes rather than the exact one: Signal's buckets, each about 5% above the
+ * last, at least 541 bytes. The overhead is at most 5%.
+ */
+export function paddedSize(size: number): number {
+  if (size <= 541) return 541;
+  const bucket = Math.floor(1.05 ** Math.ceil(Math.log(size) / Math.log(1.05)));
+  return Math.max(size, bucket);
+}
+
+/** Bytes of the encrypted blob for `size` plaintext bytes (padding included). */
 export function encryptedSize(size: number, segmentBytes: number): number {
   return size + GCM_TAG_BYTES * segmentCount(size, segmentBytes);
 }
@@ -72,11 +83,25 @@ const READ_WINDOW_SEGMENTS = 16;
  * The encrypted segments of `blob`, in order, starting at segment `from`. Reads the Blob slice by slice
  * (a Node file Blob from fs.openAsBlob reads from disk), so memory stays at one read window.
  */
-export async function* encryptBlob(blob: Blob, key: CryptoKey, segmentBytes: number, from = 0): AsyncGenerator<{ index: number; sealed: Uint8Array }> {
-  const count = segmentCount(blob.size, segmentBytes);
+export async function* encryptBlob(
+  blob: Blob,
+  key: CryptoKey,
+  segmentBytes: number,
+  from = 0,
+  length = blob.size,
+): AsyncGenerator<{ index: number; sealed: Uint8Array }> {
+  // `length` beyond the blob's size is zero padding, made here a window at a time (never a whole padded copy).
+  const count = segmentCount(length, segmentBytes);
   for (let window = from; window < count; window += READ_WINDOW_SEGMENTS) {
     const last = Math.min(count, window + READ_WINDOW_SEGMENTS);
-    const bytes = new Uint8Array(await blob.slice(window * segmentBytes, Math.min(blob.size, last * segmentBytes)).arrayBuffer());
+    const start = window * segmentBytes;
+    const end = Math.min(length, last * segmentBytes);
+    let bytes = start < blob.size ? new Uint8Array(await blob.slice(start, Math.min(blob.size, end)).arrayBuffer()) : new Uint8Array(0);
+    if (bytes.length < end - start) {
+      const padded = new Uint8Array(end - start);
+      padded.set(bytes);
+      bytes = padded;
+    }
     for (let i = window; i < last; i++) {
       const off = (i - window) * segmentBytes;
       const plain = bytes.subarray(off, Math.min(bytes.length, off + segmentBytes));
@@ -88,7 +113,10 @@ export async function* encryptBlob(blob: Blob, key: CryptoKey, segmentBytes: num
 export interface DecryptStreamOptions {
   key: Uint8Array;
   digest: Uint8Array;
+  /** Plaintext bytes of the file: what the stream yields. */
   size: number;
+  /** Plaintext bytes encrypted, padding included (default `size`); the bytes past `size` must be zero. */
+  paddedSize?: number;
   segmentBytes: number;
   /** Called with the ciphertext bytes received so far. */
   onProgress?: (received: number, total: number) => void;
@@ -100,8 +128,11 @@ export interface DecryptStreamOptions {
  * errors with DIGEST_MISMATCH (the consumer then discards what it wrote).
  */
 export function decryptStream(options: DecryptStreamOptions): TransformStream<Uint8Array, Uint8Array> {
-  const count = segmentCount(options.size, options.segmentBytes);
-  const total = encryptedSize(options.size, options.segmentBytes);
+  const padded = options.paddedSize ?? options.size;
+  if (padded < options.size) throw new CipherpostError("INVALID_ARGUMENT", "paddedSize is smaller than size");
+  const count = segmentCount(padded, options.segmentBytes);
+  const total = encryptedSize(padded, options.segmentBytes);
+  let emitted = 0; // plaintext bytes passed on; the rest of the padded length is padding
   const sealedBytes = options.segmentBytes + GCM_TAG_BYTES;
   const digest = new SegmentDigest();
   const keyPromise = importAttachmentKey(options.key);
@@ -113,7 +144,11 @@ export function decryptStream(options: DecryptStreamOptions): TransformStream<Ui
   const flushSegment = async (controller: TransformStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
     if (index >= count) throw new CipherpostError("DIGEST_MISMATCH", "the attachment is longer than its pointer says");
     await digest.add(bytes);
-    controller.enqueue(await openSegment(await keyPromise, index, index === count - 1, bytes));
+    const plain = await openSegment(await keyPromise, index, index === count - 1, bytes);
+    const keep = Math.min(plain.length, options.size - emitted);
+    for (let i = keep; i < plain.length; i++) if (plain[i] !== 0) throw new CipherpostError("DIGEST_MISMATCH", "the attachment's padding is not zeros");
+    if (keep > 0) controller.enqueue(keep === plain.length ? plain : plain.subarray(0, keep));
+    emitted += keep;
     index++;
   };
 

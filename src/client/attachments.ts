@@ -11,6 +11,7 @@ import {
   decryptStream,
   encryptBlob,
   encryptedSize,
+  paddedSize,
   importAttachmentKey,
   plainBuffer,
 } from "./attachment-crypto.ts";
@@ -30,6 +31,8 @@ export interface UploadState {
   key: string;
   /** Plaintext bytes of the file. */
   size: number;
+  /** Plaintext bytes encrypted, padding included (paddedSize(size)). */
+  paddedSize: number;
   segmentBytes: number;
 }
 
@@ -102,16 +105,18 @@ export async function uploadAttachment(http: RelayHttp, auth: Credentials, blob:
   const signal = options.signal;
   let state: UploadState;
   if (options.resume) {
-    state = options.resume;
+    // A state saved before padding existed has no paddedSize: that upload was created unpadded.
+    state = { ...options.resume, paddedSize: options.resume.paddedSize ?? options.resume.size };
     if (state.size !== blob.size) throw new CipherpostError("INVALID_ARGUMENT", `the file is ${blob.size} bytes; the upload being resumed was for ${state.size}`);
   } else {
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     const key = crypto.getRandomValues(new Uint8Array(ATTACHMENT_KEY_BYTES));
-    const url = await createUpload(http, auth, encryptedSize(blob.size, segmentBytes), signal);
-    state = { url, key: toBase64(key), size: blob.size, segmentBytes };
+    const padded = paddedSize(blob.size);
+    const url = await createUpload(http, auth, encryptedSize(padded, segmentBytes), signal);
+    state = { url, key: toBase64(key), size: blob.size, paddedSize: padded, segmentBytes };
     await options.onCreated?.(state);
   }
-  const total = encryptedSize(state.size, state.segmentBytes);
+  const total = encryptedSize(state.paddedSize, state.segmentBytes);
   const interrupted = (e: unknown): CipherpostError => {
     const err = CipherpostError.is(e) ? e : new CipherpostError("UNREACHABLE", String(e), { cause: e });
     return new CipherpostError(signal?.aborted ? "ABORTED" : err.code, `upload interrupted: ${err.message}`, {
@@ -156,7 +161,7 @@ export async function uploadAttachment(http: RelayHttp, auth: Credentials, blob:
       filled = 0;
     };
 
-    for await (const { sealed } of encryptBlob(blob, key, state.segmentBytes)) {
+    for await (const { sealed } of encryptBlob(blob, key, state.segmentBytes, 0, state.paddedSize)) {
       signal?.throwIfAborted();
       await digest.add(sealed);
       let from = 0;
@@ -178,6 +183,7 @@ export async function uploadAttachment(http: RelayHttp, auth: Credentials, blob:
       key: state.key,
       digest: toBase64(digest.finish()),
       size: state.size,
+      paddedSize: state.paddedSize,
       segmentBytes: state.segmentBytes,
       ...(options.name !== undefined ? { name: options.name } : {}),
       ...(options.contentType !== undefined ? { contentType: options.contentType } : {}),
@@ -205,6 +211,7 @@ export async function downloadAttachment(http: RelayHttp, pointer: AttachmentPoi
       key: fromBase64(pointer.key),
       digest: fromBase64(pointer.digest),
       size: pointer.size,
+      ...(pointer.paddedSize !== undefined ? { paddedSize: pointer.paddedSize } : {}),
       segmentBytes: pointer.segmentBytes,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     }),

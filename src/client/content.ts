@@ -28,11 +28,14 @@ export const AttachmentPointer = z
     digest: base64Bytes(32, "SHA-256 of the encrypted blob"),
     /** Plaintext bytes. */
     size: z.number().int().min(0),
+    /** Plaintext bytes encrypted: the file then zero bytes up to its size bucket (paddedSize()). Absent: not padded. */
+    paddedSize: z.number().int().min(0).optional(),
     /** Plaintext bytes per encrypted segment (the blob is a sequence of AEAD segments). */
     segmentBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
     name: z.string().max(255).optional(),
     contentType: z.string().max(255).optional(),
   })
+  .refine((p) => p.paddedSize === undefined || p.paddedSize >= p.size, { message: "paddedSize is smaller than size", path: ["paddedSize"] })
   .meta({ id: "AttachmentPointer" });
 export type AttachmentPointer = z.infer<typeof AttachmentPointer>;
 

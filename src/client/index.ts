@@ -22,7 +22,7 @@ export { AttachmentPointer, Content, MAX_CONTENT_BYTES, MAX_TEXT_BYTES } from ".
 export type { GroupContext } from "./content.ts";
 export { DEFAULT_CHUNK_BYTES } from "./attachments.ts";
 export type { DownloadOptions, UploadOptions, UploadState } from "./attachments.ts";
-export { DEFAULT_SEGMENT_BYTES, encryptedSize } from "./attachment-crypto.ts";
+export { DEFAULT_SEGMENT_BYTES, encryptedSize, paddedSize } from "./attachment-crypto.ts";
 export type { ConnectionEvent, ConnectionOptions, WebSocketConstructor } from "./connection.ts";
 export { decodeLinkCode, encodeLinkCode, LINK_CODE_PREFIX } from "./link-code.ts";
 export type { LinkCode } from "./link-code.ts";

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CipherpostError, encryptedSize, type AttachmentPointer, type CipherpostClient, type UploadState } from "../../src/client/index.ts";
+import { CipherpostError, encryptedSize, paddedSize, type AttachmentPointer, type CipherpostClient, type UploadState } from "../../src/client/index.ts";
 import { fileBlob, writeStreamToFile } from "../../src/client/node.ts";
 import { startRelay, type Relay } from "../support/relay.ts";
 import { nextEvent, register } from "./helpers.ts";
@@ -36,7 +36,9 @@ describe("a 20 MiB file", () => {
     const source = join(dir, "holiday.bin");
     writeFileSync(source, original);
     const file = await fileBlob(source);
-    const total = encryptedSize(file.size, 256 * 1024);
+    // The relay holds the padded ciphertext: the file's size bucket, not its size.
+    const total = encryptedSize(paddedSize(file.size), 256 * 1024);
+    expect(paddedSize(file.size)).toBeGreaterThan(file.size);
 
     // First attempt: cancelled once 8 MiB are on the relay.
     const stop = new AbortController();

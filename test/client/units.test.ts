@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseCommandLine, UsageError } from "../../src/cli/args.ts";
-import { decryptStream, encryptBlob, encryptedSize, GCM_TAG_BYTES, importAttachmentKey, SegmentDigest } from "../../src/client/attachment-crypto.ts";
+import { decryptStream, encryptBlob, encryptedSize, GCM_TAG_BYTES, importAttachmentKey, paddedSize, SegmentDigest } from "../../src/client/attachment-crypto.ts";
 import { downloadAttachment, uploadAttachment } from "../../src/client/attachments.ts";
 import { decodeContent, encodeContent } from "../../src/client/content.ts";
 import { RelayHttp } from "../../src/client/http.ts";
@@ -62,18 +62,18 @@ describe("link codes", () => {
   });
 });
 
-async function encryptToBytes(data: Uint8Array, segmentBytes: number, key: Uint8Array) {
+async function encryptToBytes(data: Uint8Array, segmentBytes: number, key: Uint8Array, length = data.length) {
   const k = await importAttachmentKey(key);
   const digest = new SegmentDigest();
   const parts: Uint8Array[] = [];
-  for await (const { sealed } of encryptBlob(new Blob([new Uint8Array(data)]), k, segmentBytes)) {
+  for await (const { sealed } of encryptBlob(new Blob([new Uint8Array(data)]), k, segmentBytes, 0, length)) {
     await digest.add(sealed);
     parts.push(sealed);
   }
   return { parts, blob: Buffer.concat(parts), digest: digest.finish() };
 }
 
-async function decryptBytes(blob: Uint8Array, o: { key: Uint8Array; digest: Uint8Array; size: number; segmentBytes: number }, chunk = 1000) {
+async function decryptBytes(blob: Uint8Array, o: { key: Uint8Array; digest: Uint8Array; size: number; paddedSize?: number; segmentBytes: number }, chunk = 1000) {
   const input = new ReadableStream<Uint8Array>({
     start(c) {
       for (let i = 0; i < blob.length; i += chunk) c.enqueue(blob.subarray(i, i + chunk));
@@ -97,6 +97,39 @@ describe("the attachment format", () => {
         expect((await decryptBytes(blob, { key, digest, size, segmentBytes: seg }, chunk)).equals(Buffer.from(data)), `size ${size} chunk ${chunk}`).toBe(true);
       }
     }
+  });
+
+  it("pads to size buckets about 5% apart, at least 541 bytes, never below the size", () => {
+    let last = 0;
+    for (let size = 0; size < 50_000_000; size = Math.floor(size * 1.37) + 1) {
+      const p = paddedSize(size);
+      expect(p, String(size)).toBeGreaterThanOrEqual(Math.max(size, 541));
+      expect(p, String(size)).toBeLessThanOrEqual(Math.max(541, Math.ceil(size * 1.05)));
+      expect(p).toBeGreaterThanOrEqual(last);
+      last = p;
+    }
+    // Nearby sizes share a bucket, so the relay cannot tell them apart.
+    expect(paddedSize(1_000_000)).toBe(paddedSize(1_000_100));
+    expect(paddedSize(0)).toBe(541);
+    expect(new Set(Array.from({ length: 1000 }, (_, i) => paddedSize(5_000_000 + i * 200))).size).toBeLessThanOrEqual(2);
+  });
+
+  it("a padded attachment decrypts to the file alone; padding that is not zeros is refused", async () => {
+    for (const size of [0, 700, seg - 3, 5 * seg + 17]) {
+      const data = crypto.getRandomValues(new Uint8Array(size));
+      const key = crypto.getRandomValues(new Uint8Array(32));
+      const padded = paddedSize(size);
+      const { blob, digest } = await encryptToBytes(data, seg, key, padded);
+      expect(blob.length).toBe(encryptedSize(padded, seg));
+      for (const chunk of [333, seg + GCM_TAG_BYTES]) {
+        expect((await decryptBytes(blob, { key, digest, size, paddedSize: padded, segmentBytes: seg }, chunk)).equals(Buffer.from(data)), `size ${size}`).toBe(true);
+      }
+    }
+    // A sender whose "padding" carries data: the bytes past the file are not zeros.
+    const data = crypto.getRandomValues(new Uint8Array(2000));
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    const { blob, digest } = await encryptToBytes(data, seg, key, paddedSize(1500));
+    await expect(decryptBytes(blob, { key, digest, size: 1500, paddedSize: paddedSize(1500), segmentBytes: seg })).rejects.toMatchObject({ code: "DIGEST_MISMATCH" });
   });
 
   it("refuses reordered, truncated, extended or altered blobs with DIGEST_MISMATCH", async () => {
@@ -147,11 +180,12 @@ describe("attachments stream both ways", () => {
     let peak = 0;
     const sample = () => void (peak = Math.max(peak, process.memoryUsage().rss - base));
     const pointer = await uploadAttachment(http, auth, file, { onProgress: sample });
-    expect(uploaded).toBe(encryptedSize(file.size, pointer.segmentBytes));
+    expect(pointer.paddedSize).toBe(paddedSize(file.size));
+    expect(uploaded).toBe(encryptedSize(paddedSize(file.size), pointer.segmentBytes));
 
     const key = await importAttachmentKey(fromBase64(pointer.key));
     const download = new RelayHttp("http://relay.test", async () => {
-      const segments = encryptBlob(file, key, pointer.segmentBytes);
+      const segments = encryptBlob(file, key, pointer.segmentBytes, 0, pointer.paddedSize);
       return new Response(
         new ReadableStream<Uint8Array>({
           async pull(c) {
