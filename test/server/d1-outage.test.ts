@@ -76,8 +76,11 @@ describe("while D1 is down", () => {
     expect(await stub.pendingOutbox()).toBe(1);
     // D1 comes back: the alarm drains the outbox and the new device's keys are served.
     await healObject(a.accountId);
-    await runInDurableObject(stub, (_o, state) => {
+    // Due now, and the alarm set well ahead, so the forced run below is the drain (the retry's own alarm could
+    // otherwise fire first on a slow machine and leave nothing for it).
+    await runInDurableObject(stub, async (_o, state) => {
       state.storage.sql.exec("UPDATE outbox SET not_before = 0");
+      await state.storage.setAlarm(Date.now() + 60_000);
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await stub.pendingOutbox()).toBe(0);

@@ -81,7 +81,7 @@ describe("mailbox delivery", () => {
     expect(seen.length).toBeGreaterThan(1000); // some really were delivered twice
     // Ack everything left; the queue is then empty.
     second.ack(second.frames.flatMap((x) => (x.type === "message" ? [x.id] : [])));
-    await second.quiet(200);
+    await second.settle();
     expect(await queueDepth(bob.accountId, 1)).toEqual({ messages: 0, bytes: 0 });
     second.close();
   }, 60_000);
@@ -111,7 +111,7 @@ describe("mailbox delivery", () => {
     expect(again.id).toBe(m2.id);
     c2b.ack([m2.id]);
     c1.ack([m1.id]);
-    await c1.quiet(150);
+    await Promise.all([c1.settle(), c2b.settle()]);
     expect(await queueDepth(bob.accountId, 2)).toEqual({ messages: 0, bytes: 0 });
     expect(await queueDepth(bob.accountId, 1)).toEqual({ messages: 0, bytes: 0 });
     c1.close();
@@ -134,7 +134,7 @@ describe("mailbox delivery", () => {
     expect((await conn.next("queue_empty")).type).toBe("queue_empty");
     // Live messages respect the window too: three in flight, the rest wait for acks.
     conn.ack(conn.frames.flatMap((f) => (f.type === "message" ? [f.id] : [])));
-    await conn.quiet(100);
+    await conn.settle();
     expect((await queueDepth(bob.accountId, 1)).messages).toBe(0);
     for (let i = 0; i < 5; i++) await sendOk(alice, [bob]);
     const live = await conn.messages(3);

@@ -56,7 +56,7 @@ describe("sending over the connection", () => {
     const [m] = await b.messages(1);
     expect(m!.envelope).toMatchObject({ content, sourceAccountId: alice.accountId, sourceDeviceId: alice.deviceId, serverTimestamp });
     b.ack([m!.id]);
-    await b.quiet(50);
+    await b.settle();
     expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(0);
     a.close();
     b.close();

@@ -64,7 +64,7 @@ describe("storage cost of a message", () => {
     await sendOk(primary(alice), [primary(bob)]);
     const warm = await conn.messages(1);
     conn.ack(warm.map((m) => m.id));
-    await conn.quiet(100);
+    await conn.settle(); // the warm-up ack's DELETE must not land inside the window
     const senderMeter = await meter(alice.accountId);
     const recipientMeter = await meter(bob.accountId);
     const N = 20;
@@ -72,7 +72,7 @@ describe("storage cost of a message", () => {
       await sendOk(primary(alice), [primary(bob)]);
       const [m] = await conn.messages(1);
       conn.ack([m!.id]);
-      await conn.quiet(20);
+      await conn.settle();
     }
     const s = await senderMeter.read();
     const r = await recipientMeter.read();
@@ -93,6 +93,7 @@ describe("storage cost of a message", () => {
     const first = await connect(primary(bob).auth);
     first.ack((await first.messages(1)).map((m) => m.id));
     await first.next("queue_empty");
+    await first.settle(); // the warm-up ack's DELETE must not land inside the window
     first.close(1000);
     const recipientMeter = await meter(bob.accountId);
     const N = 20;
@@ -101,7 +102,7 @@ describe("storage cost of a message", () => {
     const got = await conn.messages(N);
     conn.ack(got.map((m) => m.id));
     await conn.next("queue_empty");
-    await conn.quiet(100);
+    await conn.settle();
     const r = await recipientMeter.read();
     console.warn(`storage per queued message: ${JSON.stringify({ recipientRowsWritten: r.rowsWritten / N, recipientRowsRead: r.rowsRead / N })}`);
     // Measured 3: the same; what went out on a connection is one number on the socket, not an UPDATE per copy.

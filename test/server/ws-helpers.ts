@@ -83,6 +83,12 @@ export interface Conn {
   /** Resolves true if no further frame arrives within `ms`. */
   quiet(ms?: number): Promise<boolean>;
   ack(ids: string[]): void;
+  /**
+   * Resolves once the mailbox has handled every frame sent on this socket before it: a ping that is not
+   * byte-exact goes to the object (the exact one is answered by the runtime), in order after them, and its pong
+   * comes back. Use it after an ack instead of sleeping. The pong is removed from `frames`.
+   */
+  settle(timeoutMs?: number): Promise<void>;
   ping(): void;
   closed: Promise<{ code: number; reason: string }>;
   close(code?: number): void;
@@ -150,6 +156,23 @@ export async function connect(auth: string | { ticket: string }): Promise<Conn> 
       return frames.length === before && taken === frames.length;
     },
     ack: (ids) => ws.send(JSON.stringify({ type: "ack", ids })),
+    async settle(timeoutMs = 10_000) {
+      const pongs = () => frames.filter((f) => f.type === "pong").length;
+      const before = pongs();
+      ws.send('{ "type": "ping" }');
+      const deadline = Date.now() + timeoutMs;
+      while (pongs() === before) {
+        if (closeInfo) throw new Error(`settle: the socket closed (${closeInfo.code} ${closeInfo.reason})`);
+        if (Date.now() > deadline) throw new Error(`settle: no pong within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      for (let i = frames.length - 1; i >= taken; i--) {
+        if (frames[i]!.type === "pong") {
+          frames.splice(i, 1);
+          break;
+        }
+      }
+    },
     ping: () => ws.send(PING_FRAME),
     closed,
     close: (code = 1000) => ws.close(code, "test done"),

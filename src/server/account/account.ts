@@ -416,15 +416,19 @@ export class Account extends AccountDirectory {
   }
 
   override async alarm(): Promise<void> {
+    const now = Date.now();
+    if (this.hasTables) {
+      // Expire first, so the directory's drain below schedules the next alarm from what is left, not from the
+      // copies just deleted (which used to cost one extra alarm run 10 ms later). Expired copies may have been
+      // in flight: recount from SQLite on the next event.
+      this.earliest = undefined;
+      if (store.expire(this.sql, now) > 0) {
+        this.live.clear();
+        this.totals.clear();
+      }
+    }
     await super.alarm();
     if (!this.hasTables) return; // the account was deleted: nothing left to expire or watch
-    const now = Date.now();
-    // Expired copies may have been in flight: recount from SQLite on the next event.
-    this.earliest = undefined;
-    if (store.expire(this.sql, now) > 0) {
-      this.live.clear();
-      this.totals.clear();
-    }
     const cfg = this.config();
     if (!("ok" in cfg)) {
       const windows = Object.entries(cfg)
