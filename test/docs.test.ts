@@ -2,7 +2,7 @@
 // documented with its default, and wrangler.toml ships exactly that default.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { ConfigSchema } from "../src/server/config.ts";
+import { ConfigSchema, SECRET_VARS } from "../src/server/config.ts";
 
 const root = new URL("../", import.meta.url);
 const doc = readFileSync(new URL("docs/configuration.md", root), "utf8");
@@ -15,10 +15,10 @@ describe("configuration docs", () => {
   const names = Object.keys(ConfigSchema.shape);
 
   it("every variable has its unit or kind in its name", () => {
-    for (const n of names) expect(n, n).toMatch(/_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS|LEVEL)$|^MAX_|_COUNT$/);
+    for (const n of names) expect(n, n).toMatch(/_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS|LEVEL|JWK|SUBJECT)$|^MAX_|_COUNT$/);
   });
 
-  for (const name of Object.keys(ConfigSchema.shape)) {
+  for (const name of Object.keys(ConfigSchema.shape).filter((n) => !(SECRET_VARS as readonly string[]).includes(n))) {
     it(`${name} is documented with the default wrangler.toml ships`, () => {
       const row = doc.split("\n").find((l) => l.startsWith(`| \`${name}\` |`));
       expect(row, `docs/configuration.md has no row for ${name}`).toBeDefined();
@@ -37,6 +37,16 @@ describe("configuration docs", () => {
   it("wrangler.toml has no var the schema does not parse", () => {
     expect(Object.keys(vars).filter((v) => !names.includes(v))).toEqual([]);
   });
+
+  for (const name of SECRET_VARS) {
+    it(`the secret ${name} is documented as one and never shipped in wrangler.toml`, () => {
+      const row = doc.split("\n").find((l) => l.startsWith(`| \`${name}\` |`));
+      expect(row, `docs/configuration.md has no row for ${name}`).toBeDefined();
+      expect(row).toContain("secret");
+      expect(vars[name]).toBeUndefined();
+      expect(toml).not.toMatch(new RegExp(`^\\s*${name}\\s*=`, "m"));
+    });
+  }
 });
 
 describe("cost docs", () => {

@@ -36,6 +36,8 @@ export const ERRORS = {
   QUOTA_EXCEEDED: { status: 413, retry: false, summary: "The account's storage quota would be exceeded." },
   PRECONDITION_FAILED: { status: 412, retry: false, summary: "The Tus-Resumable version is not supported." },
   RANGE_NOT_SATISFIABLE: { status: 416, retry: false, summary: "The Range does not overlap the attachment; Content-Range gives its size." },
+  // Push
+  PUSH_NOT_CONFIGURED: { status: 501, retry: false, summary: "This relay sends no push wake-ups (no VAPID key is configured)." },
   // Limits and platform
   RATE_LIMITED: { status: 429, retry: true, summary: "Too many requests; wait for Retry-After seconds." },
   MISCONFIGURED: { status: 503, retry: true, summary: "The relay's configuration does not parse; an operator must fix it." },

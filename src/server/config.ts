@@ -3,6 +3,7 @@
 // says the same. Defaults here equal the ones in wrangler.toml and docs/configuration.md.
 import { z } from "zod";
 import { LOG_LEVELS, setLogLevel } from "./log.ts";
+import { parseVapidKey, type VapidKey } from "./push/webpush.ts";
 
 /** Buckets an account id falls into; SHARD_MAP assigns contiguous bucket ranges to D1 bindings. */
 export const SHARD_BUCKETS = 4096;
@@ -111,6 +112,35 @@ export const ConfigSchema = z.object({
   UPLOAD_QUOTA_BYTES: int(0, 1_099_511_627_776, 4_294_967_296),
   // Per account: bytes of stored attachments plus unfinished uploads' reservations.
   STORAGE_QUOTA_BYTES: int(0, 1_099_511_627_776, 10_737_418_240),
+  // push: a secret (wrangler secret put), never a [vars] entry; unset means no push wake-ups.
+  VAPID_PRIVATE_KEY_JWK: z
+    .string()
+    .optional()
+    .transform((v, ctx): VapidKey | null => {
+      if (v === undefined || v === "") return null;
+      const key = parseVapidKey(v);
+      if (typeof key === "string") {
+        ctx.addIssue({ code: "custom", message: key });
+        return z.NEVER;
+      }
+      return key;
+    }),
+  // Who runs the relay, for push services (RFC 8292 "sub"): mailto: or https:. Required with a VAPID key.
+  VAPID_SUBJECT: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const text = v?.trim() ?? "";
+      if (text !== "" && !/^(mailto:[^\s@]+@[^\s@]+|https:\/\/\S+)$/.test(text)) {
+        ctx.addIssue({ code: "custom", message: `must be a mailto: or https: URI, got ${JSON.stringify(v)}` });
+        return z.NEVER;
+      }
+      return text;
+    }),
+  // At most one wake-up per device per this many seconds, however many messages arrive meanwhile.
+  PUSH_MIN_INTERVAL_SECONDS: int(0, 3600, 10),
+  // How long a push service keeps a wake-up for a device it cannot reach (the TTL header; 28 days at most).
+  PUSH_TTL_SECONDS: int(0, 2_419_200, 86_400),
   // logs: lines below this level are dropped (src/server/log.ts); "warn" keeps failures and drops the access log.
   LOG_LEVEL: z
     .string()
@@ -127,6 +157,9 @@ export const ConfigSchema = z.object({
 });
 
 export type Config = z.output<typeof ConfigSchema>;
+
+/** Settings that are secrets (wrangler secret put), so they have no [vars] entry in wrangler.toml. */
+export const SECRET_VARS = ["VAPID_PRIVATE_KEY_JWK"] as const;
 export type ConfigVar = keyof typeof ConfigSchema.shape;
 
 export class ConfigError extends Error {
@@ -158,6 +191,8 @@ export function loadConfig(env: object): ConfigResult {
       ok: false,
       error: new ConfigError(parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "?"), problem: i.message }))),
     };
+  } else if (parsed.data.VAPID_PRIVATE_KEY_JWK && !parsed.data.VAPID_SUBJECT) {
+    result = { ok: false, error: new ConfigError([{ variable: "VAPID_SUBJECT", problem: "must be set (mailto: or https:) when VAPID_PRIVATE_KEY_JWK is" }]) };
   } else {
     const missing = parsed.data.SHARD_MAP.filter((r) => !isD1(vars[r.binding]));
     result = missing.length

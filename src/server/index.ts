@@ -7,6 +7,7 @@ import { asyncapi } from "./routes/asyncapi.ts";
 import { attachments } from "./routes/attachments.ts";
 import { mountDocs } from "./routes/docs.ts";
 import { devices } from "./routes/devices.ts";
+import { push } from "./routes/push.ts";
 import { health } from "./routes/health.ts";
 import { keys } from "./routes/keys.ts";
 import { messages } from "./routes/messages.ts";
@@ -21,6 +22,8 @@ export { Upload } from "./uploads/upload.ts";
 export const app = createApp((app) => {
   app.route("/", health);
   app.route("/", registration);
+  // Before devices: /v1/devices/push must not be taken for /v1/devices/{deviceId}.
+  app.route("/", push);
   app.route("/", devices);
   app.route("/", keys);
   // mailbox routes

@@ -20,6 +20,7 @@ import type { SocketState } from "../mailbox/store.ts";
 import { AccountDirectory, type AuthenticatedDevice } from "./directory.ts";
 import { MemoryRateWindow } from "./rate-window.ts";
 import { log } from "../log.ts";
+import { sendPush, VapidSigner, type VapidKey } from "../push/webpush.ts";
 
 /** Headers only the Worker sets on the upgrade it forwards here (objects are not reachable from outside). */
 export const INTERNAL_DEVICE_HEADER = "x-cipherpost-device";
@@ -56,6 +57,11 @@ export class Account extends AccountDirectory {
   private nextSeq = 0;
   private reservedSeq = 0;
   private readonly live = new Map<string, LiveState>();
+  /** Push endpoints by device, read from SQLite once (the object is their only writer); null: none. */
+  private pushEndpoints: Map<number, string> | undefined;
+  /** When each device was last sent a wake-up (PUSH_MIN_INTERVAL_SECONDS), in memory. */
+  private readonly lastPush = new Map<number, number>();
+  private vapid: { key: VapidKey; signer: VapidSigner } | undefined;
 
   constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
     super(ctx, env);
@@ -176,6 +182,8 @@ export class Account extends AccountDirectory {
       } else d.state.caughtUp = false; // stays queued for the next connection
     }
     for (const ws of pumpAfter) this.pump(ws, cfg, now);
+    // Devices with nothing open get a wake-up push, if they registered an endpoint.
+    for (const m of req.messages) if (this.openSockets(m.destinationDeviceId).length === 0) this.wake(m.destinationDeviceId, req.urgent, cfg, now);
     const alarm = await this.ctx.storage.getAlarm();
     if (alarm === null || alarm > expiresAt) await this.scheduleAlarm();
     return answer;
@@ -232,6 +240,63 @@ export class Account extends AccountDirectory {
     this.pump(server, cfg, Date.now());
     await this.scheduleAlarm();
     return new Response(null, { status: 101, webSocket: client });
+  }
+
+  // ---------- push wake-ups ----------
+
+  /** Registers (or with null, removes) the device's Web Push endpoint. */
+  async setPushEndpoint(deviceId: number, endpoint: string | null): Promise<{ ok: true } | Failure> {
+    const a = this.accountRow();
+    if (!a || a.deleting || !this.deviceRow(deviceId)) return fail("UNAUTHORIZED", "wrong credentials");
+    if (endpoint === null) this.sql.exec("DELETE FROM push_endpoints WHERE device_id = ?", deviceId);
+    else this.sql.exec("INSERT OR REPLACE INTO push_endpoints (device_id, endpoint) VALUES (?, ?)", deviceId, endpoint);
+    this.pushEndpoints = undefined;
+    this.lastPush.delete(deviceId);
+    return { ok: true };
+  }
+
+  /** The device's registered endpoint, if it still has one (a 404/410 from its push service removes it). */
+  async getPushEndpoint(deviceId: number): Promise<{ ok: true; endpoint: string | null } | Failure> {
+    const a = this.accountRow();
+    if (!a || a.deleting || !this.deviceRow(deviceId)) return fail("UNAUTHORIZED", "wrong credentials");
+    return { ok: true, endpoint: this.pushEndpoint(deviceId) ?? null };
+  }
+
+  private pushEndpoint(deviceId: number): string | undefined {
+    if (!this.pushEndpoints) {
+      this.pushEndpoints = new Map();
+      for (const r of this.sql.exec<{ device_id: number; endpoint: string }>("SELECT device_id, endpoint FROM push_endpoints"))
+        this.pushEndpoints.set(r.device_id, r.endpoint);
+    }
+    return this.pushEndpoints.get(deviceId);
+  }
+
+  /**
+   * Asks the device's push service to wake it: at most once per PUSH_MIN_INTERVAL_SECONDS, in the background
+   * (the send has already been answered by then). A push service that says the subscription is gone (404, 410)
+   * gets no more pushes: the endpoint is dropped until the device registers one again.
+   */
+  private wake(deviceId: number, urgent: boolean, cfg: Config, now: number): void {
+    const key = cfg.VAPID_PRIVATE_KEY_JWK;
+    if (!key) return;
+    const endpoint = this.pushEndpoint(deviceId);
+    if (!endpoint) return;
+    const last = this.lastPush.get(deviceId);
+    if (last !== undefined && now - last < cfg.PUSH_MIN_INTERVAL_SECONDS * 1000) return;
+    this.lastPush.set(deviceId, now);
+    if (this.vapid?.key !== key) this.vapid = { key, signer: new VapidSigner(key) };
+    const signer = this.vapid.signer;
+    const pushed = sendPush(signer, endpoint, { ttlSeconds: cfg.PUSH_TTL_SECONDS, urgent, subject: cfg.VAPID_SUBJECT }).then(
+      (status) => {
+        if (status === 404 || status === 410) {
+          this.sql.exec("DELETE FROM push_endpoints WHERE device_id = ? AND endpoint = ?", deviceId, endpoint);
+          this.pushEndpoints = undefined;
+          log("info", { event: "push_endpoint_gone", status });
+        } else if (status >= 300) log("warn", { event: "push_refused", status });
+      },
+      (e: unknown) => log("warn", { event: "push_failed", error: String(e) }),
+    );
+    this.ctx.waitUntil(pushed);
   }
 
   // ---------- sending over the socket ----------
@@ -373,6 +438,8 @@ export class Account extends AccountDirectory {
 
   protected override async onDeviceRemoved(deviceId: number): Promise<void> {
     store.dropDeviceQueue(this.sql, deviceId);
+    this.pushEndpoints = undefined;
+    this.lastPush.delete(deviceId);
     this.earliest = undefined;
     this.totals.delete(deviceId);
     for (const ws of this.ctx.getWebSockets(deviceTag(deviceId))) {
@@ -401,6 +468,8 @@ export class Account extends AccountDirectory {
     for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE_CODES.accountDeleted, "the account was deleted");
     this.live.clear();
     store.wipeMailbox(this.sql);
+    this.pushEndpoints = undefined;
+    this.lastPush.clear();
     this.earliest = undefined;
     this.totals.clear();
     this.nextSeq = 0;

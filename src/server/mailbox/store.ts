@@ -31,6 +31,8 @@ export function migrateMailbox(sql: SqlStorage): void {
   sql.exec(`CREATE TABLE IF NOT EXISTS mb_idempotency (
     key TEXT PRIMARY KEY, digest TEXT NOT NULL, answer TEXT NOT NULL, expires_at INTEGER NOT NULL)`);
   sql.exec("CREATE INDEX IF NOT EXISTS mb_idempotency_expiry ON mb_idempotency (expires_at)");
+  // Web Push endpoints, one per device that registered one (src/server/push/webpush.ts).
+  sql.exec("CREATE TABLE IF NOT EXISTS push_endpoints (device_id INTEGER PRIMARY KEY, endpoint TEXT NOT NULL)");
 }
 
 /**
@@ -89,10 +91,11 @@ export function ackMessages(sql: SqlStorage, s: SocketState, ids: string[]): num
 export function dropDeviceQueue(sql: SqlStorage, deviceId: number): void {
   sql.exec("DELETE FROM mb_messages WHERE device_id = ?", deviceId);
   sql.exec("DELETE FROM mb_tickets WHERE device_id = ?", deviceId);
+  sql.exec("DELETE FROM push_endpoints WHERE device_id = ?", deviceId);
 }
 
 export function wipeMailbox(sql: SqlStorage): void {
-  for (const t of ["mb_messages", "mb_meta", "mb_tickets", "mb_idempotency"]) sql.exec(`DELETE FROM ${t}`);
+  for (const t of ["mb_messages", "mb_meta", "mb_tickets", "mb_idempotency", "push_endpoints"]) sql.exec(`DELETE FROM ${t}`);
 }
 
 /** Deletes expired queued copies, tickets and remembered answers; answers how many messages expired. */

@@ -1,0 +1,108 @@
+// Web Push (RFC 8030) wake-ups with VAPID (RFC 8292): when a message is queued for a device with no open
+// connection and a push subscription, the relay asks the device's push service to wake it. The push carries no
+// payload at all (no RFC 8291 encryption needed, nothing for the push service to read), like Signal's wake-up
+// pushes: the woken client connects and fetches its queue. VAPID signs a JWT (ES256) for the push service's
+// origin with the relay's P-256 key, whose public half browsers take as `applicationServerKey`.
+
+export interface VapidKey {
+  /** The private key as a JWK (kty EC, crv P-256, d, x, y), as the secret holds it. */
+  jwk: JsonWebKey & { d: string; x: string; y: string };
+  /** The uncompressed public point 0x04 ‖ x ‖ y, base64url: the `k` of the Authorization header. */
+  publicKey: string;
+}
+
+const B64URL = /^[A-Za-z0-9_-]{43}$/;
+
+/** Parses the VAPID_PRIVATE_KEY_JWK secret; a string naming the problem (never the key) when it is not one. */
+export function parseVapidKey(text: string): VapidKey | string {
+  let jwk: Record<string, unknown>;
+  try {
+    jwk = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return "must be a JSON Web Key (JSON), and is not JSON";
+  }
+  if (typeof jwk !== "object" || jwk === null || jwk.kty !== "EC" || jwk.crv !== "P-256") return 'must be a P-256 JWK ({"kty":"EC","crv":"P-256",…})';
+  for (const k of ["d", "x", "y"] as const) if (typeof jwk[k] !== "string" || !B64URL.test(jwk[k] as string)) return `its "${k}" must be 32 bytes in base64url`;
+  const point = new Uint8Array(65);
+  point[0] = 4;
+  point.set(fromB64url(jwk.x as string), 1);
+  point.set(fromB64url(jwk.y as string), 33);
+  return { jwk: { kty: "EC", crv: "P-256", d: jwk.d as string, x: jwk.x as string, y: jwk.y as string }, publicKey: b64url(point) };
+}
+
+/** A push endpoint the relay will call: https, or http on the loopback interface (local development and tests). */
+export function pushEndpointProblem(endpoint: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(endpoint);
+  } catch {
+    return "is not a URL";
+  }
+  if (u.username || u.password) return "must not carry credentials";
+  if (u.protocol === "https:") return null;
+  if (u.protocol === "http:" && (u.hostname === "127.0.0.1" || u.hostname === "localhost" || u.hostname === "[::1]")) return null;
+  return "must be an https URL";
+}
+
+export interface PushOptions {
+  /** Seconds the push service keeps the push for an unreachable device (the TTL header). */
+  ttlSeconds: number;
+  urgent: boolean;
+  subject: string;
+}
+
+/** Signs VAPID tokens, one per push service origin, reused until an hour before they expire. */
+export class VapidSigner {
+  readonly #key: VapidKey;
+  #signingKey: Promise<CryptoKey> | undefined;
+  readonly #tokens = new Map<string, { token: string; until: number }>();
+
+  constructor(key: VapidKey) {
+    this.#key = key;
+  }
+
+  get publicKey(): string {
+    return this.#key.publicKey;
+  }
+
+  async authorization(endpoint: string, subject: string, now = Date.now()): Promise<string> {
+    const aud = new URL(endpoint).origin;
+    const hit = this.#tokens.get(aud);
+    if (hit && hit.until > now) return `vapid t=${hit.token}, k=${this.#key.publicKey}`;
+    const exp = Math.floor(now / 1000) + 12 * 3600; // RFC 8292: at most 24 hours
+    const enc = (o: unknown) => b64url(new TextEncoder().encode(JSON.stringify(o)));
+    const input = `${enc({ typ: "JWT", alg: "ES256" })}.${enc({ aud, exp, sub: subject })}`;
+    this.#signingKey ??= crypto.subtle.importKey("jwk", this.#key.jwk, { name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
+    // WebCrypto's ECDSA signature is r ‖ s, 64 bytes: exactly the JWS ES256 form.
+    const sig = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, await this.#signingKey, new TextEncoder().encode(input)));
+    const token = `${input}.${b64url(sig)}`;
+    this.#tokens.set(aud, { token, until: now + 11 * 3600_000 });
+    return `vapid t=${token}, k=${this.#key.publicKey}`;
+  }
+}
+
+/** Sends one empty push; answers the push service's status (201 accepted; 404/410: the subscription is gone). */
+export async function sendPush(signer: VapidSigner, endpoint: string, o: PushOptions): Promise<number> {
+  const res = await fetch(endpoint, {
+    method: "POST",
+    headers: {
+      authorization: await signer.authorization(endpoint, o.subject),
+      ttl: String(o.ttlSeconds),
+      urgency: o.urgent ? "high" : "normal",
+      "content-length": "0",
+    },
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+export function b64url(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function fromB64url(text: string): Uint8Array {
+  const s = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
