@@ -26,6 +26,7 @@ import {
 import type { Envelope } from "../protocol/messages.ts";
 import { MultiRecipientSendResponse, SendMessageResponse, CIPHERTEXT_TYPES, type RecipientResult, type SendMessageRequest } from "../protocol/messages.ts";
 import { MAX_REGISTRATION_ID, MIN_REGISTRATION_ID, REGISTRATION_PROOF_CONTEXT } from "../protocol/limits.ts";
+import { PushEndpointRequest, VapidKeyResponse } from "../protocol/push.ts";
 import { solvePow } from "../protocol/pow.ts";
 import type { MessageFrame, ServerFrame } from "../protocol/frames.ts";
 import { downloadAttachment, uploadAttachment, type DownloadOptions, type UploadOptions } from "./attachments.ts";
@@ -1243,6 +1244,38 @@ export class CipherpostClient {
 
   async removeDevice(deviceId: number): Promise<void> {
     await this.#http.empty("DELETE", `/v1/devices/${deviceId}`, { auth: this.#auth });
+  }
+
+  // ---------- push wake-ups ----------
+
+  /**
+   * The relay's VAPID public key (base64url), for `PushManager.subscribe({ applicationServerKey })` in a browser.
+   * Throws PUSH_NOT_CONFIGURED when the relay sends no pushes.
+   */
+  async vapidPublicKey(): Promise<string> {
+    return (await this.#http.json("GET", "/v1/push/vapid-key", VapidKeyResponse)).publicKey;
+  }
+
+  /**
+   * Registers this device's Web Push endpoint (a PushSubscription's `endpoint`): while it has no open connection,
+   * a message for it makes the relay send an empty push, on which the application should `connect()`.
+   */
+  async setPushEndpoint(endpoint: string): Promise<void> {
+    await this.#http.empty("PUT", "/v1/devices/push", { auth: this.#auth, body: { endpoint } });
+  }
+
+  /** The registered endpoint, or null when there is none (never set, removed, or ended by the push service: subscribe again). */
+  async pushEndpoint(): Promise<string | null> {
+    try {
+      return (await this.#http.json("GET", "/v1/devices/push", PushEndpointRequest, { auth: this.#auth })).endpoint;
+    } catch (e) {
+      if (CipherpostError.is(e, "NOT_FOUND")) return null;
+      throw e;
+    }
+  }
+
+  async removePushEndpoint(): Promise<void> {
+    await this.#http.empty("DELETE", "/v1/devices/push", { auth: this.#auth });
   }
 
   /** Deletes the account on the relay (all devices, queues, keys, attachments) and this device's storage entries. */
