@@ -71,6 +71,7 @@ beforeAll(async () => {
     const { messages, ...rest } = send();
     return { recipients: [{ accountId: b.accountId, messages }], ...rest };
   };
+  samples["put /v1/devices/push"] = async () => ({ endpoint: "https://push.example/subscription" });
   samples["put /v2/keys"] = async () => {
     const k = deviceKeys(a.identity);
     return { signedPreKey: k.signedPreKey, pqLastResortPreKey: k.pqLastResortPreKey, preKeys: k.preKeys, pqPreKeys: k.pqPreKeys };
@@ -81,7 +82,7 @@ const toPath = (p: string) =>
   p.replace(/\{accountId\}/g, () => b.accountId).replace(/\{deviceId\}/g, "2").replace(/\{[^}]+\}/g, "00000000000000000000000000000000");
 
 /** Free-length fields where a longer or shorter string can still be valid. */
-const FREE_LENGTH = new Set(["password", "envelope", "nonce", "content"]);
+const FREE_LENGTH = new Set(["password", "envelope", "nonce", "content", "endpoint"]);
 /** Numbers any large value of which is valid (a sender's clock). */
 const FREE_NUMBER = new Set(["timestamp"]);
 

@@ -40,10 +40,11 @@ push.openapi(
     responses: { 204: { description: "Registered" }, ...errorResponses(...JSON_BODY_ERRORS, "UNAUTHORIZED", "PUSH_NOT_CONFIGURED", "UNAVAILABLE") },
   }),
   async (c) => {
-    if (!c.get("config").VAPID_PRIVATE_KEY_JWK) throw new ApiError("PUSH_NOT_CONFIGURED", "this relay sends no push wake-ups");
+    // Bad input is refused as such (400) whether or not this relay sends pushes.
     const { endpoint } = c.req.valid("json");
     const problem = pushEndpointProblem(endpoint);
     if (problem) throw new ApiError("BAD_REQUEST", `endpoint: ${problem}`);
+    if (!c.get("config").VAPID_PRIVATE_KEY_JWK) throw new ApiError("PUSH_NOT_CONFIGURED", "this relay sends no push wake-ups");
     const d = c.get("device");
     unwrap(await storage("account", () => c.env.ACCOUNT.getByName(d.accountId).setPushEndpoint(d.deviceId, endpoint)));
     return c.body(null, 204);
