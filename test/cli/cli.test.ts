@@ -1,6 +1,6 @@
 // The `cipherpost` command driven as a user would: `node bin/cipherpost.mjs …` in a temporary directory against
 // the relay started locally, checking stdout's JSON, stderr and exit codes of every command in the issue.
-import { execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,9 +31,11 @@ interface Run {
   json: Record<string, unknown>;
 }
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+/** Starts a command; `done` answers once it has exited. */
+function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run> } {
+  let child!: ChildProcess;
+  const done = new Promise<Run>((resolve) => {
+    child = execFile(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
       // Every stdout line of a command is JSON; --help prints the usage text instead.
       const lines = stdout
@@ -43,6 +45,40 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
       resolve({ code, stdout, stderr, lines, json: lines[0] ?? {} });
     });
   });
+  return { child, done };
+}
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return start(args, env).done;
+}
+
+/**
+ * Waits until `child` holds the profile's lock: the lock file (src/cli/profile.ts) names its pid. CLI start-up
+ * under the tsx loader takes seconds on a loaded machine, so the tests wait for this instead of guessing a time.
+ */
+async function holdsLock(profile: string, child: ChildProcess, withinMs = 30_000): Promise<void> {
+  const path = join(cwd, profile, "lock");
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    let holder: unknown = "none (no lock file)";
+    try {
+      holder = (JSON.parse(readFileSync(path, "utf8")) as { pid?: unknown }).pid;
+    } catch (e) {
+      // Absent, or being written right now: look again shortly.
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") holder = "unreadable (being written?)";
+    }
+    if (holder === child.pid) return;
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`process ${child.pid} exited (${child.exitCode ?? child.signalCode}) before it held the lock of the profile ${profile}`);
+    if (Date.now() >= deadline)
+      throw new Error(`process ${child.pid} did not take the lock of the profile ${profile} within ${withinMs} ms; holder of ${path}: ${String(holder)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Ends `child` if it still runs (a failed assertion must not leave it holding a profile). */
+function stop(child: ChildProcess): void {
+  if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
 }
 
 async function ok(args: string[]): Promise<Record<string, unknown>> {
@@ -84,13 +120,20 @@ describe("the cipherpost command", () => {
   });
 
   it("receive stays --wait-ms after the queue is empty and prints what arrives meanwhile", async () => {
-    const waiting = cli(["--profile", "bob", "receive", "--wait-ms", "4000"]);
-    await new Promise((r) => setTimeout(r, 2000));
-    const live = await ok(["--profile", "alice", "send", bob, "while you wait"]);
-    const r = await waiting;
-    expect(r.code).toBe(0);
-    expect(r.lines.map((l) => [l.id, l.text])).toEqual([[live.id, "while you wait"]]);
-  }, 30_000);
+    // receive always stays the full --wait-ms (there is no "exit after N messages"), so this test takes about
+    // 15 s; the margin is for alice's send, whose start-up and crypto can take several seconds under load.
+    const waiting = start(["--profile", "bob", "receive", "--wait-ms", "15000"]);
+    try {
+      // Alice sends once bob's receive is running (it holds bob's profile), not after a guessed delay.
+      await holdsLock("bob", waiting.child);
+      const live = await ok(["--profile", "alice", "send", bob, "while you wait"]);
+      const r = await waiting.done;
+      expect(r.code).toBe(0);
+      expect(r.lines.map((l) => [l.id, l.text])).toEqual([[live.id, "while you wait"]]);
+    } finally {
+      stop(waiting.child);
+    }
+  }, 60_000);
 
   it("safety-number is the same on both sides", async () => {
     const a = await ok(["--profile", "alice", "safety-number", bob]);
@@ -221,16 +264,22 @@ describe("the cipherpost command", () => {
   });
 
   it("a second command on a busy profile waits for the first, or fails clearly when told not to wait long", async () => {
-    const child = spawn(process.execPath, [BIN, "--profile", "bob", "receive", "--wait-ms", "3000"], { cwd });
+    // The receive holds the lock for its start-up, the queue and 15 s more: long enough for the two whoami
+    // below to start (seconds each under load) and find the profile busy.
+    const child = spawn(process.execPath, [BIN, "--profile", "bob", "receive", "--wait-ms", "15000"], { cwd });
     const done = new Promise<number>((r) => child.on("exit", (code) => r(code ?? -1)));
-    await new Promise((r) => setTimeout(r, 1500)); // the receive holds the lock now
-    const refused = await cli(["--profile", "bob", "whoami"], { CIPHERPOST_LOCK_TIMEOUT_MS: "300" });
-    expect(refused.code).toBe(1);
-    expect(refused.json).toEqual({ error: { code: "PROFILE_LOCKED", message: expect.stringContaining(`process ${child.pid}`) } });
-    const waited = await cli(["--profile", "bob", "whoami"]);
-    expect(waited.code).toBe(0);
-    expect(waited.stderr).toContain("waiting for the profile bob");
-    expect(waited.json).toEqual({ accountId: bob, deviceId: 1, server: relay.url });
-    expect(await done).toBe(0);
-  }, 30_000);
+    try {
+      await holdsLock("bob", child);
+      const refused = await cli(["--profile", "bob", "whoami"], { CIPHERPOST_LOCK_TIMEOUT_MS: "300" });
+      expect(refused.code).toBe(1);
+      expect(refused.json).toEqual({ error: { code: "PROFILE_LOCKED", message: expect.stringContaining(`process ${child.pid}`) } });
+      const waited = await cli(["--profile", "bob", "whoami"]);
+      expect(waited.code).toBe(0);
+      expect(waited.stderr).toContain("waiting for the profile bob");
+      expect(waited.json).toEqual({ accountId: bob, deviceId: 1, server: relay.url });
+      expect(await done).toBe(0);
+    } finally {
+      stop(child);
+    }
+  }, 60_000);
 });
