@@ -145,6 +145,7 @@ export class Account extends AccountDirectory {
     // written as already in flight and sent straight after the commit; anyone else's copy is pumped from SQLite.
     const direct: { ws: WebSocket; frame: string; state: LiveState; seq: number }[] = [];
     const pumpAfter: WebSocket[] = [];
+    const asleep: number[] = []; // devices with no open connection: push wake-up candidates
     this.ctx.storage.transactionSync(() => {
       for (const m of req.messages) {
         const id = crypto.randomUUID();
@@ -152,7 +153,9 @@ export class Account extends AccountDirectory {
         const seq = this.allocateSeq();
         store.insertMessage(this.sql, seq, id, m.destinationDeviceId, frame, ciphertextBytes(m), expiresAt);
         if (this.earliest !== undefined) this.earliest = this.earliest === null ? expiresAt : Math.min(this.earliest, expiresAt);
-        for (const ws of this.openSockets(m.destinationDeviceId)) {
+        const sockets = this.openSockets(m.destinationDeviceId);
+        if (sockets.length === 0) asleep.push(m.destinationDeviceId);
+        for (const ws of sockets) {
           const s = ws.deserializeAttachment() as SocketState;
           const state = this.live.get(s.c);
           if (state && state.caughtUp && s.e === 1 && state.inflight < cfg.MAX_UNACKED_PER_CONNECTION) direct.push({ ws, frame, state, seq });
@@ -183,7 +186,7 @@ export class Account extends AccountDirectory {
     }
     for (const ws of pumpAfter) this.pump(ws, cfg, now);
     // Devices with nothing open get a wake-up push, if they registered an endpoint.
-    for (const m of req.messages) if (this.openSockets(m.destinationDeviceId).length === 0) this.wake(m.destinationDeviceId, req.urgent, cfg, now);
+    for (const d of asleep) this.wake(d, req.urgent, cfg, now);
     const alarm = await this.ctx.storage.getAlarm();
     if (alarm === null || alarm > expiresAt) await this.scheduleAlarm();
     return answer;
