@@ -2,7 +2,7 @@
 // SDK both import these; the AsyncAPI document at /v1/asyncapi.json is generated from them.
 import { z } from "zod";
 import { ErrorBody } from "./errors.ts";
-import { Envelope, IDEMPOTENCY_KEY, SendMessageRequest, SendMessageResponse } from "./messages.ts";
+import { Envelope, IDEMPOTENCY_KEY, MultiRecipientSendRequest, MultiRecipientSendResponse, SendMessageRequest, SendMessageResponse } from "./messages.ts";
 
 /** Every frame type string, with its direction. */
 export const FRAME_TYPES = {
@@ -22,7 +22,9 @@ export const FRAME_TYPES = {
   pong: "pong",
   /** client → server: send one message to one account over this connection (PUT /v1/messages/{accountId}). */
   send: "send",
-  /** server → client: the answer to one send frame, matched by its `id`. */
+  /** client → server: a group send over this connection (PUT /v1/messages/multi). */
+  send_multi: "send_multi",
+  /** server → client: the answer to one send or send_multi frame, matched by its `id`. */
   send_result: "send_result",
 } as const;
 export type FrameType = keyof typeof FRAME_TYPES;
@@ -78,7 +80,10 @@ export const SendResultFrame = z
     type: z.literal(FRAME_TYPES.send_result),
     id: z.string().meta({ description: "The `id` of the send frame this answers." }),
     status: z.number().int().meta({ description: "The HTTP status PUT /v1/messages/{accountId} would have answered." }),
-    body: z.union([SendMessageResponse, ErrorBody]).meta({ description: "The body that answer would have had: SendMessageResponse on 200, an Error otherwise (with missingDevices/extraDevices on 409, staleDevices on 410)." }),
+    body: z.union([SendMessageResponse, MultiRecipientSendResponse, ErrorBody]).meta({
+      description:
+        "The body that answer would have had: SendMessageResponse (send) or MultiRecipientSendResponse (send_multi) on 200, an Error otherwise (with missingDevices/extraDevices on 409, staleDevices on 410).",
+    }),
     retryAfterSeconds: z.number().int().optional().meta({ description: "On 429 and 503: the Retry-After the HTTP answer would have carried." }),
     replayed: z.boolean().optional().meta({ description: "True when an earlier send with the same idempotency key answered this one (HTTP: Idempotent-Replayed)." }),
   })
@@ -117,9 +122,24 @@ export const SendFrame = z
       "Sends one message over the device's own authenticated connection, exactly as PUT /v1/messages/{accountId} would (same checks, limits and errors), without a new request or a password check. A frame is at most MAX_SEND_REQUEST_BYTES + 4096 characters.",
   });
 export type SendFrame = z.infer<typeof SendFrame>;
+
+export const SendMultiFrame = z
+  .object({
+    type: z.literal(FRAME_TYPES.send_multi),
+    id: z.string().min(1).max(64).meta({ description: "Chosen by the client to match the answer; not interpreted." }),
+    idempotencyKey: z.string().regex(IDEMPOTENCY_KEY).optional().meta({ description: "As the Idempotency-Key header of PUT /v1/messages/multi, shared with it." }),
+    message: MultiRecipientSendRequest,
+  })
+  .meta({
+    id: "SendMultiFrame",
+    description:
+      "A group send over the device's own connection, exactly as PUT /v1/messages/multi would (same checks, limits and per-recipient results). A frame is at most MAX_SEND_REQUEST_BYTES + 4096 characters.",
+  });
+export type SendMultiFrame = z.infer<typeof SendMultiFrame>;
+export type SendMultiFrameInput = z.input<typeof SendMultiFrame>;
 /** A send frame as a client writes it (optional fields may be left out). */
 export type SendFrameInput = z.input<typeof SendFrame>;
 
-export const ClientFrame = z.discriminatedUnion("type", [AckFrame, PingFrame, SendFrame]).meta({ id: "ClientFrame" });
+export const ClientFrame = z.discriminatedUnion("type", [AckFrame, PingFrame, SendFrame, SendMultiFrame]).meta({ id: "ClientFrame" });
 export type ClientFrame = z.infer<typeof ClientFrame>;
 export type AckFrame = z.infer<typeof AckFrame>;

@@ -23,7 +23,7 @@ describe("mailbox documents", () => {
     const receive = doc.operations.acknowledge!.messages.map((m) => m.$ref.split("/").pop());
     expect(doc.operations.deliver!.action).toBe("send");
     expect(doc.operations.acknowledge!.action).toBe("receive");
-    expect(receive.sort()).toEqual(["ack", "ping", "send"]);
+    expect(receive.sort()).toEqual(["ack", "ping", "send", "send_multi"]);
     expect(send.sort()).toEqual(["error", "keys_low", "message", "pong", "queue_empty", "send_result"]);
     for (const [name, m] of Object.entries(doc.components.messages)) {
       const schema = doc.components.schemas[m.payload.$ref.split("/").pop()!]!;

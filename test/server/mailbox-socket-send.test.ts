@@ -188,3 +188,72 @@ describe("sending over the connection", () => {
     expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(1);
   });
 });
+
+describe("group sends over the connection", () => {
+  async function sendMultiOver(conn: Conn, recipients: { accountId: string; messages: OutgoingMessage[] }[], extra: { idempotencyKey?: string; timestamp?: number } = {}) {
+    const id = `m${++frameIds}`;
+    const { idempotencyKey, timestamp } = extra;
+    conn.ws.send(JSON.stringify({ type: "send_multi", id, ...(idempotencyKey ? { idempotencyKey } : {}), message: { recipients, timestamp: timestamp ?? Date.now() } }));
+    return resultFor(conn, id);
+  }
+
+  it("fans out to every recipient and answers per recipient, a bad one failing alone", async () => {
+    const alice = primary(await newAccount());
+    const [bob, carol] = [primary(await newAccount()), primary(await newAccount())];
+    const a = await connected(alice);
+    const ghost = crypto.randomUUID();
+    const r = await sendMultiOver(a, [
+      { accountId: bob.accountId, messages: [to(bob)] },
+      { accountId: ghost, messages: [to(bob)] },
+      { accountId: carol.accountId, messages: [to({ ...carol, registrationId: carol.registrationId === 1 ? 2 : carol.registrationId - 1 })] },
+    ]);
+    expect(r.status).toBe(200);
+    const results = (r.body as { results: { accountId: string; status: number; code?: string; staleDevices?: number[] }[] }).results;
+    expect(results.map((x) => [x.accountId, x.status, x.code])).toEqual([
+      [bob.accountId, 200, undefined],
+      [ghost, 404, "NOT_FOUND"],
+      [carol.accountId, 410, "STALE_DEVICES"],
+    ]);
+    expect(results[2]!.staleDevices).toEqual([carol.deviceId]);
+    expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(1);
+    expect((await queueDepth(carol.accountId, carol.deviceId)).messages).toBe(0);
+    a.close();
+  });
+
+  it("refuses the whole group as HTTP does: too many recipients, one twice; nothing is sent", async () => {
+    const alice = primary(await newAccount());
+    const bob = primary(await newAccount());
+    await withObjectVars(alice.accountId, { MAX_GROUP_RECIPIENTS: "1" });
+    const a = await connected(alice);
+    const carol = primary(await newAccount());
+    const tooMany = await sendMultiOver(a, [
+      { accountId: bob.accountId, messages: [to(bob)] },
+      { accountId: carol.accountId, messages: [to(carol)] },
+    ]);
+    expect(tooMany).toMatchObject({ status: 400, body: { code: "BAD_REQUEST", limit: 1 } });
+    await withObjectVars(alice.accountId, { MAX_GROUP_RECIPIENTS: "1000" });
+    const twice = await sendMultiOver(a, [
+      { accountId: bob.accountId, messages: [to(bob)] },
+      { accountId: bob.accountId.toUpperCase(), messages: [to(bob)] },
+    ]);
+    expect(twice).toMatchObject({ status: 400, body: { code: "BAD_REQUEST" } });
+    expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(0);
+    a.close();
+  });
+
+  it("shares idempotency keys with PUT /v1/messages/multi: a retry over HTTP stores nothing twice", async () => {
+    const alice = primary(await newAccount());
+    const bob = primary(await newAccount());
+    const a = await connected(alice);
+    const timestamp = Date.now();
+    const recipients = [{ accountId: bob.accountId, messages: [to(bob)] }];
+    const first = await sendMultiOver(a, recipients, { idempotencyKey: "g-1", timestamp });
+    expect(first.status).toBe(200);
+    const retry = await call("PUT", "/v1/messages/multi", { auth: alice.auth, headers: { "idempotency-key": "g-1" }, body: { recipients, timestamp } });
+    expect(retry.status).toBe(200);
+    const body = (await retry.json()) as { results: { status: number; serverTimestamp: number }[] };
+    expect(body.results[0]!.serverTimestamp).toBe((first.body as { results: { serverTimestamp: number }[] }).results[0]!.serverTimestamp);
+    expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(1);
+    a.close();
+  });
+});

@@ -1,7 +1,7 @@
 // The account's Durable Object, as the runtime instantiates it: the directory duties of AccountDirectory plus
 // the mailbox: a queue per device in SQLite and the account's device WebSockets on the Hibernation API.
 // Tables and SQL are in ../mailbox/store.ts; the device-set check and frames in ../mailbox/delivery.ts.
-import { CLIENT_FRAME_OVERHEAD_CHARS, CLOSE_CODES, ClientFrame, FRAME_TYPES, PING_FRAME, PONG_FRAME, type SendFrame, type SendResultFrame } from "../../protocol/frames.ts";
+import { CLIENT_FRAME_OVERHEAD_CHARS, CLOSE_CODES, ClientFrame, FRAME_TYPES, PING_FRAME, PONG_FRAME, type SendFrame, type SendMultiFrame, type SendResultFrame } from "../../protocol/frames.ts";
 import { statusOf, type ErrorCode } from "../../protocol/errors.ts";
 import type { Config } from "../config.ts";
 import { fail, type Failure } from "../errors.ts";
@@ -15,6 +15,7 @@ import {
   type DeliverRequest,
   type Delivered,
 } from "../mailbox/delivery.ts";
+import { checkGroupSend, fanOut } from "../mailbox/fanout.ts";
 import * as store from "../mailbox/store.ts";
 import type { SocketState } from "../mailbox/store.ts";
 import { AccountDirectory, type AuthenticatedDevice } from "./directory.ts";
@@ -343,6 +344,25 @@ export class Account extends AccountDirectory {
     answer(200, { needsSync: !self && linked > 0, serverTimestamp: out.serverTimestamp }, out.replayed ? { replayed: true } : {});
   }
 
+  /** A send_multi frame: PUT /v1/messages/multi from the connection's device; the device limit counts it once. */
+  private async socketSendMulti(ws: WebSocket, s: SocketState, cfg: Config, f: SendMultiFrame): Promise<void> {
+    const answer = (status: number, body: SendResultFrame["body"], extra: Partial<SendResultFrame> = {}): void => {
+      safeSend(ws, JSON.stringify({ type: FRAME_TYPES.send_result, id: f.id, status, body, ...extra } satisfies SendResultFrame));
+    };
+    const refuse = (x: Failure): void =>
+      answer(statusOf(x.code), { code: x.code, message: x.message, requestId: f.id, ...x.extras }, x.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: Math.max(1, Math.ceil(x.retryAfterSeconds)) });
+    const me = this.accountRow();
+    if (!me || me.deleting || !this.deviceRow(s.d)) return refuse(fail("UNAUTHORIZED", "this device is no longer registered"));
+    const refused = checkGroupSend(cfg, f.message);
+    if (refused) return refuse(refused);
+    const rate = this.sendRates.take(`send:${s.d}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
+    if (!rate.allowed) return refuse(fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds));
+    const results = await fanOut(this.env.ACCOUNT, { accountId: me.account_id, deviceId: s.d }, f.message, f.idempotencyKey, (e) =>
+      log("error", { event: "fan_out_failed", error: String(e) }),
+    );
+    answer(200, { needsSync: this.deviceRows().length > 1, results });
+  }
+
   // ---------- the socket ----------
 
   override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
@@ -379,6 +399,8 @@ export class Account extends AccountDirectory {
         }
         case "send":
           return await this.socketSend(ws, s, cfg, parsed.data);
+        case "send_multi":
+          return await this.socketSendMulti(ws, s, cfg, parsed.data);
         case "ping":
           // A ping that is not byte-exact still counts as life, recorded on the socket for the idle check.
           ws.serializeAttachment({ ...s, t: Date.now() });

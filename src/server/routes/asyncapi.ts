@@ -13,6 +13,7 @@ import {
   PongFrame,
   QueueEmptyFrame,
   SendFrame,
+  SendMultiFrame,
   SendResultFrame,
 } from "../../protocol/frames.ts";
 import { newRouter } from "../app.ts";
@@ -29,6 +30,7 @@ const FRAMES = {
   ack: { schema: AckFrame, direction: "receive" },
   ping: { schema: PingFrame, direction: "receive" },
   send: { schema: SendFrame, direction: "receive" },
+  send_multi: { schema: SendMultiFrame, direction: "receive" },
 } as const;
 
 function buildDocument() {
@@ -63,7 +65,7 @@ function buildDocument() {
     info: {
       title: "cipherpost mailbox WebSocket",
       version: "1.0.0",
-      description: `One WebSocket per device at /v1/websocket (HTTP Basic, or ?ticket= from POST /v1/websocket/ticket). Frames are JSON text; ciphertext is standard base64. On connect the relay sends the device's queued messages oldest first (by the order it accepted them), then queue_empty, then live messages. Acks delete only messages delivered on the same connection; unacked ones come again on the next connection, so delivery is at least once: drop duplicates by id. At most MAX_UNACKED_PER_CONNECTION messages are in flight. Keep-alive: send exactly ${PING_FRAME}, answered ${PONG_FRAME} without waking the mailbox; no ping for IDLE_TIMEOUT_SECONDS closes the socket. A device may also send messages over its connection (send frames, answered by send_result frames matched by id), exactly as PUT /v1/messages/{accountId} with the connection as its credential. Close codes: ${Object.entries(
+      description: `One WebSocket per device at /v1/websocket (HTTP Basic, or ?ticket= from POST /v1/websocket/ticket). Frames are JSON text; ciphertext is standard base64. On connect the relay sends the device's queued messages oldest first (by the order it accepted them), then queue_empty, then live messages. Acks delete only messages delivered on the same connection; unacked ones come again on the next connection, so delivery is at least once: drop duplicates by id. At most MAX_UNACKED_PER_CONNECTION messages are in flight. Keep-alive: send exactly ${PING_FRAME}, answered ${PONG_FRAME} without waking the mailbox; no ping for IDLE_TIMEOUT_SECONDS closes the socket. A device may also send messages over its connection (send and send_multi frames, answered by send_result frames matched by id), exactly as PUT /v1/messages/{accountId} and PUT /v1/messages/multi with the connection as its credential. Close codes: ${Object.entries(
         CLOSE_CODES,
       )
         .map(([k, v]) => `${v} ${k}`)

@@ -3,7 +3,6 @@
 // device's sends, the recipient's object checks the device set, counts the pair and stores before answering.
 import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
-import { ERRORS, type ErrorCode } from "../../protocol/errors.ts";
 import {
   IDEMPOTENCY_KEY,
   MismatchedDevicesBody,
@@ -13,21 +12,18 @@ import {
   SendMessageResponse,
   StaleDevicesBody,
   type OutgoingMessage,
-  type RecipientResult,
 } from "../../protocol/messages.ts";
 import type { SenderDevice } from "../account/account.ts";
 import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson, type AppEnv } from "../app.ts";
 import { parseBasic } from "../auth.ts";
 import type { Config } from "../config.ts";
-import { ApiError, storage, unwrap, type Failure } from "../errors.ts";
-import { checkSizes as checkMessageSizes, requestDigest, type DeliverRequest, type Delivered } from "../mailbox/delivery.ts";
+import { ApiError, storage, unwrap } from "../errors.ts";
+import { checkSizes as checkMessageSizes, requestDigest, type DeliverRequest } from "../mailbox/delivery.ts";
+import { checkGroupSend, fanOut } from "../mailbox/fanout.ts";
 import { log } from "../log.ts";
 
 export const messages = newRouter();
 const security = [{ basicAuth: [] }];
-
-/** Fan-out width: recipient objects called at once by one group send. */
-const FAN_OUT_CONCURRENCY = 32;
 
 /** Authenticates and takes the device's send allowance in one call to the sender's own object. */
 const requireSender: MiddlewareHandler<AppEnv> = async (c, next) => {
@@ -85,56 +81,14 @@ messages.openapi(
     const cfg = c.get("config");
     const body = c.req.valid("json");
     const key = idempotencyKey(c.req.header("idempotency-key"));
-    if (body.recipients.length > cfg.MAX_GROUP_RECIPIENTS)
-      throw new ApiError("BAD_REQUEST", `recipients: at most ${cfg.MAX_GROUP_RECIPIENTS}`, { limit: cfg.MAX_GROUP_RECIPIENTS });
-    const seen = new Set<string>();
-    for (const [i, r] of body.recipients.entries()) {
-      const id = r.accountId.toLowerCase();
-      if (seen.has(id)) throw new ApiError("BAD_REQUEST", `recipients.${i}.accountId: appears twice`);
-      seen.add(id);
-      checkSizes(cfg, r.messages, `recipients.${i}.`);
-    }
-    const fields = { timestamp: body.timestamp, online: body.online, urgent: body.urgent, ttlSeconds: body.ttlSeconds };
-    const results: RecipientResult[] = new Array(body.recipients.length);
-    let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < body.recipients.length; i = next++) {
-        const r = body.recipients[i]!;
-        const accountId = r.accountId.toLowerCase();
-        const req: DeliverRequest = {
-          sender: { accountId: sender.accountId, deviceId: sender.deviceId },
-          messages: r.messages,
-          ...fields,
-          idempotency: key ? { key, digest: await requestDigest(accountId, r.messages, fields) } : undefined,
-        };
-        let out: Delivered | Failure;
-        try {
-          out = await c.env.ACCOUNT.getByName(accountId).deliver(req);
-        } catch (e) {
-          log("error", { event: "fan_out_failed", requestId: c.get("requestId"), error: String(e) });
-          out = { ok: false, code: "UNAVAILABLE", message: "the recipient's mailbox did not answer; try again", retryAfterSeconds: 1 };
-        }
-        results[i] = out.ok ? { accountId, status: 200, serverTimestamp: out.serverTimestamp } : recipientFailure(accountId, out);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(FAN_OUT_CONCURRENCY, body.recipients.length) }, worker));
+    const refused = checkGroupSend(cfg, body);
+    if (refused) throw new ApiError(refused.code, refused.message, refused.extras);
+    const results = await fanOut(c.env.ACCOUNT, { accountId: sender.accountId, deviceId: sender.deviceId }, body, key, (e) =>
+      log("error", { event: "fan_out_failed", requestId: c.get("requestId"), error: String(e) }),
+    );
     return c.json({ needsSync: sender.linkedDevices > 0, results }, 200);
   },
 );
-
-function recipientFailure(accountId: string, f: Failure): RecipientResult {
-  const x = (f.extras ?? {}) as { missingDevices?: number[]; extraDevices?: number[]; staleDevices?: number[] };
-  return {
-    accountId,
-    status: ERRORS[f.code as ErrorCode].status,
-    code: f.code,
-    message: f.message,
-    ...(x.missingDevices ? { missingDevices: x.missingDevices } : {}),
-    ...(x.extraDevices ? { extraDevices: x.extraDevices } : {}),
-    ...(x.staleDevices ? { staleDevices: x.staleDevices } : {}),
-    ...(f.retryAfterSeconds !== undefined ? { retryAfterSeconds: Math.max(1, Math.ceil(f.retryAfterSeconds)) } : {}),
-  };
-}
 
 messages.openapi(
   createRoute({
