@@ -24,7 +24,7 @@ import {
   type DeviceInfo,
 } from "../protocol/directory.ts";
 import type { Envelope } from "../protocol/messages.ts";
-import { MultiRecipientSendResponse, SendMessageResponse, CIPHERTEXT_TYPES, type RecipientResult, type SendMessageRequest } from "../protocol/messages.ts";
+import { MultiRecipientSendResponse, SendMessageResponse, CIPHERTEXT_TYPES, type MultiRecipientSendRequest, type OutgoingMessage, type RecipientResult, type SendMessageRequest } from "../protocol/messages.ts";
 import { MAX_REGISTRATION_ID, MIN_REGISTRATION_ID, REGISTRATION_PROOF_CONTEXT } from "../protocol/limits.ts";
 import { PushEndpointRequest, VapidKeyResponse } from "../protocol/push.ts";
 import { solvePow } from "../protocol/pow.ts";
@@ -893,7 +893,7 @@ export class CipherpostClient {
    */
   async #sendRequest(account: string, body: SendMessageRequest): Promise<{ ok: true; response: SendMessageResponse } | { ok: false; error: CipherpostError }> {
     const idempotencyKey = crypto.randomUUID();
-    const overSocket = this.#connection?.send({ destination: account, idempotencyKey, message: body });
+    const overSocket = this.#connection?.send({ type: "send", destination: account, idempotencyKey, message: body });
     if (overSocket) {
       try {
         const r = await overSocket;
@@ -916,6 +916,27 @@ export class CipherpostClient {
       return { ok: true, response: parsed.data };
     }
     return { ok: false, error: await errorFrom(res) };
+  }
+
+  /** A group send: over the mailbox connection when open, else (or when its answer is lost) over HTTP, one idempotency key for both. */
+  async #sendMultiRequest(body: MultiRecipientSendRequest): Promise<MultiRecipientSendResponse> {
+    const idempotencyKey = crypto.randomUUID();
+    const overSocket = this.#connection?.send({ type: "send_multi", idempotencyKey, message: body });
+    if (overSocket) {
+      try {
+        const r = await overSocket;
+        if (r.status === 200) {
+          const parsed = MultiRecipientSendResponse.safeParse(r.body);
+          if (!parsed.success) throw new CipherpostError("INVALID_RESPONSE", "the group send answer does not parse");
+          return parsed.data;
+        }
+        const { requestId: _r, ...rest } = r.body as Record<string, unknown>;
+        throw errorFromResult({ status: r.status, ...rest, ...(r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds } : {}) });
+      } catch (e) {
+        if (!(e instanceof SendNotAnswered)) throw e;
+      }
+    }
+    return this.#http.json("PUT", "/v1/messages/multi", MultiRecipientSendResponse, { auth: this.#auth, body, headers: { "idempotency-key": idempotencyKey } });
   }
 
   #messageContent(input: MessageInput | string, group?: GroupContext): MessageContent {
@@ -1019,14 +1040,14 @@ export class CipherpostClient {
       const reachable = recipients.filter((a) => !failed.some((f) => f.accountId === a));
 
       // Encrypt for each recipient, cutting requests at the size and count limits.
-      let batchEntries: { accountId: string; messages: unknown[] }[] = [];
+      let batchEntries: { accountId: string; messages: OutgoingMessage[] }[] = [];
       let chars = 0;
       const flush = async () => {
         if (!batchEntries.length) return;
         const body = { recipients: batchEntries, timestamp: content.timestamp, online: false, urgent: true, ...(content.expireSeconds ? { ttlSeconds: content.expireSeconds } : {}) };
         batchEntries = [];
         chars = 0;
-        const r = await this.#http.json("PUT", "/v1/messages/multi", MultiRecipientSendResponse, { auth: this.#auth, body });
+        const r = await this.#sendMultiRequest(body);
         needsSync ||= r.needsSync;
         for (const result of r.results) {
           if (result.status === 200) serverTimestamp = Math.max(serverTimestamp, result.serverTimestamp ?? 0);

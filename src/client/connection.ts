@@ -2,7 +2,7 @@
 // browsers, which cannot set an Authorization header on a WebSocket), keep-alive pings the relay answers
 // without waking the mailbox, and reconnection with capped exponential backoff and full jitter (AWS
 // Architecture Blog, "Exponential Backoff and Jitter") until stopped or told the device is gone.
-import { CLOSE_CODES, PING_FRAME, ServerFrame, type SendFrameInput, type SendResultFrame } from "../protocol/frames.ts";
+import { CLOSE_CODES, PING_FRAME, ServerFrame, type SendFrameInput, type SendMultiFrameInput, type SendResultFrame } from "../protocol/frames.ts";
 import { WebSocketTicketResponse } from "../protocol/messages.ts";
 import { CipherpostError } from "./errors.ts";
 import type { Credentials, RelayHttp } from "./http.ts";
@@ -120,7 +120,7 @@ export class MailboxConnection {
    * socket is open. Rejects with SendNotAnswered when the socket ends or the answer is late: the send may or may
    * not have been stored, so retry it (over HTTP) with the same idempotency key.
    */
-  send(frame: Omit<SendFrameInput, "type" | "id">): Promise<SendResultFrame> | null {
+  send(frame: Omit<SendFrameInput, "id"> | Omit<SendMultiFrameInput, "id">): Promise<SendResultFrame> | null {
     const ws = this.#ws;
     if (!ws || ws.readyState !== 1) return null;
     const id = `s${++this.#nextSendId}`;
@@ -131,7 +131,7 @@ export class MailboxConnection {
       }, this.#o.sendTimeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
       try {
-        ws.send(JSON.stringify({ type: "send", id, ...frame } satisfies SendFrameInput));
+        ws.send(JSON.stringify({ ...frame, id }));
       } catch (e) {
         clearTimeout(timer);
         this.#pending.delete(id);

@@ -351,6 +351,12 @@ describe("sending over the mailbox connection", () => {
     await Promise.all([a.connect(), b.connect()]);
     const over = await a.send(b.accountId, "over the socket");
     await waitFor("B gets it", () => b.messages.get(over.id, a.accountId));
+    // A group send too (send_multi): one frame, answered per recipient.
+    const d = await client();
+    await d.connect();
+    const group = await a.sendGroup([b.accountId, d.accountId], "to the group, over the socket");
+    expect(group.failed).toEqual([]);
+    await waitFor("both members get it", () => b.messages.get(group.id, a.accountId) && d.messages.get(group.id, a.accountId));
     expect(rec.sends).toEqual([]);
 
     await a.close();
