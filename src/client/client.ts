@@ -2,6 +2,7 @@
 // for every device of a recipient and every other device of its own account (refreshing the device set on
 // 409/410), receives over one long-lived WebSocket with exactly-once storage, and moves attachments. Web-standard
 // APIs only (fetch, WebSocket, WebCrypto, streams): runs in Node 20+, browsers and Workers.
+import type { z } from "zod";
 import { equalBytes, fromBase64, toBase64 } from "../crypto/bytes.js";
 import { CryptoError } from "../crypto/errors.js";
 import { ecPublicKeyFromPrivate, generateEcKeyPair } from "../crypto/keys.js";
@@ -158,6 +159,9 @@ interface DeviceRecord {
   nextKeyId: number;
   created: number;
 }
+
+/** A relay's answer to a send: the parsed body, or the error it carried. */
+type Answer<T> = { ok: true; response: T } | { ok: false; error: CipherpostError };
 
 const DEVICE_KEY = "device";
 const sessionKey = (account: string, device: number) => `s/${account}/${String(device).padStart(3, "0")}`;
@@ -891,52 +895,43 @@ export class CipherpostClient {
    * instead of two), otherwise, or when the connection ends before answering, over HTTP. One idempotency key
    * covers both, so a send stored just before its connection dropped is answered, not stored again.
    */
-  async #sendRequest(account: string, body: SendMessageRequest): Promise<{ ok: true; response: SendMessageResponse } | { ok: false; error: CipherpostError }> {
+  #sendRequest(account: string, body: SendMessageRequest): Promise<Answer<SendMessageResponse>> {
+    return this.#sendEither({ type: "send", destination: account, message: body }, `/v1/messages/${account}`, SendMessageResponse);
+  }
+
+  /** A group send, the same way as #sendRequest; a refusal of the whole request throws. */
+  async #sendMultiRequest(body: MultiRecipientSendRequest): Promise<MultiRecipientSendResponse> {
+    const answer = await this.#sendEither({ type: "send_multi", message: body }, "/v1/messages/multi", MultiRecipientSendResponse);
+    if (!answer.ok) throw answer.error;
+    return answer.response;
+  }
+
+  async #sendEither<S extends z.ZodType>(
+    frame: { type: "send"; destination: string; message: SendMessageRequest } | { type: "send_multi"; message: MultiRecipientSendRequest },
+    path: string,
+    schema: S,
+  ): Promise<Answer<z.infer<S>>> {
     const idempotencyKey = crypto.randomUUID();
-    const overSocket = this.#connection?.send({ type: "send", destination: account, idempotencyKey, message: body });
+    const parse = (data: unknown): Answer<z.infer<S>> => {
+      const parsed = schema.safeParse(data);
+      if (!parsed.success) throw new CipherpostError("INVALID_RESPONSE", `${path}: the send answer does not parse`);
+      return { ok: true, response: parsed.data };
+    };
+    const overSocket = this.#connection?.send({ ...frame, idempotencyKey });
     if (overSocket) {
       try {
         const r = await overSocket;
-        if (r.status === 200) {
-          const parsed = SendMessageResponse.safeParse(r.body);
-          if (!parsed.success) throw new CipherpostError("INVALID_RESPONSE", "the send answer does not parse");
-          return { ok: true, response: parsed.data };
-        }
+        if (r.status === 200) return parse(r.body);
         const { requestId: _r, ...rest } = r.body as Record<string, unknown>;
         return { ok: false, error: errorFromResult({ status: r.status, ...rest, ...(r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds } : {}) }) };
       } catch (e) {
         if (!(e instanceof SendNotAnswered)) throw e;
-        // Not answered: fall through to HTTP with the same key.
+        // Not answered: the same send over HTTP, under the same key.
       }
     }
-    const res = await this.#http.raw("PUT", `/v1/messages/${account}`, { auth: this.#auth, body, headers: { "idempotency-key": idempotencyKey } });
-    if (res.ok) {
-      const parsed = SendMessageResponse.safeParse(await res.json().catch(() => undefined));
-      if (!parsed.success) throw new CipherpostError("INVALID_RESPONSE", "the send answer does not parse");
-      return { ok: true, response: parsed.data };
-    }
-    return { ok: false, error: await errorFrom(res) };
-  }
-
-  /** A group send: over the mailbox connection when open, else (or when its answer is lost) over HTTP, one idempotency key for both. */
-  async #sendMultiRequest(body: MultiRecipientSendRequest): Promise<MultiRecipientSendResponse> {
-    const idempotencyKey = crypto.randomUUID();
-    const overSocket = this.#connection?.send({ type: "send_multi", idempotencyKey, message: body });
-    if (overSocket) {
-      try {
-        const r = await overSocket;
-        if (r.status === 200) {
-          const parsed = MultiRecipientSendResponse.safeParse(r.body);
-          if (!parsed.success) throw new CipherpostError("INVALID_RESPONSE", "the group send answer does not parse");
-          return parsed.data;
-        }
-        const { requestId: _r, ...rest } = r.body as Record<string, unknown>;
-        throw errorFromResult({ status: r.status, ...rest, ...(r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds } : {}) });
-      } catch (e) {
-        if (!(e instanceof SendNotAnswered)) throw e;
-      }
-    }
-    return this.#http.json("PUT", "/v1/messages/multi", MultiRecipientSendResponse, { auth: this.#auth, body, headers: { "idempotency-key": idempotencyKey } });
+    const res = await this.#http.raw("PUT", path, { auth: this.#auth, body: frame.message, headers: { "idempotency-key": idempotencyKey } });
+    if (!res.ok) return { ok: false, error: await errorFrom(res) };
+    return parse(await res.json().catch(() => undefined));
   }
 
   #messageContent(input: MessageInput | string, group?: GroupContext): MessageContent {

@@ -84,8 +84,8 @@ export class Account extends AccountDirectory {
     if (!auth.ok) return auth;
     const cfg = this.config();
     if ("ok" in cfg) return cfg;
-    const rate = this.sendRates.take(`send:${deviceId}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
-    if (!rate.allowed) return fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds);
+    const limited = this.takeSend(deviceId, cfg);
+    if (limited) return limited;
     return { ...auth, linkedDevices: this.deviceRows().length - 1 };
   }
 
@@ -306,32 +306,51 @@ export class Account extends AccountDirectory {
   // ---------- sending over the socket ----------
 
   /**
-   * A send frame: the same send as PUT /v1/messages/{accountId}, from the device this connection authenticated
-   * at its upgrade. No request through the Worker and no password check: the connection is the credential, and
-   * removing the device or deleting the account closes it (4410, 4411), so access still ends at once.
+   * A send or send_multi frame: the same send as PUT /v1/messages/{accountId} or /v1/messages/multi, from the
+   * device this connection authenticated at its upgrade. No request through the Worker and no password check:
+   * the connection is the credential, and removing the device or deleting the account closes it (4410, 4411),
+   * so access still ends at once. The device limit counts the frame as HTTP counts the request, then the same
+   * checks run; the answer is a send_result frame with the status and body HTTP would have had.
    */
-  private async socketSend(ws: WebSocket, s: SocketState, cfg: Config, f: SendFrame): Promise<void> {
-    const answer = (status: number, body: SendResultFrame["body"], extra: Partial<SendResultFrame> = {}): void => {
-      safeSend(ws, JSON.stringify({ type: FRAME_TYPES.send_result, id: f.id, status, body, ...extra } satisfies SendResultFrame));
-    };
-    const refuse = (x: Failure): void =>
-      answer(statusOf(x.code), { code: x.code, message: x.message, requestId: f.id, ...x.extras }, x.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: Math.max(1, Math.ceil(x.retryAfterSeconds)) });
+  private async socketSend(ws: WebSocket, s: SocketState, cfg: Config, f: SendFrame | SendMultiFrame): Promise<void> {
+    let status = 200;
+    let body: SendResultFrame["body"];
+    const extra: Partial<SendResultFrame> = {};
     const me = this.accountRow();
-    if (!me || me.deleting || !this.deviceRow(s.d)) return refuse(fail("UNAUTHORIZED", "this device is no longer registered"));
+    const out: { status: 200; body: SendResultFrame["body"]; replayed?: boolean } | Failure =
+      !me || me.deleting || !this.deviceRow(s.d)
+        ? fail("UNAUTHORIZED", "this device is no longer registered")
+        : this.takeSend(s.d, cfg) ?? (f.type === "send" ? await this.frameSend(me.account_id, s.d, cfg, f) : await this.frameSendMulti(me.account_id, s.d, cfg, f));
+    if ("ok" in out) {
+      status = statusOf(out.code);
+      body = { code: out.code, message: out.message, requestId: f.id, ...out.extras };
+      if (out.retryAfterSeconds !== undefined) extra.retryAfterSeconds = Math.max(1, Math.ceil(out.retryAfterSeconds));
+    } else {
+      body = out.body;
+      if (out.replayed) extra.replayed = true;
+    }
+    safeSend(ws, JSON.stringify({ type: FRAME_TYPES.send_result, id: f.id, status, body, ...extra } satisfies SendResultFrame));
+  }
+
+  /** The per-device send window, shared by HTTP sends (authorizeSend) and frames: a Failure when it is spent. */
+  private takeSend(deviceId: number, cfg: Config): Failure | null {
+    const rate = this.sendRates.take(`send:${deviceId}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
+    return rate.allowed ? null : fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds);
+  }
+
+  private async frameSend(accountId: string, deviceId: number, cfg: Config, f: SendFrame): Promise<{ status: 200; body: SendResultFrame["body"]; replayed: boolean } | Failure> {
     const tooBig = checkSizes(cfg.MAX_MESSAGE_BYTES, f.message.messages, "message.");
-    if (tooBig) return refuse(tooBig);
-    const rate = this.sendRates.take(`send:${s.d}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
-    if (!rate.allowed) return refuse(fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds));
+    if (tooBig) return tooBig;
     const destination = f.destination.toLowerCase();
     const m = f.message;
     const fields = { timestamp: m.timestamp, online: m.online, urgent: m.urgent, ttlSeconds: m.ttlSeconds };
     const req: DeliverRequest = {
-      sender: { accountId: me.account_id, deviceId: s.d },
+      sender: { accountId, deviceId },
       messages: m.messages,
       ...fields,
       idempotency: f.idempotencyKey ? { key: f.idempotencyKey, digest: await requestDigest(destination, m.messages, fields) } : undefined,
     };
-    const self = destination === me.account_id;
+    const self = destination === accountId;
     let out: Delivered | Failure;
     try {
       out = self ? await this.deliver(req) : await this.env.ACCOUNT.getByName(destination).deliver(req);
@@ -339,28 +358,16 @@ export class Account extends AccountDirectory {
       log("error", { event: "storage_error", what: "mailbox", error: String(e) });
       out = fail("UNAVAILABLE", "mailbox did not answer; try again", {}, 1);
     }
-    if (!out.ok) return refuse(out);
+    if (!out.ok) return out;
     const linked = this.deviceRows().length - 1;
-    answer(200, { needsSync: !self && linked > 0, serverTimestamp: out.serverTimestamp }, out.replayed ? { replayed: true } : {});
+    return { status: 200, body: { needsSync: !self && linked > 0, serverTimestamp: out.serverTimestamp }, replayed: out.replayed };
   }
 
-  /** A send_multi frame: PUT /v1/messages/multi from the connection's device; the device limit counts it once. */
-  private async socketSendMulti(ws: WebSocket, s: SocketState, cfg: Config, f: SendMultiFrame): Promise<void> {
-    const answer = (status: number, body: SendResultFrame["body"], extra: Partial<SendResultFrame> = {}): void => {
-      safeSend(ws, JSON.stringify({ type: FRAME_TYPES.send_result, id: f.id, status, body, ...extra } satisfies SendResultFrame));
-    };
-    const refuse = (x: Failure): void =>
-      answer(statusOf(x.code), { code: x.code, message: x.message, requestId: f.id, ...x.extras }, x.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: Math.max(1, Math.ceil(x.retryAfterSeconds)) });
-    const me = this.accountRow();
-    if (!me || me.deleting || !this.deviceRow(s.d)) return refuse(fail("UNAUTHORIZED", "this device is no longer registered"));
+  private async frameSendMulti(accountId: string, deviceId: number, cfg: Config, f: SendMultiFrame): Promise<{ status: 200; body: SendResultFrame["body"] } | Failure> {
     const refused = checkGroupSend(cfg, f.message);
-    if (refused) return refuse(refused);
-    const rate = this.sendRates.take(`send:${s.d}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
-    if (!rate.allowed) return refuse(fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds));
-    const results = await fanOut(this.env.ACCOUNT, { accountId: me.account_id, deviceId: s.d }, f.message, f.idempotencyKey, (e) =>
-      log("error", { event: "fan_out_failed", error: String(e) }),
-    );
-    answer(200, { needsSync: this.deviceRows().length > 1, results });
+    if (refused) return refused;
+    const results = await fanOut(this.env.ACCOUNT, { accountId, deviceId }, f.message, f.idempotencyKey, (e) => log("error", { event: "fan_out_failed", error: String(e) }));
+    return { status: 200, body: { needsSync: this.deviceRows().length > 1, results } };
   }
 
   // ---------- the socket ----------
@@ -398,9 +405,8 @@ export class Account extends AccountDirectory {
           return;
         }
         case "send":
-          return await this.socketSend(ws, s, cfg, parsed.data);
         case "send_multi":
-          return await this.socketSendMulti(ws, s, cfg, parsed.data);
+          return await this.socketSend(ws, s, cfg, parsed.data);
         case "ping":
           // A ping that is not byte-exact still counts as life, recorded on the socket for the idle check.
           ws.serializeAttachment({ ...s, t: Date.now() });
