@@ -63,6 +63,7 @@ export interface Assumptions {
   attachmentMb: number;
   newUserShare: number;
   claimsPerUserPerMonth: number;
+  socketSendShare: number;
 }
 
 export const DEFAULTS: Omit<Assumptions, "users"> = {
@@ -75,6 +76,9 @@ export const DEFAULTS: Omit<Assumptions, "users"> = {
   attachmentMb: 1, // photos and voice notes, after client compression
   newUserShare: 0.1, // a tenth of monthly users register that month (a signup surge is far above this for a day)
   claimsPerUserPerMonth: 10, // new sessions: new contacts, new devices, session resets
+  // Sends made while the app is open go over its connection (docs/mailbox.md): no Worker request, and the hop
+  // into the sender's own object is an incoming WebSocket message (billed 1/20). The rest are HTTP requests.
+  socketSendShare: 0.8,
 };
 
 const bill = (used: number, p: { included: number; perMillion: number }) => (Math.max(0, used - p.included) / 1e6) * p.perMillion;
@@ -92,16 +96,21 @@ export function month(a: Assumptions) {
   const claims = a.users * a.claimsPerUserPerMonth;
   const devices = a.users * a.devicesPerUser;
 
-  const workerRequests = sends * (1 + ownOther) + uploads * UNIT.workerRequestsPerUpload + downloads + registrations * 2 + claims;
+  const httpSends = sends * (1 - a.socketSendShare);
+  const socketSends = sends * a.socketSendShare;
+  const workerRequests = httpSends * (1 + ownOther) + uploads * UNIT.workerRequestsPerUpload + downloads + registrations * 2 + claims;
   const workerCpuMs = workerRequests * UNIT.workerCpuMsPerRequest + registrations * UNIT.cpuMsPerRegistration;
-  const doRpc = sends * (UNIT.doRpcPerSend + objectsPerSend) + copies / 20 + uploads * UNIT.doRpcPerUpload + registrations * UNIT.doRpcPerRegistration + claims * 2;
+  const otherRpc = sends * objectsPerSend + uploads * UNIT.doRpcPerUpload + registrations * UNIT.doRpcPerRegistration + claims * 2;
+  const doRpc = httpSends * UNIT.doRpcPerSend + socketSends / 20 + copies / 20 + otherRpc;
+  // Active time is per activation, whatever the billing ratio: every send frame wakes the sender's object.
+  const doActivations = httpSends * UNIT.doRpcPerSend + socketSends + copies / 20 + otherRpc;
   const doRowsWritten =
     copies * (a.queuedShare * UNIT.doRowsWrittenPerCopyQueued + (1 - a.queuedShare) * UNIT.doRowsWrittenPerCopyLive) +
     uploads * UNIT.doRowsWrittenPerUpload +
     registrations * UNIT.doRowsWrittenPerRegistration +
     claims * UNIT.doRowsWrittenPerClaim;
   const doRowsRead = copies * UNIT.doRowsReadPerCopy;
-  const doGbSeconds = (doRpc * UNIT.doActiveMsPerRpc) / 1000 * 0.128;
+  const doGbSeconds = (doActivations * UNIT.doActiveMsPerRpc) / 1000 * 0.128;
   const doStorageGb = (devices * 20 * 1.2e3 + a.users * 16e3) / 1e9; // 20 queued copies of 1.2 KB per device, 16 KB per account object
   const d1RowsWritten = registrations * UNIT.d1RowsWrittenPerRegistration + claims * (UNIT.d1RowsWrittenPerClaim + 3) + uploads * UNIT.d1RowsWrittenPerUpload;
   const d1StorageGb = (devices * UNIT.d1BytesPerDevice) / 1e9 + (uploads * 150) / 1e9;
