@@ -364,10 +364,9 @@ export class CipherpostClient {
       await options.storage.write({ delete: Object.keys(keys.batch.set) });
       throw e;
     }
-    const device: DeviceRecord = {
-      version: 1,
+    return CipherpostClient.#saveAndOpen(options, {
       server: http.server,
-      accountId: r.accountId.toLowerCase(),
+      accountId: r.accountId,
       deviceId: r.deviceId,
       password,
       registrationId,
@@ -375,9 +374,7 @@ export class CipherpostClient {
       identityPrivateKey: toBase64(identity.privateKey),
       nextKeyId: keys.nextKeyId,
       created: now,
-    };
-    await options.storage.write({ set: { [DEVICE_KEY]: JSON.stringify(device), [identityKeyOf(device.accountId)]: device.identityKey } });
-    return CipherpostClient.open(options);
+    });
   }
 
   /**
@@ -435,10 +432,9 @@ export class CipherpostClient {
       await options.storage.write({ delete: Object.keys(keys.batch.set) });
       throw e;
     }
-    const device: DeviceRecord = {
-      version: 1,
+    return CipherpostClient.#saveAndOpen(options, {
       server: http.server,
-      accountId: r.accountId.toLowerCase(),
+      accountId: r.accountId,
       deviceId: r.deviceId,
       password,
       registrationId,
@@ -446,7 +442,12 @@ export class CipherpostClient {
       identityPrivateKey: handOver.identityPrivateKey,
       nextKeyId: keys.nextKeyId,
       created: now,
-    };
+    });
+  }
+
+  /** Stores a newly registered or linked device (and pins its own account's identity key), then opens it. */
+  static async #saveAndOpen(options: ClientOptions, d: Omit<DeviceRecord, "version">): Promise<CipherpostClient> {
+    const device: DeviceRecord = { version: 1, ...d, accountId: d.accountId.toLowerCase() };
     await options.storage.write({ set: { [DEVICE_KEY]: JSON.stringify(device), [identityKeyOf(device.accountId)]: device.identityKey } });
     return CipherpostClient.open(options);
   }

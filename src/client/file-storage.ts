@@ -5,7 +5,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
-import { applyBatch, type Storage, type StorageBatch } from "./storage.ts";
+import { applyBatch, listPrefix, type Storage, type StorageBatch } from "./storage.ts";
 
 export interface FileStorageOptions {
   /** fsync after every batch (default true). Off only for throwaway data. */
@@ -66,9 +66,7 @@ export class FileStorage implements Storage {
   }
 
   async list(prefix: string): Promise<[string, string][]> {
-    const out: [string, string][] = [];
-    for (const [k, v] of this.#data) if (k.startsWith(prefix)) out.push([k, v]);
-    return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return listPrefix(this.#data, prefix);
   }
 
   write(batch: StorageBatch): Promise<void> {

@@ -28,9 +28,7 @@ export class MemoryStorage implements Storage {
   }
 
   async list(prefix: string): Promise<[string, string][]> {
-    const out: [string, string][] = [];
-    for (const [k, v] of this.#data) if (k.startsWith(prefix)) out.push([k, v]);
-    return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return listPrefix(this.#data, prefix);
   }
 
   async write(batch: StorageBatch): Promise<void> {
@@ -42,4 +40,11 @@ export class MemoryStorage implements Storage {
 export function applyBatch(map: Map<string, string>, batch: StorageBatch): void {
   for (const [k, v] of Object.entries(batch.set ?? {})) map.set(k, v);
   for (const k of batch.delete ?? []) map.delete(k);
+}
+
+/** The entries of `data` whose keys start with `prefix`, sorted by key: Storage.list for stores kept in a Map. */
+export function listPrefix(data: ReadonlyMap<string, string>, prefix: string): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [k, v] of data) if (k.startsWith(prefix)) out.push([k, v]);
+  return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
