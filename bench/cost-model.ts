@@ -81,14 +81,17 @@ export const DEFAULTS: Omit<Assumptions, "users"> = {
   socketSendShare: 0.8,
 };
 
-const bill = (used: number, p: { included: number; perMillion: number }) => (Math.max(0, used - p.included) / 1e6) * p.perMillion;
+const bill = (used: number, p: { included: number; perMillion: number }) =>
+  (Math.max(0, used - p.included) / 1e6) * p.perMillion;
 const billGb = (gb: number, p: { included: number; perGbMonth: number }) => Math.max(0, gb - p.included) * p.perGbMonth;
 
 export function month(a: Assumptions) {
   const sends = a.users * a.sendsPerUserPerDay * 30;
   const ownOther = a.devicesPerUser - 1; // sync copies to the sender's other devices
-  const copiesPerSend = (1 - a.groupShare) * (a.devicesPerUser + ownOther) + a.groupShare * (a.groupSize * a.devicesPerUser + ownOther);
-  const objectsPerSend = (1 - a.groupShare) * (1 + Math.min(1, ownOther)) + a.groupShare * (a.groupSize + Math.min(1, ownOther));
+  const copiesPerSend =
+    (1 - a.groupShare) * (a.devicesPerUser + ownOther) + a.groupShare * (a.groupSize * a.devicesPerUser + ownOther);
+  const objectsPerSend =
+    (1 - a.groupShare) * (1 + Math.min(1, ownOther)) + a.groupShare * (a.groupSize + Math.min(1, ownOther));
   const copies = sends * copiesPerSend;
   const uploads = sends * a.attachmentShare;
   const downloads = uploads * copiesPerSend;
@@ -98,9 +101,11 @@ export function month(a: Assumptions) {
 
   const httpSends = sends * (1 - a.socketSendShare);
   const socketSends = sends * a.socketSendShare;
-  const workerRequests = httpSends * (1 + ownOther) + uploads * UNIT.workerRequestsPerUpload + downloads + registrations * 2 + claims;
+  const workerRequests =
+    httpSends * (1 + ownOther) + uploads * UNIT.workerRequestsPerUpload + downloads + registrations * 2 + claims;
   const workerCpuMs = workerRequests * UNIT.workerCpuMsPerRequest + registrations * UNIT.cpuMsPerRegistration;
-  const otherRpc = sends * objectsPerSend + uploads * UNIT.doRpcPerUpload + registrations * UNIT.doRpcPerRegistration + claims * 2;
+  const otherRpc =
+    sends * objectsPerSend + uploads * UNIT.doRpcPerUpload + registrations * UNIT.doRpcPerRegistration + claims * 2;
   const doRpc = httpSends * UNIT.doRpcPerSend + socketSends / 20 + copies / 20 + otherRpc;
   // Active time is per activation, whatever the billing ratio: every send frame wakes the sender's object.
   const doActivations = httpSends * UNIT.doRpcPerSend + socketSends + copies / 20 + otherRpc;
@@ -110,13 +115,16 @@ export function month(a: Assumptions) {
     registrations * UNIT.doRowsWrittenPerRegistration +
     claims * UNIT.doRowsWrittenPerClaim;
   const doRowsRead = copies * UNIT.doRowsReadPerCopy;
-  const doGbSeconds = (doActivations * UNIT.doActiveMsPerRpc) / 1000 * 0.128;
+  const doGbSeconds = ((doActivations * UNIT.doActiveMsPerRpc) / 1000) * 0.128;
   const doStorageGb = (devices * 20 * 1.2e3 + a.users * 16e3) / 1e9; // 20 queued copies of 1.2 KB per device, 16 KB per account object
-  const d1RowsWritten = registrations * UNIT.d1RowsWrittenPerRegistration + claims * (UNIT.d1RowsWrittenPerClaim + 3) + uploads * UNIT.d1RowsWrittenPerUpload;
+  const d1RowsWritten =
+    registrations * UNIT.d1RowsWrittenPerRegistration +
+    claims * (UNIT.d1RowsWrittenPerClaim + 3) +
+    uploads * UNIT.d1RowsWrittenPerUpload;
   const d1StorageGb = (devices * UNIT.d1BytesPerDevice) / 1e9 + (uploads * 150) / 1e9;
   const r2ClassA = uploads * UNIT.r2ClassAPerUpload + registrations + claims / 100;
   const r2ClassB = downloads + claims;
-  const r2StorageGb = uploads * a.attachmentMb / 1e3 + (devices * UNIT.kemPageBytes) / 1e9;
+  const r2StorageGb = (uploads * a.attachmentMb) / 1e3 + (devices * UNIT.kemPageBytes) / 1e9;
 
   const lines: [string, number, string][] = [
     ["Workers requests", bill(workerRequests, PRICES.workerRequests), `${fmt(workerRequests)} requests`],
@@ -155,7 +163,10 @@ export function tables(): string {
   });
   out.push(`| **total per month** | ${runs.map((r) => `**${usd(r.m.total)}**`).join(" | ")} | |`);
   out.push(`| per user per month | ${runs.map((r) => `$${r.m.perUser.toFixed(4)}`).join(" | ")} | |`);
-  out.push("", `Copies delivered per send: ${runs[0]!.m.copiesPerSend.toFixed(2)}; sends a month at 1 M users: ${fmt(runs[0]!.m.sends)}.`);
+  out.push(
+    "",
+    `Copies delivered per send: ${runs[0]!.m.copiesPerSend.toFixed(2)}; sends a month at 1 M users: ${fmt(runs[0]!.m.sends)}.`,
+  );
   return out.join("\n");
 }
 
@@ -164,7 +175,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (process.argv.includes("--write")) {
     const path = new URL("../docs/cost.md", import.meta.url);
     const doc = readFileSync(path, "utf8");
-    writeFileSync(path, doc.replace(/<!-- cost:start -->[\s\S]*?<!-- cost:end -->/, `<!-- cost:start -->\n${t}\n<!-- cost:end -->`));
+    writeFileSync(
+      path,
+      doc.replace(/<!-- cost:start -->[\s\S]*?<!-- cost:end -->/, `<!-- cost:start -->\n${t}\n<!-- cost:end -->`),
+    );
   }
   process.stdout.write(`${t}\n`);
 }

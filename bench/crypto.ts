@@ -19,7 +19,7 @@ import {
   sessionDecrypt,
   sessionEncrypt,
   xeddsaSign,
-} from "../src/crypto/index.js";
+} from "../src/crypto/index.ts";
 
 const MESSAGE = new Uint8Array(1024).fill(0x61);
 
@@ -136,7 +136,11 @@ async function suite(backend: Backend | undefined) {
     pingPongPerSec: r(pingPong),
     // Encrypt plus decrypt of one message, back to back on one thread.
     steadyStateMessagesPerSec: Math.round(1 / (1 / encrypt.perSec + 1 / decrypt.perSec)),
-    cpuPerWall: { setups: +setups.cpuPerWall.toFixed(2), decrypt: +decrypt.cpuPerWall.toFixed(2), pingPong: +pingPong.cpuPerWall.toFixed(2) },
+    cpuPerWall: {
+      setups: +setups.cpuPerWall.toFixed(2),
+      decrypt: +decrypt.cpuPerWall.toFixed(2),
+      pingPong: +pingPong.cpuPerWall.toFixed(2),
+    },
     perCpuSecond: {
       sessionSetups: Math.round(setups.perCpuSec),
       encrypt: Math.round(encrypt.perCpuSec),

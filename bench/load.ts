@@ -4,11 +4,10 @@
 // baseline has no acks. Latency is send-to-delivery, measured in this one process with performance.now().
 import { randomBytes } from "node:crypto";
 import { WebSocket } from "undici";
-import { toBase64 } from "../src/crypto/bytes.ts";
+import { fromBase64, toBase64 } from "../src/crypto/bytes.ts";
 import { generateEcKeyPair, generateKemKeyPair } from "../src/crypto/keys.ts";
 import { xeddsaSign } from "../src/crypto/xeddsa.ts";
-import { decodeBase64 } from "../src/protocol/base64.ts";
-import { REGISTRATION_PROOF_CONTEXT } from "../src/protocol/limits.ts";
+import { registrationProofMessage } from "../src/protocol/limits.ts";
 import { solvePow } from "../src/protocol/pow.ts";
 
 export interface LoadOptions {
@@ -69,7 +68,10 @@ async function fetchRetry(input: string, init?: RequestInit): Promise<Response> 
     } catch (e) {
       if (attempt >= 2 || !(e instanceof TypeError)) throw e;
       networkRetries++;
-      if (process.env.BENCH_DEBUG) process.stderr.write(`retry ${init?.method ?? "GET"} ${new URL(input).pathname.slice(0, 20)}: ${String((e as { cause?: unknown }).cause)}\n`);
+      if (process.env.BENCH_DEBUG)
+        process.stderr.write(
+          `retry ${init?.method ?? "GET"} ${new URL(input).pathname.slice(0, 20)}: ${String((e as { cause?: unknown }).cause)}\n`,
+        );
     }
   }
 }
@@ -77,7 +79,13 @@ async function fetchRetry(input: string, init?: RequestInit): Promise<Response> 
 function stats(values: number[]): LatencyStats {
   const s = [...values].sort((a, b) => a - b);
   const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
-  return { p50: at(0.5), p95: at(0.95), p99: at(0.99), max: s[s.length - 1] ?? 0, mean: s.reduce((x, y) => x + y, 0) / Math.max(1, s.length) };
+  return {
+    p50: at(0.5),
+    p95: at(0.95),
+    p99: at(0.99),
+    max: s[s.length - 1] ?? 0,
+    mean: s.reduce((x, y) => x + y, 0) / Math.max(1, s.length),
+  };
 }
 
 function sample(values: number[], n = 2000): number[] {
@@ -169,8 +177,8 @@ function registrationBody(keys: number, challenge: string, nonce: Uint8Array) {
     const k = generateKemKeyPair().publicKey;
     return { keyId: 100 + i, publicKey: toBase64(k), signature: sign(k) };
   });
-  const ch = decodeBase64(challenge);
-  const proof = sign(new Uint8Array([...new TextEncoder().encode(REGISTRATION_PROOF_CONTEXT), ...ch, ...identity.publicKey]));
+  const ch = fromBase64(challenge);
+  const proof = sign(registrationProofMessage(ch, identity.publicKey));
   return {
     password,
     registrationId,
@@ -180,7 +188,10 @@ function registrationBody(keys: number, challenge: string, nonce: Uint8Array) {
       password,
       signedPreKey: { keyId: 1, publicKey: toBase64(spk), signature: sign(spk) },
       pqLastResortPreKey: { keyId: 2, publicKey: toBase64(lr), signature: sign(lr) },
-      preKeys: Array.from({ length: keys }, (_, i) => ({ keyId: 100 + i, publicKey: toBase64(generateEcKeyPair().publicKey) })),
+      preKeys: Array.from({ length: keys }, (_, i) => ({
+        keyId: 100 + i,
+        publicKey: toBase64(generateEcKeyPair().publicKey),
+      })),
       pqPreKeys: kem,
       pow: { challenge, nonce: toBase64(nonce) },
       proof,
@@ -189,22 +200,42 @@ function registrationBody(keys: number, challenge: string, nonce: Uint8Array) {
 }
 
 async function prepareRegistration(url: string, keys: number) {
-  const ch = (await (await must(await fetchRetry(`${url}/v1/challenges`, { method: "POST" }), "challenge")).json()) as { challenge: string; difficulty: number };
-  const nonce = await solvePow(decodeBase64(ch.challenge), ch.difficulty);
+  const ch = (await (await must(await fetchRetry(`${url}/v1/challenges`, { method: "POST" }), "challenge")).json()) as {
+    challenge: string;
+    difficulty: number;
+  };
+  const nonce = await solvePow(fromBase64(ch.challenge), ch.difficulty);
   return registrationBody(keys, ch.challenge, nonce);
 }
 
 async function register(url: string, prepared: Awaited<ReturnType<typeof prepareRegistration>>): Promise<Account> {
   const res = await must(
-    await fetchRetry(`${url}/v1/registration`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(prepared.body) }),
+    await fetchRetry(`${url}/v1/registration`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(prepared.body),
+    }),
     "registration",
   );
   const r = (await res.json()) as { accountId: string };
-  return { accountId: r.accountId, registrationId: prepared.registrationId, auth: `Basic ${btoa(`${r.accountId}.1:${prepared.password}`)}` };
+  return {
+    accountId: r.accountId,
+    registrationId: prepared.registrationId,
+    auth: `Basic ${btoa(`${r.accountId}.1:${prepared.password}`)}`,
+  };
 }
 
-async function connectCipherpost(url: string, a: Account, onMessage: (ws: WebSocket, frame: { type: string; id?: string; envelope?: { content: string } }) => void) {
-  const t = (await (await must(await fetchRetry(`${url}/v1/websocket/ticket`, { method: "POST", headers: { authorization: a.auth } }), "ticket")).json()) as { ticket: string };
+async function connectCipherpost(
+  url: string,
+  a: Account,
+  onMessage: (ws: WebSocket, frame: { type: string; id?: string; envelope?: { content: string } }) => void,
+) {
+  const t = (await (
+    await must(
+      await fetchRetry(`${url}/v1/websocket/ticket`, { method: "POST", headers: { authorization: a.auth } }),
+      "ticket",
+    )
+  ).json()) as { ticket: string };
   const ws = new WebSocket(`${url.replace(/^http/, "ws")}/v1/websocket?ticket=${encodeURIComponent(t.ticket)}`);
   await new Promise<void>((resolve, reject) => {
     ws.addEventListener("error", () => reject(new Error("websocket failed")));
@@ -232,7 +263,9 @@ async function senderSocket(url: string, a: Account) {
     send(destination: string, message: unknown): Promise<void> {
       const id = String(++next);
       return new Promise<void>((resolve, reject) => {
-        waiting.set(id, (status, body) => (status === 200 ? resolve() : reject(new Error(`send frame → ${status} ${JSON.stringify(body)}`))));
+        waiting.set(id, (status, body) =>
+          status === 200 ? resolve() : reject(new Error(`send frame → ${status} ${JSON.stringify(body)}`)),
+        );
         ws.send(JSON.stringify({ type: "send", id, destination, message }));
       });
     },
@@ -241,7 +274,9 @@ async function senderSocket(url: string, a: Account) {
 
 async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
   // Registrations: bodies (keys, signatures, proofs of work) are made first, so the timed part is the relay's.
-  const prepared = await Promise.all(Array.from({ length: o.registrations }, () => prepareRegistration(o.url, o.keysPerRegistration)));
+  const prepared = await Promise.all(
+    Array.from({ length: o.registrations }, () => prepareRegistration(o.url, o.keysPerRegistration)),
+  );
   const t0 = now();
   const registered: Account[] = [];
   await pool(prepared.length, o.concurrency, async (i) => {
@@ -249,7 +284,9 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
   });
   const registrationsPerSec = prepared.length / ((now() - t0) / 1000);
 
-  const accounts = await Promise.all(Array.from({ length: o.recipients + o.senders }, async () => register(o.url, await prepareRegistration(o.url, 0))));
+  const accounts = await Promise.all(
+    Array.from({ length: o.recipients + o.senders }, async () => register(o.url, await prepareRegistration(o.url, 0))),
+  );
   const recipients = accounts.slice(0, o.recipients);
   const senders = accounts.slice(o.recipients);
 
@@ -264,7 +301,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     recipients.map((r) =>
       connectCipherpost(o.url, r, (ws, frame) => {
         if (frame.type !== "message" || !frame.id || !frame.envelope) return;
-        const i = new DataView(decodeBase64(frame.envelope.content).buffer).getUint32(0);
+        const i = new DataView(fromBase64(frame.envelope.content).buffer).getUint32(0);
         const list = pendingAcks.get(ws) ?? [];
         if (list.length === 0) setImmediate(() => flush(ws));
         list.push(frame.id);
@@ -282,7 +319,14 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     const to = recipients[i % recipients.length]!;
     const from = senders[i % senders.length]!;
     const message = {
-      messages: [{ type: 2, destinationDeviceId: 1, destinationRegistrationId: to.registrationId, content: toBase64(payload(i, o.messageBytes)) }],
+      messages: [
+        {
+          type: 2,
+          destinationDeviceId: 1,
+          destinationRegistrationId: to.registrationId,
+          content: toBase64(payload(i, o.messageBytes)),
+        },
+      ],
       timestamp: Date.now(),
       online: false,
       urgent: true,
@@ -291,7 +335,11 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     if (overSocket) await senderSockets[i % senders.length]!.send(to.accountId, message);
     else
       await must(
-        await fetchRetry(`${o.url}/v1/messages/${to.accountId}`, { method: "PUT", headers: { authorization: from.auth, "content-type": "application/json" }, body: JSON.stringify(message) }),
+        await fetchRetry(`${o.url}/v1/messages/${to.accountId}`, {
+          method: "PUT",
+          headers: { authorization: from.auth, "content-type": "application/json" },
+          body: JSON.stringify(message),
+        }),
         "send",
       );
   });
@@ -306,7 +354,12 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     const c0 = now();
     await pool(o.claims, o.concurrency, async (i) => {
       const by = senders[i % senders.length]!;
-      await (await must(await fetchRetry(`${o.url}/v2/keys/${target.accountId}/1`, { headers: { authorization: by.auth } }), "claim")).arrayBuffer();
+      await (
+        await must(
+          await fetchRetry(`${o.url}/v2/keys/${target.accountId}/1`, { headers: { authorization: by.auth } }),
+          "claim",
+        )
+      ).arrayBuffer();
     });
     claimsPerSec = o.claims / ((now() - c0) / 1000);
   }
@@ -318,7 +371,10 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
     const who = senders[0]!;
     const u0 = now();
     const created = await must(
-      await fetchRetry(`${o.url}/v1/attachments/tus/`, { method: "POST", headers: { authorization: who.auth, "tus-resumable": "1.0.0", "upload-length": String(bytes.length) } }),
+      await fetchRetry(`${o.url}/v1/attachments/tus/`, {
+        method: "POST",
+        headers: { authorization: who.auth, "tus-resumable": "1.0.0", "upload-length": String(bytes.length) },
+      }),
       "tus create",
     );
     const location = new URL(created.headers.get("location")!, o.url).toString();
@@ -328,7 +384,12 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
       await must(
         await fetchRetry(location, {
           method: "PATCH",
-          headers: { authorization: who.auth, "tus-resumable": "1.0.0", "upload-offset": String(off), "content-type": "application/offset+octet-stream" },
+          headers: {
+            authorization: who.auth,
+            "tus-resumable": "1.0.0",
+            "upload-offset": String(off),
+            "content-type": "application/offset+octet-stream",
+          },
           body: part,
         }),
         "tus patch",
@@ -396,7 +457,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       process.exit(0);
     },
     (e) => {
-      process.stderr.write(`load generator failed: ${(e as Error).stack ?? e}\ncause: ${String((e as { cause?: unknown }).cause ?? "none")}\n`);
+      process.stderr.write(
+        `load generator failed: ${(e as Error).stack ?? e}\ncause: ${String((e as { cause?: unknown }).cause ?? "none")}\n`,
+      );
       process.exit(1);
     },
   );

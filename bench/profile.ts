@@ -30,8 +30,14 @@ async function main() {
       SENDS_PER_PAIR_LIMIT: "1000000000",
     },
   });
-  const targets = (await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json`)).json()) as { webSocketDebuggerUrl: string; title?: string }[];
-  const target = targets.find((t) => /core:user:cipherpost/.test(t.title ?? "")) ?? targets.find((t) => /cipherpost/.test(t.title ?? "")) ?? targets[0]!;
+  const targets = (await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json`)).json()) as {
+    webSocketDebuggerUrl: string;
+    title?: string;
+  }[];
+  const target =
+    targets.find((t) => /core:user:cipherpost/.test(t.title ?? "")) ??
+    targets.find((t) => /cipherpost/.test(t.title ?? "")) ??
+    targets[0]!;
   const ws = new WebSocket(target.webSocketDebuggerUrl);
   await new Promise((r) => ws.addEventListener("open", r));
   let next = 0;
@@ -65,7 +71,11 @@ async function main() {
     timeoutMs: 120_000,
   };
   const result = await new Promise<string>((done) => {
-    const child = spawn(process.execPath, [join(root, "node_modules/tsx/dist/cli.mjs"), join(root, "bench/load.ts"), JSON.stringify(options)], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(
+      process.execPath,
+      [join(root, "node_modules/tsx/dist/cli.mjs"), join(root, "bench/load.ts"), JSON.stringify(options)],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     child.on("exit", () => done(out.trim().split("\n").pop() ?? ""));
@@ -79,8 +89,11 @@ async function main() {
     total += n.hitCount ?? 0;
   }
   const r = JSON.parse(result) as { messagesPerSec: number; delivered: number; sent: number };
-  process.stdout.write(`${r.delivered}/${r.sent} delivered, ${Math.round(r.messagesPerSec)} msg/s while profiling\nself time:\n`);
-  for (const [where, hits] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30)) process.stdout.write(`${((100 * hits) / total).toFixed(1).padStart(6)}%  ${where}\n`);
+  process.stdout.write(
+    `${r.delivered}/${r.sent} delivered, ${Math.round(r.messagesPerSec)} msg/s while profiling\nself time:\n`,
+  );
+  for (const [where, hits] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30))
+    process.stdout.write(`${((100 * hits) / total).toFixed(1).padStart(6)}%  ${where}\n`);
   ws.close();
   await host.stop();
 }

@@ -15,8 +15,30 @@ const root = resolve(new URL("../", import.meta.url).pathname);
 const short = process.argv.includes("--short");
 
 const preset = short
-  ? { recipients: 3, senders: 3, messages: 150, concurrency: 8, messageBytes: 1024, registrations: 4, keysPerRegistration: 5, claims: 20, uploadBytes: 6 * 1024 * 1024, timeoutMs: 60_000 }
-  : { recipients: 50, senders: 50, messages: 5000, concurrency: 32, messageBytes: 1024, registrations: 50, keysPerRegistration: 100, claims: 1000, uploadBytes: 64 * 1024 * 1024, timeoutMs: 300_000 };
+  ? {
+      recipients: 3,
+      senders: 3,
+      messages: 150,
+      concurrency: 8,
+      messageBytes: 1024,
+      registrations: 4,
+      keysPerRegistration: 5,
+      claims: 20,
+      uploadBytes: 6 * 1024 * 1024,
+      timeoutMs: 60_000,
+    }
+  : {
+      recipients: 50,
+      senders: 50,
+      messages: 5000,
+      concurrency: 32,
+      messageBytes: 1024,
+      registrations: 50,
+      keysPerRegistration: 100,
+      claims: 1000,
+      uploadBytes: 64 * 1024 * 1024,
+      timeoutMs: 300_000,
+    };
 
 /** `--messages=N` and the like override one figure of the preset, for exploring. */
 const common = { ...preset };
@@ -37,9 +59,13 @@ const CIPHERPOST_VARS = {
 
 function runGenerator(options: LoadOptions): Promise<LoadResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [join(root, "node_modules/tsx/dist/cli.mjs"), join(root, "bench/load.ts"), JSON.stringify(options)], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      [join(root, "node_modules/tsx/dist/cli.mjs"), join(root, "bench/load.ts"), JSON.stringify(options)],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     child.on("exit", (code) => {
@@ -92,9 +118,29 @@ async function main() {
     socketThroughputRatio: round(socket.messagesPerSec / baseline.messagesPerSec, 3),
     socketP99Ratio: round(socket.latencyMs.p99 / baseline.latencyMs.p99, 3),
     socketP50Ratio: round(socket.latencyMs.p50 / baseline.latencyMs.p50, 3),
-    socket: { messagesPerSec: round(socket.messagesPerSec), latencyMs: roundAll(socket.latencyMs), delivered: socket.delivered, sent: socket.sent, duplicates: socket.duplicates },
-    cipherpost: { messagesPerSec: round(cipherpost.messagesPerSec), latencyMs: roundAll(cipherpost.latencyMs), delivered: cipherpost.delivered, sent: cipherpost.sent, duplicates: cipherpost.duplicates, networkRetries: cipherpost.networkRetries ?? 0 },
-    baseline: { messagesPerSec: round(baseline.messagesPerSec), latencyMs: roundAll(baseline.latencyMs), delivered: baseline.delivered, sent: baseline.sent, duplicates: baseline.duplicates, networkRetries: baseline.networkRetries ?? 0 },
+    socket: {
+      messagesPerSec: round(socket.messagesPerSec),
+      latencyMs: roundAll(socket.latencyMs),
+      delivered: socket.delivered,
+      sent: socket.sent,
+      duplicates: socket.duplicates,
+    },
+    cipherpost: {
+      messagesPerSec: round(cipherpost.messagesPerSec),
+      latencyMs: roundAll(cipherpost.latencyMs),
+      delivered: cipherpost.delivered,
+      sent: cipherpost.sent,
+      duplicates: cipherpost.duplicates,
+      networkRetries: cipherpost.networkRetries ?? 0,
+    },
+    baseline: {
+      messagesPerSec: round(baseline.messagesPerSec),
+      latencyMs: roundAll(baseline.latencyMs),
+      delivered: baseline.delivered,
+      sent: baseline.sent,
+      duplicates: baseline.duplicates,
+      networkRetries: baseline.networkRetries ?? 0,
+    },
     registrationsPerSec: round(cipherpost.registrationsPerSec),
     keysPerRegistration: common.keysPerRegistration,
     claimsPerSec: round(cipherpost.claimsPerSec),
@@ -105,11 +151,24 @@ async function main() {
   if (!short) {
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
     mkdirSync(join(root, "bench/results"), { recursive: true });
-    writeFileSync(join(root, `bench/results/${stamp}.json`), `${JSON.stringify({ ...summary, samples: { cipherpost: cipherpost.latencySample, socket: socket.latencySample, baseline: baseline.latencySample } }, null, 2)}\n`);
-    writeFileSync(join(root, "docs/latency.svg"), latencyChart({ cipherpost: cipherpost.latencySample, "cipherpost, socket sends": socket.latencySample, baseline: baseline.latencySample }));
+    writeFileSync(
+      join(root, `bench/results/${stamp}.json`),
+      `${JSON.stringify({ ...summary, samples: { cipherpost: cipherpost.latencySample, socket: socket.latencySample, baseline: baseline.latencySample } }, null, 2)}\n`,
+    );
+    writeFileSync(
+      join(root, "docs/latency.svg"),
+      latencyChart({
+        cipherpost: cipherpost.latencySample,
+        "cipherpost, socket sends": socket.latencySample,
+        baseline: baseline.latencySample,
+      }),
+    );
     updatePerformanceDoc(summary);
   }
-  const ok = cipherpost.delivered === cipherpost.sent && socket.delivered === socket.sent && baseline.delivered === baseline.sent;
+  const ok =
+    cipherpost.delivered === cipherpost.sent &&
+    socket.delivered === socket.sent &&
+    baseline.delivered === baseline.sent;
   process.stdout.write(`${JSON.stringify({ ...summary, allDelivered: ok })}\n`);
   process.exit(ok ? 0 : 1);
 }
@@ -119,7 +178,9 @@ function roundAll(l: LoadResult["latencyMs"]) {
 }
 
 type Figures = { messagesPerSec?: number; latencyMs: Record<string, unknown> };
-function updatePerformanceDoc(s: Record<string, unknown> & { cipherpost: Figures; socket: Figures; baseline: Figures }) {
+function updatePerformanceDoc(
+  s: Record<string, unknown> & { cipherpost: Figures; socket: Figures; baseline: Figures },
+) {
   const path = join(root, "docs/performance.md");
   const doc = readFileSync(path, "utf8");
   const l = (x: Record<string, unknown>, k: string) => x[k];

@@ -24,13 +24,19 @@ export function checkDeployConfig(tomlText: string): { problems: string[]; warni
   if (loaded.ok) {
     // A bound shard nothing reads yet is the first step of adding one (docs/scaling.md): allowed, but said.
     const used = new Set(loaded.config.SHARD_MAP.map((r) => r.binding));
-    for (const s of shards) if (!used.has(s)) warnings.push(`D1 binding ${s} is not in SHARD_MAP yet: nothing will read it until SHARD_MAP gives it buckets`);
+    for (const s of shards)
+      if (!used.has(s))
+        warnings.push(`D1 binding ${s} is not in SHARD_MAP yet: nothing will read it until SHARD_MAP gives it buckets`);
   }
   return { problems, warnings, shards };
 }
 
 function run(args: string[]) {
-  const r = spawnSync(process.execPath, [new URL("../node_modules/wrangler/bin/wrangler.js", import.meta.url).pathname, ...args], { stdio: "inherit" });
+  const r = spawnSync(
+    process.execPath,
+    [new URL("../node_modules/wrangler/bin/wrangler.js", import.meta.url).pathname, ...args],
+    { stdio: "inherit" },
+  );
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
@@ -39,7 +45,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const { problems, warnings, shards } = checkDeployConfig(readFileSync(configPath, "utf8"));
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   if (problems.length) {
-    process.stderr.write(`refusing to deploy: the configuration does not validate\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
+    process.stderr.write(
+      `refusing to deploy: the configuration does not validate\n${problems.map((p) => `  - ${p}`).join("\n")}\n`,
+    );
     process.exit(1);
   }
   process.stderr.write(`configuration valid; ${shards.length} shard(s): ${shards.join(", ")}\n`);

@@ -12,9 +12,13 @@ const wrangler = new URL("../node_modules/wrangler/bin/wrangler.js", import.meta
 
 for (const binding of bindings) {
   process.stderr.write(`applying schema.sql to local ${binding}\n`);
-  const r = spawnSync(process.execPath, [wrangler, "d1", "execute", binding, "--local", "--file", "schema.sql"], { stdio: ["ignore", "ignore", "inherit"] });
+  const r = spawnSync(process.execPath, [wrangler, "d1", "execute", binding, "--local", "--file", "schema.sql"], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
-const dev = spawn(process.execPath, [wrangler, "dev", "--ip", "127.0.0.1", "--port", port, ...process.argv.slice(2)], { stdio: "inherit" });
+const dev = spawn(process.execPath, [wrangler, "dev", "--ip", "127.0.0.1", "--port", port, ...process.argv.slice(2)], {
+  stdio: "inherit",
+});
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => dev.kill(sig));
 dev.on("exit", (code) => process.exit(code ?? 0));

@@ -5,7 +5,10 @@ import { describe, expect, it } from "vitest";
 
 describe("npm run bench --short", () => {
   it("delivers every message through cipherpost and the baseline and prints the JSON summary last", () => {
-    const r = spawnSync(process.execPath, ["node_modules/tsx/dist/cli.mjs", "bench/run.ts", "--short"], { encoding: "utf8", timeout: 240_000 });
+    const r = spawnSync(process.execPath, ["node_modules/tsx/dist/cli.mjs", "bench/run.ts", "--short"], {
+      encoding: "utf8",
+      timeout: 240_000,
+    });
     expect(r.status, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, unknown> & {
       cipherpost: { delivered: number; sent: number; duplicates: number };
@@ -20,6 +23,16 @@ describe("npm run bench --short", () => {
     expect(summary.socket.delivered).toBe(summary.socket.sent);
     expect(summary.socket.sent).toBe(summary.cipherpost.sent);
     expect(summary.socket.duplicates).toBe(0);
-    for (const key of ["throughputRatio", "p99Ratio", "socketThroughputRatio", "socketP99Ratio", "registrationsPerSec", "claimsPerSec", "uploadMBps", "rawR2PutMBps"]) expect(typeof summary[key], key).toBe("number");
+    for (const key of [
+      "throughputRatio",
+      "p99Ratio",
+      "socketThroughputRatio",
+      "socketP99Ratio",
+      "registrationsPerSec",
+      "claimsPerSec",
+      "uploadMBps",
+      "rawR2PutMBps",
+    ])
+      expect(typeof summary[key], key).toBe("number");
   }, 300_000);
 });

@@ -19,18 +19,25 @@ describe("deploy configuration check", () => {
   });
 
   it("refuses a SHARD_MAP naming a binding wrangler.toml does not declare, and warns of a shard nothing reads yet", () => {
-    expect(checkDeployConfig(toml.replace('SHARD_MAP = "0-4095:DB_0"', 'SHARD_MAP = "0-2047:DB_0,2048-4095:DB_1"')).problems).toEqual([
-      expect.stringMatching(/SHARD_MAP: names binding DB_1, which is not a D1 database/),
-    ]);
+    expect(
+      checkDeployConfig(toml.replace('SHARD_MAP = "0-4095:DB_0"', 'SHARD_MAP = "0-2047:DB_0,2048-4095:DB_1"')).problems,
+    ).toEqual([expect.stringMatching(/SHARD_MAP: names binding DB_1, which is not a D1 database/)]);
     const extra = `${toml}\n[[d1_databases]]\nbinding = "DB_7"\ndatabase_name = "x"\ndatabase_id = "y"\n`;
-    expect(checkDeployConfig(extra)).toMatchObject({ problems: [], warnings: [expect.stringMatching(/DB_7 is not in SHARD_MAP yet/)] });
+    expect(checkDeployConfig(extra)).toMatchObject({
+      problems: [],
+      warnings: [expect.stringMatching(/DB_7 is not in SHARD_MAP yet/)],
+    });
   });
 
   it("npm run deploy exits 1 on a bad configuration without running wrangler", () => {
     const dir = mkdtempSync(join(tmpdir(), "cipherpost-deploy-"));
     const bad = join(dir, "wrangler.toml");
     writeFileSync(bad, toml.replace('POW_DIFFICULTY_BITS = "16"', 'POW_DIFFICULTY_BITS = "99"'));
-    const r = spawnSync(process.execPath, [join("node_modules", "tsx", "dist", "cli.mjs"), "scripts/deploy.ts", `--config=${bad}`], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [join("node_modules", "tsx", "dist", "cli.mjs"), "scripts/deploy.ts", `--config=${bad}`],
+      { encoding: "utf8" },
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/refusing to deploy[\s\S]*POW_DIFFICULTY_BITS: must be between 0 and 32/);
   });

@@ -15,7 +15,10 @@ describe("configuration docs", () => {
   const names = Object.keys(ConfigSchema.shape);
 
   it("every variable has its unit or kind in its name", () => {
-    for (const n of names) expect(n, n).toMatch(/_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS|LEVEL|JWK|SUBJECT)$|^MAX_|_COUNT$/);
+    for (const n of names)
+      expect(n, n).toMatch(
+        /_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS|LEVEL|JWK|SUBJECT)$|^MAX_|_COUNT$/,
+      );
   });
 
   for (const name of Object.keys(ConfigSchema.shape).filter((n) => !(SECRET_VARS as readonly string[]).includes(n))) {
@@ -29,7 +32,9 @@ describe("configuration docs", () => {
       const parsed = ConfigSchema.shape[name as keyof typeof ConfigSchema.shape].safeParse(undefined);
       expect(parsed.success).toBe(true);
       const v = parsed.data as unknown;
-      const schemaDefault = Array.isArray(v) ? v.map((r: { from: number; to: number; binding: string }) => `${r.from}-${r.to}:${r.binding}`).join(",") : String(v);
+      const schemaDefault = Array.isArray(v)
+        ? v.map((r: { from: number; to: number; binding: string }) => `${r.from}-${r.to}:${r.binding}`).join(",")
+        : String(v);
       expect(schemaDefault).toBe(documentedDefault);
     });
   }

@@ -7,12 +7,17 @@ const MAX_NINES = 3; // up to p99.9
 
 export function latencyChart(series: Record<string, number[]>, width = 720, height = 380): string {
   const pad = { l: 64, r: 20, t: 36, b: 48 };
-  const all = Object.values(series).flat().filter((v) => v > 0);
+  const all = Object.values(series)
+    .flat()
+    .filter((v) => v > 0);
   const min = Math.max(0.1, Math.min(...all) * 0.8);
   const max = Math.max(...all, min * 10) * 1.2;
   const nines = (q: number) => Math.min(MAX_NINES, -Math.log10(Math.max(1 - q, 10 ** -MAX_NINES)));
   const lx = (q: number) => pad.l + (nines(q) / MAX_NINES) * (width - pad.l - pad.r);
-  const ly = (v: number) => height - pad.b - ((Math.log10(Math.max(v, min)) - Math.log10(min)) / (Math.log10(max) - Math.log10(min))) * (height - pad.t - pad.b);
+  const ly = (v: number) =>
+    height -
+    pad.b -
+    ((Math.log10(Math.max(v, min)) - Math.log10(min)) / (Math.log10(max) - Math.log10(min))) * (height - pad.t - pad.b);
   const grid: string[] = [];
   for (const [q, label] of [
     [0, "p0"],
@@ -21,13 +26,17 @@ export function latencyChart(series: Record<string, number[]>, width = 720, heig
     [0.99, "p99"],
     [0.999, "p99.9"],
   ] as const) {
-    grid.push(`<line x1="${lx(q)}" x2="${lx(q)}" y1="${pad.t}" y2="${height - pad.b}" stroke="#e5e7eb"/><text x="${lx(q)}" y="${height - pad.b + 16}" font-size="11" text-anchor="middle">${label}</text>`);
+    grid.push(
+      `<line x1="${lx(q)}" x2="${lx(q)}" y1="${pad.t}" y2="${height - pad.b}" stroke="#e5e7eb"/><text x="${lx(q)}" y="${height - pad.b + 16}" font-size="11" text-anchor="middle">${label}</text>`,
+    );
   }
   for (let d = Math.ceil(Math.log10(min)); d <= Math.floor(Math.log10(max)); d++) {
     for (const m of [1, 2, 5]) {
       const v = m * 10 ** d;
       if (v < min || v > max) continue;
-      grid.push(`<line x1="${pad.l}" x2="${width - pad.r}" y1="${ly(v)}" y2="${ly(v)}" stroke="#e5e7eb"/><text x="${pad.l - 6}" y="${ly(v) + 4}" font-size="11" text-anchor="end">${v} ms</text>`);
+      grid.push(
+        `<line x1="${pad.l}" x2="${width - pad.r}" y1="${ly(v)}" y2="${ly(v)}" stroke="#e5e7eb"/><text x="${pad.l - 6}" y="${ly(v) + 4}" font-size="11" text-anchor="end">${v} ms</text>`,
+      );
     }
   }
   const lines = Object.entries(series).map(([name, values], k) => {

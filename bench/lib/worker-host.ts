@@ -29,15 +29,32 @@ export interface WorkerHost {
 
 const root = resolve(new URL("../../", import.meta.url).pathname);
 
-export async function startWorker(opts: { config: string; vars?: Record<string, string>; schema?: string; inspectorPort?: number }): Promise<WorkerHost> {
+export async function startWorker(opts: {
+  config: string;
+  vars?: Record<string, string>;
+  schema?: string;
+  inspectorPort?: number;
+}): Promise<WorkerHost> {
   process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
   const config = resolve(root, opts.config);
   const toml = parse(readFileSync(config, "utf8")) as unknown as WranglerToml;
   const outdir = mkdtempSync(join(tmpdir(), "cipherpost-bench-"));
-  const built = spawnSync(process.execPath, [join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir, "--config", config], {
-    encoding: "utf8",
-    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
-  });
+  const built = spawnSync(
+    process.execPath,
+    [
+      join(root, "node_modules/wrangler/bin/wrangler.js"),
+      "deploy",
+      "--dry-run",
+      "--outdir",
+      outdir,
+      "--config",
+      config,
+    ],
+    {
+      encoding: "utf8",
+      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" },
+    },
+  );
   if (built.status !== 0) throw new Error(`bundling ${opts.config} failed:\n${built.stderr}`);
   const scriptPath = join(outdir, `${basename(toml.main).replace(/\.ts$/, "")}.js`);
   const mf = new Miniflare({
@@ -60,7 +77,9 @@ export async function startWorker(opts: { config: string; vars?: Record<string, 
       if (process.env.BENCH_RUNTIME_LOGS) stderr.pipe(process.stderr);
       else stderr.resume();
     },
-    durableObjects: Object.fromEntries((toml.durable_objects?.bindings ?? []).map((b) => [b.name, { className: b.class_name, useSQLite: true }])),
+    durableObjects: Object.fromEntries(
+      (toml.durable_objects?.bindings ?? []).map((b) => [b.name, { className: b.class_name, useSQLite: true }]),
+    ),
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   if (opts.schema) {

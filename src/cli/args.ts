@@ -54,14 +54,14 @@ const SPECS: Record<Exclude<Command["name"], "help">, Spec> = {
 
 function nonNegativeInt(name: string, value: string | undefined, min: number): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < min || !Number.isSafeInteger(Number(value))) throw new UsageError(`--${name} must be a whole number of at least ${min}`);
+  if (!/^\d+$/.test(value) || Number(value) < min || !Number.isSafeInteger(Number(value)))
+    throw new UsageError(`--${name} must be a whole number of at least ${min}`);
   return Number(value);
 }
 
 export function parseCommandLine(argv: string[]): Command {
-  let parsed;
-  try {
-    parsed = parseArgs({
+  const parse = () =>
+    parseArgs({
       args: argv,
       allowPositionals: true,
       strict: true,
@@ -74,6 +74,9 @@ export function parseCommandLine(argv: string[]): Command {
         help: { type: "boolean", short: "h" },
       },
     });
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse();
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -85,14 +88,17 @@ export function parseCommandLine(argv: string[]): Command {
   const command = name as keyof typeof SPECS;
   const spec = SPECS[command];
   for (const option of ["server", "code", "expire-seconds", "wait-ms"] as const) {
-    if (values[option] !== undefined && !spec.options.includes(option)) throw new UsageError(`${command} does not take --${option}`);
+    if (values[option] !== undefined && !spec.options.includes(option))
+      throw new UsageError(`${command} does not take --${option}`);
   }
   for (const option of spec.required ?? []) {
     const v = values[option as "server" | "code"];
     if (v === undefined || v === "") throw new UsageError(`${command} needs --${option}`);
   }
   if (rest.length !== spec.positionals.length)
-    throw new UsageError(`${command} takes ${spec.positionals.length ? spec.positionals.join(" ") : "no arguments"}, got ${rest.length ? rest.map((r) => JSON.stringify(r)).join(" ") : "none"}`);
+    throw new UsageError(
+      `${command} takes ${spec.positionals.length ? spec.positionals.join(" ") : "no arguments"}, got ${rest.length ? rest.map((r) => JSON.stringify(r)).join(" ") : "none"}`,
+    );
   const profile = values.profile;
   if (!profile) throw new UsageError("--profile DIR is required");
 
@@ -109,7 +115,13 @@ export function parseCommandLine(argv: string[]): Command {
       return { name: command, profile, account: rest[0]! };
     case "send": {
       const expireSeconds = nonNegativeInt("expire-seconds", values["expire-seconds"], 1);
-      return { name: command, profile, account: rest[0]!, text: rest[1]!, ...(expireSeconds !== undefined ? { expireSeconds } : {}) };
+      return {
+        name: command,
+        profile,
+        account: rest[0]!,
+        text: rest[1]!,
+        ...(expireSeconds !== undefined ? { expireSeconds } : {}),
+      };
     }
     case "send-file":
       return { name: command, profile, account: rest[0]!, path: rest[1]! };

@@ -3,7 +3,14 @@
 // bin/cipherpost.mjs runs this file through tsx.
 import { stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { CipherpostClient, CipherpostError, type ClientOptions, type StoredMessage, type UploadState } from "../client/index.ts";
+import {
+  type AttachmentPointer,
+  CipherpostClient,
+  CipherpostError,
+  type ClientOptions,
+  type StoredMessage,
+  type UploadState,
+} from "../client/index.ts";
 import { FileStorage, fileBlob, nodeWebSocket, writeStreamToFile } from "../client/node.ts";
 import { existsSync } from "node:fs";
 import { parseCommandLine, UsageError, USAGE, type Command } from "./args.ts";
@@ -14,7 +21,8 @@ const out = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n
 const note = (text: string) => process.stderr.write(`${text}\n`);
 
 /** Storage keys the CLI adds beside the SDK's: uploads to resume after an interrupted send-file. */
-const uploadKey = (account: string, path: string, size: number, mtimeMs: number) => `cli/upload/${account}/${size}.${Math.floor(mtimeMs)}/${path}`;
+const uploadKey = (account: string, path: string, size: number, mtimeMs: number) =>
+  `cli/upload/${account}/${size}.${Math.floor(mtimeMs)}/${path}`;
 
 interface Session {
   profile: Profile;
@@ -28,16 +36,25 @@ async function options(storage: FileStorage): Promise<ClientOptions> {
 
 async function openClient(s: Session): Promise<CipherpostClient> {
   const raw = await s.storage.get("device");
-  if (!raw) throw new CipherpostError("NOT_REGISTERED", `the profile ${s.profile.dir} has no device yet: run register or link first`);
+  if (!raw)
+    throw new CipherpostError(
+      "NOT_REGISTERED",
+      `the profile ${s.profile.dir} has no device yet: run register or link first`,
+    );
   s.client = await CipherpostClient.open(await options(s.storage));
   return s.client;
 }
 
 /** A file name safe to create under files/: no directories, no hidden files, nothing overwritten. */
 function receivedPath(dir: string, name: string | undefined, id: string): string {
-  const clean = (basename(name ?? "") || "attachment").replace(/[^\w.\- ]+/g, "_").replace(/^\.+/, "_").slice(0, 120) || "attachment";
+  const clean =
+    (basename(name ?? "") || "attachment")
+      .replace(/[^\w.\- ]+/g, "_")
+      .replace(/^\.+/, "_")
+      .slice(0, 120) || "attachment";
   let path = join(dir, clean);
-  for (let i = 1; existsSync(path) || existsSync(`${path}.partial`); i++) path = join(dir, `${id.slice(0, 8)}-${i}-${clean}`);
+  for (let i = 1; existsSync(path) || existsSync(`${path}.partial`); i++)
+    path = join(dir, `${id.slice(0, 8)}-${i}-${clean}`);
   return path;
 }
 
@@ -49,7 +66,11 @@ async function run(command: Exclude<Command, { name: "help" }>, s: Session): Pro
       return void out({ accountId: c.accountId, deviceId: c.deviceId });
     }
     case "link": {
-      const c = await CipherpostClient.link({ server: command.server, code: command.code, ...(await options(s.storage)) });
+      const c = await CipherpostClient.link({
+        server: command.server,
+        code: command.code,
+        ...(await options(s.storage)),
+      });
       s.client = c;
       return void out({ accountId: c.accountId, deviceId: c.deviceId });
     }
@@ -66,7 +87,10 @@ async function run(command: Exclude<Command, { name: "help" }>, s: Session): Pro
       return void out({ safetyNumber });
     }
     case "send": {
-      const r = await (await openClient(s)).send(command.account, { text: command.text, ...(command.expireSeconds !== undefined ? { expireSeconds: command.expireSeconds } : {}) });
+      const r = await (await openClient(s)).send(command.account, {
+        text: command.text,
+        ...(command.expireSeconds !== undefined ? { expireSeconds: command.expireSeconds } : {}),
+      });
       return void out({ id: r.id });
     }
     case "send-file": {
@@ -78,14 +102,17 @@ async function run(command: Exclude<Command, { name: "help" }>, s: Session): Pro
       const key = uploadKey(command.account, path, info.size, info.mtimeMs);
       const saved = await s.storage.get(key);
       const bar = progress(`uploading ${basename(path)}`);
-      let attachment;
+      let attachment: AttachmentPointer;
       try {
         const upload = {
           onProgress: (n: number, total: number) => bar.update(n, total),
           onCreated: (state: UploadState) => s.storage.write({ set: { [key]: JSON.stringify(state) } }),
         };
         try {
-          attachment = await c.uploadAttachment(file, { ...upload, ...(saved ? { resume: JSON.parse(saved) as UploadState } : {}) });
+          attachment = await c.uploadAttachment(file, {
+            ...upload,
+            ...(saved ? { resume: JSON.parse(saved) as UploadState } : {}),
+          });
           if (saved) note(`resumed the interrupted upload of ${basename(path)}`);
         } catch (e) {
           // The saved upload may have expired or gone: start afresh once.
@@ -101,7 +128,9 @@ async function run(command: Exclude<Command, { name: "help" }>, s: Session): Pro
     }
     case "devices": {
       const devices = await (await openClient(s)).devices();
-      return void out({ devices: devices.map((d) => ({ deviceId: d.deviceId, created: d.created, lastSeen: d.lastSeen })) });
+      return void out({
+        devices: devices.map((d) => ({ deviceId: d.deviceId, created: d.created, lastSeen: d.lastSeen })),
+      });
     }
     case "receive":
       return receive(await openClient(s), s.profile, command.waitMs);
@@ -111,7 +140,14 @@ async function run(command: Exclude<Command, { name: "help" }>, s: Session): Pro
 /** Prints one JSON line per stored message (files saved under files/), then waits `waitMs` after the queue empties. */
 async function receive(c: CipherpostClient, profile: Profile, waitMs: number): Promise<void> {
   const printMessage = async (m: StoredMessage) => {
-    const line: Record<string, unknown> = { id: m.id, from: m.from, fromDevice: m.fromDevice, to: m.to ?? null, timestamp: m.timestamp, text: m.text ?? "" };
+    const line: Record<string, unknown> = {
+      id: m.id,
+      from: m.from,
+      fromDevice: m.fromDevice,
+      to: m.to ?? null,
+      timestamp: m.timestamp,
+      text: m.text ?? "",
+    };
     if (m.group) line.group = m.group;
     if (m.expireSeconds !== undefined) line.expireSeconds = m.expireSeconds;
     const files = [];
@@ -119,7 +155,10 @@ async function receive(c: CipherpostClient, profile: Profile, waitMs: number): P
       const path = receivedPath(profile.filesDir, a.name, m.id);
       const bar = progress(`downloading ${basename(path)}`);
       try {
-        const written = await writeStreamToFile(await c.downloadAttachment(a, { onProgress: (n, total) => bar.update(n, total) }), path);
+        const written = await writeStreamToFile(
+          await c.downloadAttachment(a, { onProgress: (n, total) => bar.update(n, total) }),
+          path,
+        );
         files.push({ name: a.name ?? basename(path), size: written.size, sha256: written.sha256, path });
       } catch (e) {
         const err = CipherpostError.is(e) ? e : new CipherpostError("UNEXPECTED", String(e));
@@ -133,7 +172,10 @@ async function receive(c: CipherpostClient, profile: Profile, waitMs: number): P
     out(line);
   };
   c.on("message", printMessage);
-  c.on("decryptionError", (e) => void out({ id: e.relayId, from: e.from, fromDevice: e.fromDevice, error: e.error.toJSON() }));
+  c.on(
+    "decryptionError",
+    (e) => void out({ id: e.relayId, from: e.from, fromDevice: e.fromDevice, error: e.error.toJSON() }),
+  );
   c.on("error", (e) => void note(`warning: ${e.code}: ${e.message}`));
   const stopped = c.once("stopped").then((e) => {
     throw e;
@@ -172,7 +214,9 @@ export async function main(argv: string[]): Promise<number> {
   process.once("SIGTERM", onSignal);
   try {
     const profile = await openProfile(command.profile, (holder) =>
-      note(`waiting for the profile ${command.profile}, in use by ${holder !== null ? `process ${holder}` : "another process"}…`),
+      note(
+        `waiting for the profile ${command.profile}, in use by ${holder !== null ? `process ${holder}` : "another process"}…`,
+      ),
     );
     session = { profile, storage: undefined as unknown as FileStorage };
     session.storage = await FileStorage.open(profile.statePath);
@@ -181,7 +225,9 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     await cleanUp();
-    const err = CipherpostError.is(e) ? e : new CipherpostError("UNEXPECTED", e instanceof Error ? e.message : String(e), { cause: e });
+    const err = CipherpostError.is(e)
+      ? e
+      : new CipherpostError("UNEXPECTED", e instanceof Error ? e.message : String(e), { cause: e });
     out({ error: { code: err.code, message: err.message } });
     return 1;
   }

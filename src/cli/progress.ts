@@ -24,7 +24,9 @@ export function progress(label: string, stream: NodeJS.WriteStream = process.std
         lastDraw = now;
         const width = Math.max(10, Math.min(40, (stream.columns ?? 80) - label.length - 40));
         const full = Math.round(fraction * width);
-        stream.write(`\r${label} [${"#".repeat(full)}${".".repeat(width - full)}] ${String(Math.floor(fraction * 100)).padStart(3)}% ${text}\x1b[K`);
+        stream.write(
+          `\r${label} [${"#".repeat(full)}${".".repeat(width - full)}] ${String(Math.floor(fraction * 100)).padStart(3)}% ${text}\x1b[K`,
+        );
         drawn = true;
       } else {
         const tenth = Math.floor(fraction * 10);

@@ -47,19 +47,37 @@ function segmentNonce(index: number, final: boolean): Uint8Array<ArrayBuffer> {
 }
 
 export function importAttachmentKey(key: Uint8Array): Promise<CryptoKey> {
-  if (key.length !== ATTACHMENT_KEY_BYTES) throw new CipherpostError("INVALID_ARGUMENT", "an attachment key is 32 bytes");
+  if (key.length !== ATTACHMENT_KEY_BYTES)
+    throw new CipherpostError("INVALID_ARGUMENT", "an attachment key is 32 bytes");
   return crypto.subtle.importKey("raw", plainBuffer(key), "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 
-export async function sealSegment(key: CryptoKey, index: number, final: boolean, plaintext: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: segmentNonce(index, final) }, key, plainBuffer(plaintext)));
+export async function sealSegment(
+  key: CryptoKey,
+  index: number,
+  final: boolean,
+  plaintext: Uint8Array,
+): Promise<Uint8Array> {
+  return new Uint8Array(
+    await crypto.subtle.encrypt({ name: "AES-GCM", iv: segmentNonce(index, final) }, key, plainBuffer(plaintext)),
+  );
 }
 
-export async function openSegment(key: CryptoKey, index: number, final: boolean, sealed: Uint8Array): Promise<Uint8Array> {
+export async function openSegment(
+  key: CryptoKey,
+  index: number,
+  final: boolean,
+  sealed: Uint8Array,
+): Promise<Uint8Array> {
   try {
-    return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: segmentNonce(index, final) }, key, plainBuffer(sealed)));
+    return new Uint8Array(
+      await crypto.subtle.decrypt({ name: "AES-GCM", iv: segmentNonce(index, final) }, key, plainBuffer(sealed)),
+    );
   } catch {
-    throw new CipherpostError("DIGEST_MISMATCH", `attachment segment ${index} does not authenticate: the blob was altered or the key is wrong`);
+    throw new CipherpostError(
+      "DIGEST_MISMATCH",
+      `attachment segment ${index} does not authenticate: the blob was altered or the key is wrong`,
+    );
   }
 }
 
@@ -96,7 +114,10 @@ export async function* encryptBlob(
     const last = Math.min(count, window + READ_WINDOW_SEGMENTS);
     const start = window * segmentBytes;
     const end = Math.min(length, last * segmentBytes);
-    let bytes = start < blob.size ? new Uint8Array(await blob.slice(start, Math.min(blob.size, end)).arrayBuffer()) : new Uint8Array(0);
+    let bytes =
+      start < blob.size
+        ? new Uint8Array(await blob.slice(start, Math.min(blob.size, end)).arrayBuffer())
+        : new Uint8Array(0);
     if (bytes.length < end - start) {
       const padded = new Uint8Array(end - start);
       padded.set(bytes);
@@ -146,7 +167,8 @@ export function decryptStream(options: DecryptStreamOptions): TransformStream<Ui
     await digest.add(bytes);
     const plain = await openSegment(await keyPromise, index, index === count - 1, bytes);
     const keep = Math.min(plain.length, options.size - emitted);
-    for (let i = keep; i < plain.length; i++) if (plain[i] !== 0) throw new CipherpostError("DIGEST_MISMATCH", "the attachment's padding is not zeros");
+    for (let i = keep; i < plain.length; i++)
+      if (plain[i] !== 0) throw new CipherpostError("DIGEST_MISMATCH", "the attachment's padding is not zeros");
     if (keep > 0) controller.enqueue(keep === plain.length ? plain : plain.subarray(0, keep));
     emitted += keep;
     index++;
@@ -155,7 +177,8 @@ export function decryptStream(options: DecryptStreamOptions): TransformStream<Ui
   return new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
       received += chunk.length;
-      if (received > total) throw new CipherpostError("DIGEST_MISMATCH", "the attachment is longer than its pointer says");
+      if (received > total)
+        throw new CipherpostError("DIGEST_MISMATCH", "the attachment is longer than its pointer says");
       let off = 0;
       while (off < chunk.length) {
         const take = Math.min(sealedBytes - filled, chunk.length - off);
@@ -172,11 +195,13 @@ export function decryptStream(options: DecryptStreamOptions): TransformStream<Ui
     },
     async flush(controller) {
       if (filled > 0) await flushSegment(controller, buffer.subarray(0, filled));
-      if (received !== total || index !== count) throw new CipherpostError("DIGEST_MISMATCH", `the attachment is ${received} bytes, its pointer says ${total}`);
+      if (received !== total || index !== count)
+        throw new CipherpostError("DIGEST_MISMATCH", `the attachment is ${received} bytes, its pointer says ${total}`);
       const got = digest.finish();
       let diff = got.length ^ options.digest.length;
       for (let i = 0; i < got.length; i++) diff |= got[i]! ^ (options.digest[i] ?? 0);
-      if (diff !== 0) throw new CipherpostError("DIGEST_MISMATCH", "the attachment's digest does not match its pointer");
+      if (diff !== 0)
+        throw new CipherpostError("DIGEST_MISMATCH", "the attachment's digest does not match its pointer");
     },
   });
 }

@@ -3,7 +3,6 @@
 // process, or in another one given the saved UploadState), and download as a stream that decrypts and checks
 // the digest. Memory stays at one chunk plus one read window whatever the file's size.
 import { TUS_CONTENT_TYPE, TUS_ENDPOINT, TUS_VERSION } from "../protocol/attachments.ts";
-import { encodeBase64 } from "../protocol/base64.ts";
 import {
   ATTACHMENT_KEY_BYTES,
   DEFAULT_SEGMENT_BYTES,
@@ -18,7 +17,7 @@ import {
 import type { AttachmentPointer } from "./content.ts";
 import { CipherpostError } from "./errors.ts";
 import { basicAuth, errorFrom, type Credentials, type RelayHttp } from "./http.ts";
-import { fromBase64, toBase64 } from "../crypto/bytes.js";
+import { fromBase64, toBase64 } from "../crypto/bytes.ts";
 
 /** Default PATCH size: two of the relay's default 10 MiB R2 parts, well under its 50 MiB MAX_PATCH_BYTES. */
 export const DEFAULT_CHUNK_BYTES = 20 * 1024 * 1024;
@@ -63,7 +62,10 @@ export function attachmentIdOf(url: string): string {
 }
 
 async function createUpload(http: RelayHttp, auth: Credentials, length: number, signal?: AbortSignal): Promise<string> {
-  const res = await http.raw("POST", TUS_ENDPOINT, { headers: { ...tusHeaders(auth), "upload-length": String(length) }, ...(signal ? { signal } : {}) });
+  const res = await http.raw("POST", TUS_ENDPOINT, {
+    headers: { ...tusHeaders(auth), "upload-length": String(length) },
+    ...(signal ? { signal } : {}),
+  });
   if (res.status !== 201) throw await errorFrom(res);
   await res.body?.cancel();
   const location = res.headers.get("location");
@@ -75,22 +77,36 @@ async function uploadOffset(http: RelayHttp, auth: Credentials, url: string, sig
   const res = await http.raw("HEAD", url, { headers: tusHeaders(auth), ...(signal ? { signal } : {}) });
   if (!res.ok) throw await errorFrom(res);
   const offset = Number(res.headers.get("upload-offset"));
-  if (!Number.isSafeInteger(offset) || offset < 0) throw new CipherpostError("INVALID_RESPONSE", "tus HEAD answered without a valid Upload-Offset");
+  if (!Number.isSafeInteger(offset) || offset < 0)
+    throw new CipherpostError("INVALID_RESPONSE", "tus HEAD answered without a valid Upload-Offset");
   return offset;
 }
 
 /** One PATCH; answers the relay's new offset. */
-async function patch(http: RelayHttp, auth: Credentials, url: string, offset: number, body: Uint8Array, signal?: AbortSignal): Promise<number> {
-  const checksum = encodeBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", plainBuffer(body))));
+async function patch(
+  http: RelayHttp,
+  auth: Credentials,
+  url: string,
+  offset: number,
+  body: Uint8Array,
+  signal?: AbortSignal,
+): Promise<number> {
+  const checksum = toBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", plainBuffer(body))));
   const res = await http.raw("PATCH", url, {
-    headers: { ...tusHeaders(auth), "upload-offset": String(offset), "content-type": TUS_CONTENT_TYPE, "upload-checksum": `sha256 ${checksum}` },
+    headers: {
+      ...tusHeaders(auth),
+      "upload-offset": String(offset),
+      "content-type": TUS_CONTENT_TYPE,
+      "upload-checksum": `sha256 ${checksum}`,
+    },
     rawBody: plainBuffer(body),
     timeoutMs: 10 * 60_000,
     ...(signal ? { signal } : {}),
   });
   if (res.status !== 204) throw await errorFrom(res);
   const next = Number(res.headers.get("upload-offset"));
-  if (!Number.isSafeInteger(next)) throw new CipherpostError("INVALID_RESPONSE", "tus PATCH answered without Upload-Offset");
+  if (!Number.isSafeInteger(next))
+    throw new CipherpostError("INVALID_RESPONSE", "tus PATCH answered without Upload-Offset");
   return next;
 }
 
@@ -99,15 +115,25 @@ async function patch(http: RelayHttp, auth: Credentials, url: string, offset: nu
  * the upload exists, it throws with `extras.upload` (the UploadState); pass that as `resume` to go on from the
  * relay's offset. Segments before the offset are encrypted again locally (for the digest) but not re-sent.
  */
-export async function uploadAttachment(http: RelayHttp, auth: Credentials, blob: Blob, options: UploadOptions = {}): Promise<AttachmentPointer> {
+export async function uploadAttachment(
+  http: RelayHttp,
+  auth: Credentials,
+  blob: Blob,
+  options: UploadOptions = {},
+): Promise<AttachmentPointer> {
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-  if (!Number.isInteger(chunkBytes) || chunkBytes < 64 * 1024) throw new CipherpostError("INVALID_ARGUMENT", "chunkBytes must be at least 64 KiB");
+  if (!Number.isInteger(chunkBytes) || chunkBytes < 64 * 1024)
+    throw new CipherpostError("INVALID_ARGUMENT", "chunkBytes must be at least 64 KiB");
   const signal = options.signal;
   let state: UploadState;
   if (options.resume) {
     // A state saved before padding existed has no paddedSize: that upload was created unpadded.
     state = { ...options.resume, paddedSize: options.resume.paddedSize ?? options.resume.size };
-    if (state.size !== blob.size) throw new CipherpostError("INVALID_ARGUMENT", `the file is ${blob.size} bytes; the upload being resumed was for ${state.size}`);
+    if (state.size !== blob.size)
+      throw new CipherpostError(
+        "INVALID_ARGUMENT",
+        `the file is ${blob.size} bytes; the upload being resumed was for ${state.size}`,
+      );
   } else {
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     const key = crypto.getRandomValues(new Uint8Array(ATTACHMENT_KEY_BYTES));
@@ -145,7 +171,13 @@ export async function uploadAttachment(http: RelayHttp, auth: Credentials, blob:
           offset = await patch(http, auth, state.url, start, body, signal);
           break;
         } catch (e) {
-          if (signal?.aborted || !CipherpostError.is(e) || !(e.retryable || e.code === "UPLOAD_OFFSET_MISMATCH") || retries-- <= 0) throw e;
+          if (
+            signal?.aborted ||
+            !CipherpostError.is(e) ||
+            !(e.retryable || e.code === "UPLOAD_OFFSET_MISMATCH") ||
+            retries-- <= 0
+          )
+            throw e;
           const at = await uploadOffset(http, auth, state.url, signal);
           if (at < start || at > start + body.length) throw e;
           body = body.subarray(at - start);
@@ -165,7 +197,8 @@ export async function uploadAttachment(http: RelayHttp, auth: Credentials, blob:
       signal?.throwIfAborted();
       await digest.add(sealed);
       let from = 0;
-      if (position + sealed.length <= offset) from = sealed.length; // already on the relay
+      if (position + sealed.length <= offset)
+        from = sealed.length; // already on the relay
       else if (position < offset) from = offset - position;
       position += sealed.length;
       while (from < sealed.length) {
@@ -177,7 +210,8 @@ export async function uploadAttachment(http: RelayHttp, auth: Credentials, blob:
       }
     }
     if (filled > 0) await send();
-    if (offset !== total) throw new CipherpostError("INVALID_RESPONSE", `the relay holds ${offset} of ${total} bytes after the last chunk`);
+    if (offset !== total)
+      throw new CipherpostError("INVALID_RESPONSE", `the relay holds ${offset} of ${total} bytes after the last chunk`);
     return {
       id: attachmentIdOf(state.url),
       key: state.key,
@@ -203,8 +237,15 @@ export interface DownloadOptions {
  * digest errors the stream with DIGEST_MISMATCH at the end, so write to a temporary place and keep it only if
  * the stream closes cleanly.
  */
-export async function downloadAttachment(http: RelayHttp, pointer: AttachmentPointer, options: DownloadOptions = {}): Promise<ReadableStream<Uint8Array>> {
-  const res = await http.raw("GET", `/v1/attachments/${pointer.id}`, { timeoutMs: 24 * 3600_000, ...(options.signal ? { signal: options.signal } : {}) });
+export async function downloadAttachment(
+  http: RelayHttp,
+  pointer: AttachmentPointer,
+  options: DownloadOptions = {},
+): Promise<ReadableStream<Uint8Array>> {
+  const res = await http.raw("GET", `/v1/attachments/${pointer.id}`, {
+    timeoutMs: 24 * 3600_000,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
   if (res.status !== 200 || !res.body) throw await errorFrom(res);
   return res.body.pipeThrough(
     decryptStream({

@@ -3,15 +3,14 @@
 // 409/410), receives over one long-lived WebSocket with exactly-once storage, and moves attachments. Web-standard
 // APIs only (fetch, WebSocket, WebCrypto, streams): runs in Node 20+, browsers and Workers.
 import type { z } from "zod";
-import { equalBytes, fromBase64, toBase64 } from "../crypto/bytes.js";
-import { CryptoError } from "../crypto/errors.js";
-import { ecPublicKeyFromPrivate, generateEcKeyPair } from "../crypto/keys.js";
-import { openLinkEnvelope, sealLinkEnvelope } from "../crypto/link-envelope.js";
-import { bundlesFromJson, type LocalIdentity } from "../crypto/pqxdh.js";
-import { encryptForDevices, initiateSession, SessionRecord, sessionDecrypt } from "../crypto/session-store.js";
-import { safetyNumber } from "../crypto/fingerprint.js";
-import { xeddsaSign } from "../crypto/xeddsa.js";
-import { decodeBase64, encodeBase64 } from "../protocol/base64.ts";
+import { equalBytes, fromBase64, toBase64 } from "../crypto/bytes.ts";
+import { CryptoError } from "../crypto/errors.ts";
+import { ecPublicKeyFromPrivate, generateEcKeyPair } from "../crypto/keys.ts";
+import { openLinkEnvelope, sealLinkEnvelope } from "../crypto/link-envelope.ts";
+import { bundlesFromJson, type LocalIdentity } from "../crypto/pqxdh.ts";
+import { encryptForDevices, initiateSession, SessionRecord, sessionDecrypt } from "../crypto/session-store.ts";
+import { safetyNumber } from "../crypto/fingerprint.ts";
+import { xeddsaSign } from "../crypto/xeddsa.ts";
 import {
   AccountId,
   ChallengeResponse,
@@ -25,13 +24,28 @@ import {
   type DeviceInfo,
 } from "../protocol/directory.ts";
 import type { Envelope } from "../protocol/messages.ts";
-import { MultiRecipientSendResponse, SendMessageResponse, CIPHERTEXT_TYPES, type MultiRecipientSendRequest, type OutgoingMessage, type RecipientResult, type SendMessageRequest } from "../protocol/messages.ts";
-import { MAX_REGISTRATION_ID, MIN_REGISTRATION_ID, REGISTRATION_PROOF_CONTEXT } from "../protocol/limits.ts";
+import {
+  MultiRecipientSendResponse,
+  SendMessageResponse,
+  CIPHERTEXT_TYPES,
+  type MultiRecipientSendRequest,
+  type OutgoingMessage,
+  type RecipientResult,
+  type SendMessageRequest,
+} from "../protocol/messages.ts";
+import { MAX_REGISTRATION_ID, MIN_REGISTRATION_ID, registrationProofMessage } from "../protocol/limits.ts";
 import { PushEndpointRequest, VapidKeyResponse } from "../protocol/push.ts";
 import { solvePow } from "../protocol/pow.ts";
 import type { MessageFrame, ServerFrame } from "../protocol/frames.ts";
 import { downloadAttachment, uploadAttachment, type DownloadOptions, type UploadOptions } from "./attachments.ts";
-import { MailboxConnection, SendNotAnswered, type ConnectionEvent, type ConnectionOptions, type MailboxSocket, type WebSocketConstructor } from "./connection.ts";
+import {
+  MailboxConnection,
+  SendNotAnswered,
+  type ConnectionEvent,
+  type ConnectionOptions,
+  type MailboxSocket,
+  type WebSocketConstructor,
+} from "./connection.ts";
 import {
   decodeContent,
   encodeContent,
@@ -50,7 +64,15 @@ import { CipherpostError } from "./errors.ts";
 import { errorFrom, errorFromResult, RelayHttp, type Credentials, type FetchLike } from "./http.ts";
 import { decodeLinkCode, encodeLinkCode, LINK_SECRET_BYTES, LinkHandOver } from "./link-code.ts";
 import { MessageStore, type MessageFilter, type StoredMessage } from "./message-store.ts";
-import { DEFAULT_PREKEY_POLICY, generateKeys, rotationPlan, StoragePreKeyStore, usedPreKeyDeletions, type GeneratedKeys, type PreKeyPolicy } from "./prekeys.ts";
+import {
+  DEFAULT_PREKEY_POLICY,
+  generateKeys,
+  rotationPlan,
+  StoragePreKeyStore,
+  usedPreKeyDeletions,
+  type GeneratedKeys,
+  type PreKeyPolicy,
+} from "./prekeys.ts";
 import type { Storage, StorageBatch } from "./storage.ts";
 
 // ---------- options, results, events ----------
@@ -201,7 +223,7 @@ function randomRegistrationId(): number {
 }
 
 function newPassword(): string {
-  return encodeBase64(crypto.getRandomValues(new Uint8Array(18)));
+  return toBase64(crypto.getRandomValues(new Uint8Array(18)));
 }
 
 function randomKeyIdStart(): number {
@@ -225,7 +247,10 @@ function asCipherpostError(e: unknown): CipherpostError {
         cause: e,
       });
     }
-    return new CipherpostError("DECRYPTION_FAILED", `${e.code}: ${e.message}`, { extras: { cryptoCode: e.code }, cause: e });
+    return new CipherpostError("DECRYPTION_FAILED", `${e.code}: ${e.message}`, {
+      extras: { cryptoCode: e.code },
+      cause: e,
+    });
   }
   return new CipherpostError("INVALID_RESPONSE", e instanceof Error ? e.message : String(e), { cause: e });
 }
@@ -239,11 +264,15 @@ function identityOf(d: DeviceRecord): LocalIdentity {
 
 /** A first batch of keys for a new device, its private halves and the fields the relay wants. */
 function initialKeys(identityPrivateKey: Uint8Array, policy: PreKeyPolicy, now: number): GeneratedKeys {
-  return generateKeys(identityPrivateKey, randomKeyIdStart(), { signed: true, lastResort: true, ec: policy.batch, kem: policy.batch }, now);
+  return generateKeys(
+    identityPrivateKey,
+    randomKeyIdStart(),
+    { signed: true, lastResort: true, ec: policy.batch, kem: policy.batch },
+    now,
+  );
 }
 
 // ---------- the client ----------
-
 
 /** How long close() waits for background sends before it returns anyway. */
 const CLOSE_WAIT_MS = 10_000;
@@ -325,7 +354,8 @@ export class CipherpostClient {
 
   /** Creates an account and its first device (solving the relay's proof of work) and stores it. */
   static async register(options: RegisterOptions): Promise<CipherpostClient> {
-    if (await options.storage.get(DEVICE_KEY)) throw new CipherpostError("ALREADY_REGISTERED", "this storage already holds a device");
+    if (await options.storage.get(DEVICE_KEY))
+      throw new CipherpostError("ALREADY_REGISTERED", "this storage already holds a device");
     const http = new RelayHttp(options.server, options.fetch, options.timeoutMs);
     const policy = { ...DEFAULT_PREKEY_POLICY, ...(options.preKeys ?? {}) };
     const identity = generateEcKeyPair();
@@ -335,13 +365,9 @@ export class CipherpostClient {
     const password = newPassword();
 
     const ch = await http.json("POST", "/v1/challenges", ChallengeResponse);
-    const challenge = decodeBase64(ch.challenge);
+    const challenge = fromBase64(ch.challenge);
     const nonce = await solvePow(challenge, ch.difficulty);
-    const context = new TextEncoder().encode(REGISTRATION_PROOF_CONTEXT);
-    const proofMessage = new Uint8Array(context.length + challenge.length + identity.publicKey.length);
-    proofMessage.set(context, 0);
-    proofMessage.set(challenge, context.length);
-    proofMessage.set(identity.publicKey, context.length + challenge.length);
+    const proofMessage = registrationProofMessage(challenge, identity.publicKey);
 
     // Private halves first: the relay must never hold a public key whose private half we could lose.
     await options.storage.write(keys.batch);
@@ -356,7 +382,7 @@ export class CipherpostClient {
           pqLastResortPreKey: keys.pqLastResortPreKey!,
           preKeys: keys.preKeys,
           pqPreKeys: keys.pqPreKeys,
-          pow: { challenge: ch.challenge, nonce: encodeBase64(nonce) },
+          pow: { challenge: ch.challenge, nonce: toBase64(nonce) },
           proof: toBase64(xeddsaSign(identity.privateKey, proofMessage)),
         },
       });
@@ -383,23 +409,36 @@ export class CipherpostClient {
    * and registers itself.
    */
   static async link(options: LinkOptions): Promise<CipherpostClient> {
-    if (await options.storage.get(DEVICE_KEY)) throw new CipherpostError("ALREADY_REGISTERED", "this storage already holds a device");
+    if (await options.storage.get(DEVICE_KEY))
+      throw new CipherpostError("ALREADY_REGISTERED", "this storage already holds a device");
     const code = decodeLinkCode(options.code);
     const http = new RelayHttp(options.server, options.fetch, options.timeoutMs);
     const policy = { ...DEFAULT_PREKEY_POLICY, ...(options.preKeys ?? {}) };
     const linkToken = toBase64(code.linkToken);
-    const { envelope } = await http.json("POST", "/v1/devices/link/envelope", LinkEnvelopeResponse, { body: { accountId: code.accountId, linkToken } });
+    const { envelope } = await http.json("POST", "/v1/devices/link/envelope", LinkEnvelopeResponse, {
+      body: { accountId: code.accountId, linkToken },
+    });
     let handOver: LinkHandOver;
     try {
-      const plain = openLinkEnvelope(code.secret, decodeBase64(envelope));
+      const plain = openLinkEnvelope(code.secret, fromBase64(envelope));
       handOver = LinkHandOver.parse(JSON.parse(new TextDecoder().decode(plain)));
     } catch (e) {
-      throw new CipherpostError("INVALID_LINK_CODE", "the hand-over does not decrypt with this link code, or is malformed", { cause: e });
+      throw new CipherpostError(
+        "INVALID_LINK_CODE",
+        "the hand-over does not decrypt with this link code, or is malformed",
+        { cause: e },
+      );
     }
-    const identityPrivateKey = decodeBase64(handOver.identityPrivateKey);
-    const identityKey = decodeBase64(handOver.identityKey);
-    if (handOver.accountId.toLowerCase() !== code.accountId || !equalBytes(ecPublicKeyFromPrivate(identityPrivateKey), identityKey))
-      throw new CipherpostError("INVALID_LINK_CODE", "the hand-over names another account or its identity key pair does not match");
+    const identityPrivateKey = fromBase64(handOver.identityPrivateKey);
+    const identityKey = fromBase64(handOver.identityKey);
+    if (
+      handOver.accountId.toLowerCase() !== code.accountId ||
+      !equalBytes(ecPublicKeyFromPrivate(identityPrivateKey), identityKey)
+    )
+      throw new CipherpostError(
+        "INVALID_LINK_CODE",
+        "the hand-over names another account or its identity key pair does not match",
+      );
 
     const now = Date.now();
     const keys = initialKeys(identityPrivateKey, policy, now);
@@ -448,7 +487,9 @@ export class CipherpostClient {
   /** Stores a newly registered or linked device (and pins its own account's identity key), then opens it. */
   static async #saveAndOpen(options: ClientOptions, d: Omit<DeviceRecord, "version">): Promise<CipherpostClient> {
     const device: DeviceRecord = { version: 1, ...d, accountId: d.accountId.toLowerCase() };
-    await options.storage.write({ set: { [DEVICE_KEY]: JSON.stringify(device), [identityKeyOf(device.accountId)]: device.identityKey } });
+    await options.storage.write({
+      set: { [DEVICE_KEY]: JSON.stringify(device), [identityKeyOf(device.accountId)]: device.identityKey },
+    });
     return CipherpostClient.open(options);
   }
 
@@ -495,7 +536,10 @@ export class CipherpostClient {
     const p = task().catch((e: unknown) => {
       if (this.#closed && CipherpostError.is(e, "CLOSED")) return;
       const err = asCipherpostError(e);
-      return this.#emit("error", new CipherpostError(err.code, `${what}: ${err.message}`, { extras: err.extras, cause: err }));
+      return this.#emit(
+        "error",
+        new CipherpostError(err.code, `${what}: ${err.message}`, { extras: err.extras, cause: err }),
+      );
     });
     this.#background.add(p);
     void p.finally(() => this.#background.delete(p));
@@ -513,7 +557,11 @@ export class CipherpostClient {
     this.#assertOpen();
     if (this.#connection?.running) return Promise.resolve();
     const WS = this.#options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!WS) throw new CipherpostError("INVALID_ARGUMENT", "no WebSocket implementation: pass options.WebSocket (in Node 20, the `ws` package's WebSocket)");
+    if (!WS)
+      throw new CipherpostError(
+        "INVALID_ARGUMENT",
+        "no WebSocket implementation: pass options.WebSocket (in Node 20, the `ws` package's WebSocket)",
+      );
     this.#connection = new MailboxConnection(
       this.#http,
       this.#auth,
@@ -531,7 +579,10 @@ export class CipherpostClient {
     );
     // Signed prekeys rotate on a schedule, checked hourly while connected.
     clearInterval(this.#rotationTimer);
-    this.#rotationTimer = setInterval(() => this.#runInBackground("prekey rotation", () => this.refreshPreKeys()), 3_600_000);
+    this.#rotationTimer = setInterval(
+      () => this.#runInBackground("prekey rotation", () => this.refreshPreKeys()),
+      3_600_000,
+    );
     unref(this.#rotationTimer);
     return this.#connection.start(options);
   }
@@ -561,7 +612,10 @@ export class CipherpostClient {
     const deadline = Date.now() + CLOSE_WAIT_MS;
     while (this.#background.size && Date.now() < deadline) {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([Promise.allSettled([...this.#background]), new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+      await Promise.race([
+        Promise.allSettled([...this.#background]),
+        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
+      ]);
       clearTimeout(timer);
     }
     clearTimeout(this.#expiryTimer);
@@ -601,7 +655,12 @@ export class CipherpostClient {
         // Never stored and never acked: typing indicators and the like.
         const content = await this.#mutex.run(() => this.#decryptOnline(env));
         if (content?.type === "typing")
-          await this.#emit("typing", { from: env.sourceAccountId, fromDevice: env.sourceDeviceId, action: content.action, ...(content.groupId ? { groupId: content.groupId } : {}) });
+          await this.#emit("typing", {
+            from: env.sourceAccountId,
+            fromDevice: env.sourceDeviceId,
+            action: content.action,
+            ...(content.groupId ? { groupId: content.groupId } : {}),
+          });
         return;
       }
       const outcome = await this.#mutex.run(() => this.#receive(frame));
@@ -610,7 +669,10 @@ export class CipherpostClient {
       this.#scheduleReceipts();
     } catch (e) {
       // Storage failed: leave the message unacked; a new connection delivers it again.
-      await this.#emit("error", new CipherpostError(asCipherpostError(e).code, `processing message ${frame.id}: ${String(e)}`, { cause: e }));
+      await this.#emit(
+        "error",
+        new CipherpostError(asCipherpostError(e).code, `processing message ${frame.id}: ${String(e)}`, { cause: e }),
+      );
       this.reconnect();
     }
   }
@@ -632,7 +694,14 @@ export class CipherpostClient {
     const from = env.sourceAccountId;
     const record = await this.#record(from, env.sourceDeviceId);
     const trusted = await this.#trustedIdentity(from);
-    const result = await sessionDecrypt(record, this.#identity, this.#preKeyStore, env.type, decodeBase64(env.content), trusted ? { trustedIdentityKey: trusted } : {});
+    const result = await sessionDecrypt(
+      record,
+      this.#identity,
+      this.#preKeyStore,
+      env.type,
+      fromBase64(env.content),
+      trusted ? { trustedIdentityKey: trusted } : {},
+    );
     this.#records.set(sessionKey(from, env.sourceDeviceId), record);
     batch.set[sessionKey(from, env.sourceDeviceId)] = toBase64(record.serialize());
     if (!trusted) batch.set[identityKeyOf(from)] = toBase64(result.remoteIdentityKey);
@@ -655,15 +724,17 @@ export class CipherpostClient {
     const from = env.sourceAccountId;
 
     if (env.type === CIPHERTEXT_TYPES.plaintext) {
-      const content = decodeContent(decodeBase64(env.content));
-      if (content?.type === "retry" && content.targetDevice === this.deviceId) this.#runInBackground("resend after a retry receipt", () => this.#resend(env, content));
+      const content = decodeContent(fromBase64(env.content));
+      if (content?.type === "retry" && content.targetDevice === this.deviceId)
+        this.#runInBackground("resend after a retry receipt", () => this.#resend(env, content));
       await this.#storage.write(batch);
       return events;
     }
 
     let content: Content | undefined;
     try {
-      if (env.type !== CIPHERTEXT_TYPES.message && env.type !== CIPHERTEXT_TYPES.preKeyMessage) throw new CryptoError("INVALID_MESSAGE", `ciphertext type ${env.type} is not supported`);
+      if (env.type !== CIPHERTEXT_TYPES.message && env.type !== CIPHERTEXT_TYPES.preKeyMessage)
+        throw new CryptoError("INVALID_MESSAGE", `ciphertext type ${env.type} is not supported`);
       content = await this.#decrypt(env, batch);
     } catch (e) {
       if (CryptoError.is(e, "DUPLICATE_MESSAGE")) {
@@ -674,7 +745,13 @@ export class CipherpostClient {
       const error = asCipherpostError(e);
       this.#stats.decryptionErrors++;
       await this.#storage.write({ set: { [seenKey(frame.id)]: String(env.expiresAt) } });
-      const event: DecryptionErrorEvent = { relayId: frame.id, from, fromDevice: env.sourceDeviceId, timestamp: env.timestamp, error };
+      const event: DecryptionErrorEvent = {
+        relayId: frame.id,
+        from,
+        fromDevice: env.sourceDeviceId,
+        timestamp: env.timestamp,
+        error,
+      };
       events.push(() => this.#emit("decryptionError", event));
       // Signal's answer to an undecryptable message: ask the sender to start a new session and send it again.
       this.#runInBackground("retry receipt", () => this.#sendRetryReceipt(env));
@@ -685,7 +762,15 @@ export class CipherpostClient {
       this.#stats.decryptionErrors++;
       await this.#storage.write(batch);
       const error = new CipherpostError("INVALID_CONTENT", "the message decrypted but its content does not parse");
-      events.push(() => this.#emit("decryptionError", { relayId: frame.id, from, fromDevice: env.sourceDeviceId, timestamp: env.timestamp, error }));
+      events.push(() =>
+        this.#emit("decryptionError", {
+          relayId: frame.id,
+          from,
+          fromDevice: env.sourceDeviceId,
+          timestamp: env.timestamp,
+          error,
+        }),
+      );
       return events;
     }
 
@@ -703,7 +788,8 @@ export class CipherpostClient {
           });
           commits.push(this.#store.stageAdd(stored, batch));
           events.push(() => this.#emit("message", stored));
-          if (from !== this.accountId && this.#options.deliveryReceipts !== false) commits.push(() => this.#queueReceipt(from, content.id));
+          if (from !== this.accountId && this.#options.deliveryReceipts !== false)
+            commits.push(() => this.#queueReceipt(from, content.id));
         }
         break;
       }
@@ -739,12 +825,24 @@ export class CipherpostClient {
           );
           if (commit) commits.push(commit);
         }
-        events.push(() => this.#emit("receipt", { from, fromDevice: env.sourceDeviceId, kind: content.kind, messageIds: content.messageIds }));
+        events.push(() =>
+          this.#emit("receipt", {
+            from,
+            fromDevice: env.sourceDeviceId,
+            kind: content.kind,
+            messageIds: content.messageIds,
+          }),
+        );
         break;
       }
       case "typing":
         events.push(() =>
-          this.#emit("typing", { from, fromDevice: env.sourceDeviceId, action: content.action, ...(content.groupId ? { groupId: content.groupId } : {}) }),
+          this.#emit("typing", {
+            from,
+            fromDevice: env.sourceDeviceId,
+            action: content.action,
+            ...(content.groupId ? { groupId: content.groupId } : {}),
+          }),
         );
         break;
     }
@@ -803,7 +901,9 @@ export class CipherpostClient {
     const bundles: { identityKey: string; devices: PreKeyBundleResponse["devices"] }[] = [];
     for (const p of paths) {
       try {
-        bundles.push(await this.#http.json("GET", `/v2/keys/${account}/${p}`, PreKeyBundleResponse, { auth: this.#auth }));
+        bundles.push(
+          await this.#http.json("GET", `/v2/keys/${account}/${p}`, PreKeyBundleResponse, { auth: this.#auth }),
+        );
       } catch (e) {
         // A device that has not published keys yet (or was removed meanwhile): leave it; the relay's next answer says.
         if (!CipherpostError.is(e, "NOT_FOUND") || p === "*") throw e;
@@ -818,7 +918,10 @@ export class CipherpostClient {
         if (account === this.accountId && bundle.deviceId === this.deviceId) continue;
         const record = await this.#record(account, bundle.deviceId);
         try {
-          await initiateSession(this.#identity, bundle, { record, ...(trusted ? { trustedIdentityKey: trusted } : {}) });
+          await initiateSession(this.#identity, bundle, {
+            record,
+            ...(trusted ? { trustedIdentityKey: trusted } : {}),
+          });
         } catch (e) {
           throw asCipherpostError(e);
         }
@@ -857,7 +960,11 @@ export class CipherpostClient {
    * Encrypts `plaintext` for every device of `account` we know a session with and sends it; on 409/410 brings
    * the device set up to date and tries once more. Runs under the mutex.
    */
-  async #deliver(account: string, plaintext: Uint8Array, fields: { timestamp: number; online?: boolean; ttlSeconds?: number | undefined }): Promise<SendMessageResponse> {
+  async #deliver(
+    account: string,
+    plaintext: Uint8Array,
+    fields: { timestamp: number; online?: boolean; ttlSeconds?: number | undefined },
+  ): Promise<SendMessageResponse> {
     const self = account === this.accountId;
     let records = await this.#recordsFor(account);
     if (!self && ![...records.values()].some((r) => r.hasCurrentSession())) {
@@ -867,7 +974,10 @@ export class CipherpostClient {
     for (let attempt = 0; ; attempt++) {
       const messages = encryptForDevices(records, plaintext);
       const batch = newBatch();
-      for (const m of messages) batch.set[sessionKey(account, m.destinationDeviceId)] = toBase64(records.get(m.destinationDeviceId)!.serialize());
+      for (const m of messages)
+        batch.set[sessionKey(account, m.destinationDeviceId)] = toBase64(
+          records.get(m.destinationDeviceId)!.serialize(),
+        );
       // The ratchet has moved: store it before sending, so a crash can never make us reuse a message key.
       await this.#storage.write(batch);
       const body: SendMessageRequest = {
@@ -897,18 +1007,28 @@ export class CipherpostClient {
    * covers both, so a send stored just before its connection dropped is answered, not stored again.
    */
   #sendRequest(account: string, body: SendMessageRequest): Promise<Answer<SendMessageResponse>> {
-    return this.#sendEither({ type: "send", destination: account, message: body }, `/v1/messages/${account}`, SendMessageResponse);
+    return this.#sendEither(
+      { type: "send", destination: account, message: body },
+      `/v1/messages/${account}`,
+      SendMessageResponse,
+    );
   }
 
   /** A group send, the same way as #sendRequest; a refusal of the whole request throws. */
   async #sendMultiRequest(body: MultiRecipientSendRequest): Promise<MultiRecipientSendResponse> {
-    const answer = await this.#sendEither({ type: "send_multi", message: body }, "/v1/messages/multi", MultiRecipientSendResponse);
+    const answer = await this.#sendEither(
+      { type: "send_multi", message: body },
+      "/v1/messages/multi",
+      MultiRecipientSendResponse,
+    );
     if (!answer.ok) throw answer.error;
     return answer.response;
   }
 
   async #sendEither<S extends z.ZodType>(
-    frame: { type: "send"; destination: string; message: SendMessageRequest } | { type: "send_multi"; message: MultiRecipientSendRequest },
+    frame:
+      | { type: "send"; destination: string; message: SendMessageRequest }
+      | { type: "send_multi"; message: MultiRecipientSendRequest },
     path: string,
     schema: S,
   ): Promise<Answer<z.infer<S>>> {
@@ -924,13 +1044,24 @@ export class CipherpostClient {
         const r = await overSocket;
         if (r.status === 200) return parse(r.body);
         const { requestId: _r, ...rest } = r.body as Record<string, unknown>;
-        return { ok: false, error: errorFromResult({ status: r.status, ...rest, ...(r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds } : {}) }) };
+        return {
+          ok: false,
+          error: errorFromResult({
+            status: r.status,
+            ...rest,
+            ...(r.retryAfterSeconds !== undefined ? { retryAfterSeconds: r.retryAfterSeconds } : {}),
+          }),
+        };
       } catch (e) {
         if (!(e instanceof SendNotAnswered)) throw e;
         // Not answered: the same send over HTTP, under the same key.
       }
     }
-    const res = await this.#http.raw("PUT", path, { auth: this.#auth, body: frame.message, headers: { "idempotency-key": idempotencyKey } });
+    const res = await this.#http.raw("PUT", path, {
+      auth: this.#auth,
+      body: frame.message,
+      headers: { "idempotency-key": idempotencyKey },
+    });
     if (!res.ok) return { ok: false, error: await errorFrom(res) };
     return parse(await res.json().catch(() => undefined));
   }
@@ -941,7 +1072,8 @@ export class CipherpostClient {
       throw new CipherpostError("INVALID_ARGUMENT", `text: at most ${MAX_TEXT_BYTES} bytes of UTF-8`);
     if (m.expireSeconds !== undefined && (!Number.isInteger(m.expireSeconds) || m.expireSeconds < 1))
       throw new CipherpostError("INVALID_ARGUMENT", "expireSeconds: a positive whole number of seconds");
-    if (m.text === undefined && !m.attachments?.length && m.data === undefined) throw new CipherpostError("INVALID_ARGUMENT", "a message needs text, attachments or data");
+    if (m.text === undefined && !m.attachments?.length && m.data === undefined)
+      throw new CipherpostError("INVALID_ARGUMENT", "a message needs text, attachments or data");
     return {
       type: "message",
       id: crypto.randomUUID(),
@@ -956,7 +1088,11 @@ export class CipherpostClient {
 
   #encode(content: Content): Uint8Array {
     const bytes = encodeContent(content);
-    if (bytes.length > MAX_CONTENT_BYTES) throw new CipherpostError("INVALID_ARGUMENT", `the message is ${bytes.length} bytes; at most ${MAX_CONTENT_BYTES}`);
+    if (bytes.length > MAX_CONTENT_BYTES)
+      throw new CipherpostError(
+        "INVALID_ARGUMENT",
+        `the message is ${bytes.length} bytes; at most ${MAX_CONTENT_BYTES}`,
+      );
     return bytes;
   }
 
@@ -968,7 +1104,10 @@ export class CipherpostClient {
     const bytes = this.#encode(content);
     return this.#mutex.run(async () => {
       await this.#logSent(content, [account]);
-      const r = await this.#deliver(account, bytes, { timestamp: content.timestamp, ttlSeconds: content.expireSeconds });
+      const r = await this.#deliver(account, bytes, {
+        timestamp: content.timestamp,
+        ttlSeconds: content.expireSeconds,
+      });
       if (account !== this.accountId) await this.#sync(content, account, r.needsSync);
       await this.#storeOwn(content, account);
       return { id: content.id, timestamp: content.timestamp, serverTimestamp: r.serverTimestamp };
@@ -976,7 +1115,11 @@ export class CipherpostClient {
   }
 
   /** Uploads `file` as an attachment and sends it in a message. */
-  async sendFile(to: string, file: Blob, options: UploadOptions & { text?: string; expireSeconds?: number } = {}): Promise<SendResult & { attachment: AttachmentPointer }> {
+  async sendFile(
+    to: string,
+    file: Blob,
+    options: UploadOptions & { text?: string; expireSeconds?: number } = {},
+  ): Promise<SendResult & { attachment: AttachmentPointer }> {
     const attachment = await this.uploadAttachment(file, options);
     const r = await this.send(to, {
       attachments: [attachment],
@@ -988,14 +1131,29 @@ export class CipherpostClient {
 
   async #sync(content: MessageContent, destination: string | undefined, needsSync: boolean): Promise<void> {
     if (!needsSync && (await this.#recordsFor(this.accountId)).size === 0) return;
-    const sync: SyncContent = { type: "sync", id: content.id, timestamp: content.timestamp, ...(destination ? { destination } : {}), message: content };
+    const sync: SyncContent = {
+      type: "sync",
+      id: content.id,
+      timestamp: content.timestamp,
+      ...(destination ? { destination } : {}),
+      message: content,
+    };
     await this.#logSent(sync, [this.accountId], ".sync");
-    await this.#deliver(this.accountId, this.#encode(sync), { timestamp: content.timestamp, ttlSeconds: content.expireSeconds });
+    await this.#deliver(this.accountId, this.#encode(sync), {
+      timestamp: content.timestamp,
+      ttlSeconds: content.expireSeconds,
+    });
   }
 
   async #storeOwn(content: MessageContent, to: string | undefined): Promise<void> {
     const batch = newBatch();
-    const stored = toStored(content, { direction: "outgoing", from: this.accountId, fromDevice: this.deviceId, ...(to ? { to } : {}), now: Date.now() });
+    const stored = toStored(content, {
+      direction: "outgoing",
+      from: this.accountId,
+      fromDevice: this.deviceId,
+      ...(to ? { to } : {}),
+      now: Date.now(),
+    });
     const commit = this.#store.stageAdd(stored, batch);
     await this.#storage.write(batch);
     commit();
@@ -1007,11 +1165,16 @@ export class CipherpostClient {
    * then retries members whose device set changed one by one, then syncs this account's other devices.
    * `members` may include this account; it is left out of the fan-out.
    */
-  async sendGroup(members: string[], input: MessageInput | string, options: { groupId?: string } = {}): Promise<GroupSendResult> {
+  async sendGroup(
+    members: string[],
+    input: MessageInput | string,
+    options: { groupId?: string } = {},
+  ): Promise<GroupSendResult> {
     this.#assertOpen();
     const all = [...new Set(members.map((m) => checkAccountId(m, "member")))];
     if (!all.includes(this.accountId)) all.push(this.accountId);
-    if (all.length > MAX_GROUP_MEMBERS) throw new CipherpostError("INVALID_ARGUMENT", `a group has at most ${MAX_GROUP_MEMBERS} members`);
+    if (all.length > MAX_GROUP_MEMBERS)
+      throw new CipherpostError("INVALID_ARGUMENT", `a group has at most ${MAX_GROUP_MEMBERS} members`);
     const groupId = options.groupId ?? crypto.randomUUID();
     const content = this.#messageContent(input, { id: groupId, members: all });
     const bytes = this.#encode(content);
@@ -1025,7 +1188,8 @@ export class CipherpostClient {
 
       // Sessions for members we have never written to: bundles claimed a few at a time.
       const fresh: string[] = [];
-      for (const a of recipients) if (![...(await this.#recordsFor(a)).values()].some((r) => r.hasCurrentSession())) fresh.push(a);
+      for (const a of recipients)
+        if (![...(await this.#recordsFor(a)).values()].some((r) => r.hasCurrentSession())) fresh.push(a);
       await pool(fresh, 8, async (a) => {
         try {
           await this.#fetchSessions(a, "*");
@@ -1040,22 +1204,36 @@ export class CipherpostClient {
       let chars = 0;
       const flush = async () => {
         if (!batchEntries.length) return;
-        const body = { recipients: batchEntries, timestamp: content.timestamp, online: false, urgent: true, ...(content.expireSeconds ? { ttlSeconds: content.expireSeconds } : {}) };
+        const body = {
+          recipients: batchEntries,
+          timestamp: content.timestamp,
+          online: false,
+          urgent: true,
+          ...(content.expireSeconds ? { ttlSeconds: content.expireSeconds } : {}),
+        };
         batchEntries = [];
         chars = 0;
         const r = await this.#sendMultiRequest(body);
         needsSync ||= r.needsSync;
         for (const result of r.results) {
           if (result.status === 200) serverTimestamp = Math.max(serverTimestamp, result.serverTimestamp ?? 0);
-          else if (result.code === "MISMATCHED_DEVICES" || result.code === "STALE_DEVICES") retry.push(result.accountId);
-          else failed.push({ accountId: result.accountId, error: errorFromResult(result as RecipientResult & Record<string, unknown>) });
+          else if (result.code === "MISMATCHED_DEVICES" || result.code === "STALE_DEVICES")
+            retry.push(result.accountId);
+          else
+            failed.push({
+              accountId: result.accountId,
+              error: errorFromResult(result as RecipientResult & Record<string, unknown>),
+            });
         }
       };
       for (const account of reachable) {
         const records = await this.#recordsFor(account);
         const encrypted = encryptForDevices(records, bytes);
         const store = newBatch();
-        for (const m of encrypted) store.set[sessionKey(account, m.destinationDeviceId)] = toBase64(records.get(m.destinationDeviceId)!.serialize());
+        for (const m of encrypted)
+          store.set[sessionKey(account, m.destinationDeviceId)] = toBase64(
+            records.get(m.destinationDeviceId)!.serialize(),
+          );
         await this.#storage.write(store);
         const messages = encrypted.map((m) => ({
           type: m.type,
@@ -1064,7 +1242,8 @@ export class CipherpostClient {
           content: toBase64(m.body),
         }));
         const size = messages.reduce((n, m) => n + m.content.length + 120, 80);
-        if (batchEntries.length >= MAX_GROUP_RECIPIENTS_PER_REQUEST || chars + size > MAX_GROUP_REQUEST_CHARS) await flush();
+        if (batchEntries.length >= MAX_GROUP_RECIPIENTS_PER_REQUEST || chars + size > MAX_GROUP_REQUEST_CHARS)
+          await flush();
         batchEntries.push({ accountId: account, messages });
         chars += size;
       }
@@ -1072,7 +1251,10 @@ export class CipherpostClient {
 
       for (const account of retry) {
         try {
-          const r = await this.#deliver(account, bytes, { timestamp: content.timestamp, ttlSeconds: content.expireSeconds });
+          const r = await this.#deliver(account, bytes, {
+            timestamp: content.timestamp,
+            ttlSeconds: content.expireSeconds,
+          });
           needsSync ||= r.needsSync;
           serverTimestamp = Math.max(serverTimestamp, r.serverTimestamp);
         } catch (e) {
@@ -1089,8 +1271,16 @@ export class CipherpostClient {
   async sendTyping(to: string, action: "started" | "stopped", options: { groupId?: string } = {}): Promise<void> {
     this.#assertOpen();
     const account = checkAccountId(to, "to");
-    const content: Content = { type: "typing", id: crypto.randomUUID(), timestamp: Date.now(), action, ...(options.groupId ? { groupId: options.groupId } : {}) };
-    await this.#mutex.run(() => this.#deliver(account, this.#encode(content), { timestamp: content.timestamp, online: true }));
+    const content: Content = {
+      type: "typing",
+      id: crypto.randomUUID(),
+      timestamp: Date.now(),
+      action,
+      ...(options.groupId ? { groupId: options.groupId } : {}),
+    };
+    await this.#mutex.run(() =>
+      this.#deliver(account, this.#encode(content), { timestamp: content.timestamp, online: true }),
+    );
   }
 
   /** Tells `to` that its messages were delivered or read. */
@@ -1099,7 +1289,13 @@ export class CipherpostClient {
     const account = checkAccountId(to, "to");
     if (messageIds.length === 0) return;
     for (let i = 0; i < messageIds.length; i += MAX_RECEIPT_IDS) {
-      const content: Content = { type: "receipt", id: crypto.randomUUID(), timestamp: Date.now(), kind, messageIds: messageIds.slice(i, i + MAX_RECEIPT_IDS) };
+      const content: Content = {
+        type: "receipt",
+        id: crypto.randomUUID(),
+        timestamp: Date.now(),
+        kind,
+        messageIds: messageIds.slice(i, i + MAX_RECEIPT_IDS),
+      };
       await this.#mutex.run(() => this.#deliver(account, this.#encode(content), { timestamp: content.timestamp }));
     }
   }
@@ -1124,7 +1320,13 @@ export class CipherpostClient {
     this.#pendingReceipts.clear();
     for (const [account, ids] of pending) {
       for (let i = 0; i < ids.length; i += MAX_RECEIPT_IDS) {
-        const content: Content = { type: "receipt", id: crypto.randomUUID(), timestamp: Date.now(), kind: "delivery", messageIds: ids.slice(i, i + MAX_RECEIPT_IDS) };
+        const content: Content = {
+          type: "receipt",
+          id: crypto.randomUUID(),
+          timestamp: Date.now(),
+          kind: "delivery",
+          messageIds: ids.slice(i, i + MAX_RECEIPT_IDS),
+        };
         await this.#mutex.run(() => this.#deliver(account, this.#encode(content), { timestamp: content.timestamp }));
       }
     }
@@ -1147,8 +1349,14 @@ export class CipherpostClient {
 
   /** Asks the sender of an undecryptable message to resend it: plaintext (type 8), to every device of its account. */
   async #sendRetryReceipt(env: Envelope): Promise<void> {
-    const content: RetryContent = { type: "retry", id: crypto.randomUUID(), timestamp: Date.now(), targetDevice: env.sourceDeviceId, originalTimestamp: env.timestamp };
-    const body = encodeBase64(encodeContent(content));
+    const content: RetryContent = {
+      type: "retry",
+      id: crypto.randomUUID(),
+      timestamp: Date.now(),
+      targetDevice: env.sourceDeviceId,
+      originalTimestamp: env.timestamp,
+    };
+    const body = toBase64(encodeContent(content));
     const account = env.sourceAccountId;
     await this.#mutex.run(async () => {
       for (let attempt = 0; ; attempt++) {
@@ -1156,8 +1364,18 @@ export class CipherpostClient {
         const messages = [...records]
           .map(([deviceId, r]) => ({ deviceId, registrationId: r.remoteRegistrationId() }))
           .filter((d): d is { deviceId: number; registrationId: number } => d.registrationId !== undefined)
-          .map((d) => ({ type: CIPHERTEXT_TYPES.plaintext, destinationDeviceId: d.deviceId, destinationRegistrationId: d.registrationId, content: body }));
-        const answer = await this.#sendRequest(account, { messages, timestamp: content.timestamp, online: false, urgent: true });
+          .map((d) => ({
+            type: CIPHERTEXT_TYPES.plaintext,
+            destinationDeviceId: d.deviceId,
+            destinationRegistrationId: d.registrationId,
+            content: body,
+          }));
+        const answer = await this.#sendRequest(account, {
+          messages,
+          timestamp: content.timestamp,
+          online: false,
+          urgent: true,
+        });
         if (answer.ok) return;
         const err = answer.error;
         if (attempt >= 1 || (err.code !== "MISMATCHED_DEVICES" && err.code !== "STALE_DEVICES")) throw err;
@@ -1178,8 +1396,16 @@ export class CipherpostClient {
         const record = await this.#record(account, env.sourceDeviceId);
         record.archiveCurrentSession();
         await this.#storage.write({ set: { [sessionKey(account, env.sourceDeviceId)]: toBase64(record.serialize()) } });
-        const ttl = entry.content.type === "message" ? entry.content.expireSeconds : entry.content.type === "sync" ? entry.content.message.expireSeconds : undefined;
-        await this.#deliver(account, this.#encode(entry.content), { timestamp: entry.content.timestamp, ttlSeconds: ttl });
+        const ttl =
+          entry.content.type === "message"
+            ? entry.content.expireSeconds
+            : entry.content.type === "sync"
+              ? entry.content.message.expireSeconds
+              : undefined;
+        await this.#deliver(account, this.#encode(entry.content), {
+          timestamp: entry.content.timestamp,
+          ttlSeconds: ttl,
+        });
       }
     });
   }
@@ -1190,7 +1416,10 @@ export class CipherpostClient {
     const next = this.#store.nextExpiry();
     clearTimeout(this.#expiryTimer);
     if (next === undefined || this.#closed) return;
-    this.#expiryTimer = setTimeout(() => void this.#expireMessages(), Math.max(0, Math.min(next - Date.now(), 2 ** 31 - 1)));
+    this.#expiryTimer = setTimeout(
+      () => void this.#expireMessages(),
+      Math.max(0, Math.min(next - Date.now(), 2 ** 31 - 1)),
+    );
     unref(this.#expiryTimer);
   }
 
@@ -1215,7 +1444,12 @@ export class CipherpostClient {
       const kem = counts.pqCount < this.#policy.threshold ? this.#policy.batch - counts.pqCount : 0;
       const result = { preKeys: ec, pqPreKeys: kem, signedPreKey: plan.signed, lastResort: plan.lastResort };
       if (ec > 0 || kem > 0 || plan.signed || plan.lastResort) {
-        const keys = generateKeys(this.#identity.identityKeyPair.privateKey, this.#device.nextKeyId, { signed: plan.signed, lastResort: plan.lastResort, ec, kem }, now);
+        const keys = generateKeys(
+          this.#identity.identityKeyPair.privateKey,
+          this.#device.nextKeyId,
+          { signed: plan.signed, lastResort: plan.lastResort, ec, kem },
+          now,
+        );
         this.#device = { ...this.#device, nextKeyId: keys.nextKeyId };
         await this.#storage.write({ set: { ...keys.batch.set, [DEVICE_KEY]: JSON.stringify(this.#device) } });
         await this.#http.empty("PUT", "/v2/keys", {
@@ -1245,7 +1479,11 @@ export class CipherpostClient {
     this.#assertOpen();
     const name = options.name ?? (file as Blob & { name?: string }).name;
     const contentType = options.contentType ?? (file.type || undefined);
-    return uploadAttachment(this.#http, this.#auth, file, { ...options, ...(name ? { name } : {}), ...(contentType ? { contentType } : {}) });
+    return uploadAttachment(this.#http, this.#auth, file, {
+      ...options,
+      ...(name ? { name } : {}),
+      ...(contentType ? { contentType } : {}),
+    });
   }
 
   /** Downloads, checks and decrypts an attachment as a stream (see downloadAttachment). */
@@ -1318,8 +1556,14 @@ export class CipherpostClient {
       identityPrivateKey: this.#device.identityPrivateKey,
     };
     const envelope = sealLinkEnvelope(secret, new TextEncoder().encode(JSON.stringify(handOver)));
-    const r = await this.#http.json("POST", "/v1/devices/link", CreateLinkResponse, { auth: this.#auth, body: { envelope: encodeBase64(envelope) } });
-    return { code: encodeLinkCode({ accountId: this.accountId, linkToken: decodeBase64(r.linkToken), secret }), expiresAt: r.expiresAt };
+    const r = await this.#http.json("POST", "/v1/devices/link", CreateLinkResponse, {
+      auth: this.#auth,
+      body: { envelope: toBase64(envelope) },
+    });
+    return {
+      code: encodeLinkCode({ accountId: this.accountId, linkToken: fromBase64(r.linkToken), secret }),
+      expiresAt: r.expiresAt,
+    };
   }
 
   /**
@@ -1334,7 +1578,12 @@ export class CipherpostClient {
       remote = await this.#trustedIdentity(account);
     }
     if (!remote) throw new CipherpostError("NOT_FOUND", "the account has no identity key");
-    return safetyNumber({ localIdentifier: this.accountId, localIdentityKey: this.identityKey, remoteIdentifier: account, remoteIdentityKey: remote }).display;
+    return safetyNumber({
+      localIdentifier: this.accountId,
+      localIdentityKey: this.identityKey,
+      remoteIdentifier: account,
+      remoteIdentityKey: remote,
+    }).display;
   }
 }
 
@@ -1354,7 +1603,9 @@ function toStored(
     ...(content.text !== undefined ? { text: content.text } : {}),
     ...(content.attachments ? { attachments: content.attachments } : {}),
     ...(content.data !== undefined ? { data: content.data } : {}),
-    ...(content.expireSeconds !== undefined ? { expireSeconds: content.expireSeconds, expiresAt: o.now + content.expireSeconds * 1000 } : {}),
+    ...(content.expireSeconds !== undefined
+      ? { expireSeconds: content.expireSeconds, expiresAt: o.now + content.expireSeconds * 1000 }
+      : {}),
   };
 }
 

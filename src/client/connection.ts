@@ -2,7 +2,14 @@
 // browsers, which cannot set an Authorization header on a WebSocket), keep-alive pings the relay answers
 // without waking the mailbox, and reconnection with capped exponential backoff and full jitter (AWS
 // Architecture Blog, "Exponential Backoff and Jitter") until stopped or told the device is gone.
-import { CLOSE_CODES, PING_FRAME, ServerFrame, type SendFrameInput, type SendMultiFrameInput, type SendResultFrame } from "../protocol/frames.ts";
+import {
+  CLOSE_CODES,
+  PING_FRAME,
+  ServerFrame,
+  type SendFrameInput,
+  type SendMultiFrameInput,
+  type SendResultFrame,
+} from "../protocol/frames.ts";
 import { WebSocketTicketResponse } from "../protocol/messages.ts";
 import { CipherpostError } from "./errors.ts";
 import type { Credentials, RelayHttp } from "./http.ts";
@@ -73,10 +80,19 @@ export class MailboxConnection {
   #loop: Promise<void> | null = null;
   #firstOpen: { resolve: () => void; reject: (e: unknown) => void; promise: Promise<void> } | null = null;
   /** Send frames waiting for their send_result, by frame id; failed with SendNotAnswered when the socket ends. */
-  readonly #pending = new Map<string, { resolve: (r: SendResultFrame) => void; reject: (e: unknown) => void; timer: ReturnType<typeof setTimeout> }>();
+  readonly #pending = new Map<
+    string,
+    { resolve: (r: SendResultFrame) => void; reject: (e: unknown) => void; timer: ReturnType<typeof setTimeout> }
+  >();
   #nextSendId = 0;
 
-  constructor(http: RelayHttp, auth: Credentials, WebSocketImpl: WebSocketConstructor, handlers: ConnectionHandlers, options: ConnectionOptions = {}) {
+  constructor(
+    http: RelayHttp,
+    auth: Credentials,
+    WebSocketImpl: WebSocketConstructor,
+    handlers: ConnectionHandlers,
+    options: ConnectionOptions = {},
+  ) {
     this.#http = http;
     this.#auth = auth;
     this.#WebSocket = WebSocketImpl;
@@ -122,7 +138,7 @@ export class MailboxConnection {
    */
   send(frame: Omit<SendFrameInput, "id"> | Omit<SendMultiFrameInput, "id">): Promise<SendResultFrame> | null {
     const ws = this.#ws;
-    if (!ws || ws.readyState !== 1) return null;
+    if (ws?.readyState !== 1) return null;
     const id = `s${++this.#nextSendId}`;
     return new Promise<SendResultFrame>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -197,7 +213,9 @@ export class MailboxConnection {
       let closeCode = 1006;
       let closeReason = "";
       try {
-        const { ticket } = await this.#http.json("POST", "/v1/websocket/ticket", WebSocketTicketResponse, { auth: this.#auth });
+        const { ticket } = await this.#http.json("POST", "/v1/websocket/ticket", WebSocketTicketResponse, {
+          auth: this.#auth,
+        });
         const result = await this.#session(ticket, () => {
           openedAt = Date.now();
           this.#failFast = false;
@@ -209,7 +227,11 @@ export class MailboxConnection {
       } catch (e) {
         const err = CipherpostError.is(e) ? e : new CipherpostError("UNREACHABLE", String(e), { cause: e });
         if (err.code === "UNAUTHORIZED" || err.code === "NOT_FOUND") {
-          this.#fail(new CipherpostError("DEVICE_REMOVED", `the relay refused this device's credentials: ${err.message}`, { cause: err }));
+          this.#fail(
+            new CipherpostError("DEVICE_REMOVED", `the relay refused this device's credentials: ${err.message}`, {
+              cause: err,
+            }),
+          );
           return;
         }
         closeReason = err.message;
@@ -223,7 +245,11 @@ export class MailboxConnection {
       const fatal = FATAL_CLOSES[closeCode];
       if (fatal) {
         this.#handlers.event({ state: "closed", code: closeCode, reason: closeReason, reconnectInMs: null });
-        this.#fail(new CipherpostError(closeCode === CLOSE_CODES.displaced ? "CLOSED" : "DEVICE_REMOVED", fatal, { extras: { closeCode } }));
+        this.#fail(
+          new CipherpostError(closeCode === CLOSE_CODES.displaced ? "CLOSED" : "DEVICE_REMOVED", fatal, {
+            extras: { closeCode },
+          }),
+        );
         return;
       }
       if (!this.#running) {
@@ -232,12 +258,19 @@ export class MailboxConnection {
       }
       if (this.#failFast && openedAt === null) {
         this.#running = false;
-        this.#firstOpen?.reject(new CipherpostError("UNREACHABLE", `the mailbox connection did not open: ${closeReason || `closed with ${closeCode}`}`));
+        this.#firstOpen?.reject(
+          new CipherpostError(
+            "UNREACHABLE",
+            `the mailbox connection did not open: ${closeReason || `closed with ${closeCode}`}`,
+          ),
+        );
         this.#handlers.event({ state: "closed", code: closeCode, reason: closeReason, reconnectInMs: null });
         return;
       }
       if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) attempt = 0;
-      const delay = this.#immediate ? 0 : Math.floor(Math.random() * Math.min(this.#o.maxDelayMs, this.#o.initialDelayMs * 2 ** attempt));
+      const delay = this.#immediate
+        ? 0
+        : Math.floor(Math.random() * Math.min(this.#o.maxDelayMs, this.#o.initialDelayMs * 2 ** attempt));
       this.#immediate = false;
       attempt = Math.min(attempt + 1, 30);
       this.#handlers.event({ state: "closed", code: closeCode, reason: closeReason, reconnectInMs: delay });
@@ -307,7 +340,8 @@ export class MailboxConnection {
           } catch {
             return;
           }
-          if (pongDeadline === undefined) pongDeadline = setTimeout(() => finish(4001, "keep-alive ping was not answered"), o.pongTimeoutMs);
+          if (pongDeadline === undefined)
+            pongDeadline = setTimeout(() => finish(4001, "keep-alive ping was not answered"), o.pongTimeoutMs);
         }, o.keepAliveMs);
       });
       ws.addEventListener("message", (ev: MessageEvent) => {
@@ -319,7 +353,9 @@ export class MailboxConnection {
           if (!parsed.success) throw new Error(parsed.error.issues[0]?.message ?? "invalid frame");
           frame = parsed.data;
         } catch (e) {
-          this.#handlers.protocolError(new CipherpostError("INVALID_RESPONSE", `a frame from the relay does not parse: ${String(e)}`));
+          this.#handlers.protocolError(
+            new CipherpostError("INVALID_RESPONSE", `a frame from the relay does not parse: ${String(e)}`),
+          );
           return;
         }
         if (frame.type === "pong") {

@@ -31,11 +31,18 @@ export const AttachmentPointer = z
     /** Plaintext bytes encrypted: the file then zero bytes up to its size bucket (paddedSize()). Absent: not padded. */
     paddedSize: z.number().int().min(0).optional(),
     /** Plaintext bytes per encrypted segment (the blob is a sequence of AEAD segments). */
-    segmentBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
+    segmentBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024),
     name: z.string().max(255).optional(),
     contentType: z.string().max(255).optional(),
   })
-  .refine((p) => p.paddedSize === undefined || p.paddedSize >= p.size, { message: "paddedSize is smaller than size", path: ["paddedSize"] })
+  .refine((p) => p.paddedSize === undefined || p.paddedSize >= p.size, {
+    message: "paddedSize is smaller than size",
+    path: ["paddedSize"],
+  })
   .meta({ id: "AttachmentPointer" });
 export type AttachmentPointer = z.infer<typeof AttachmentPointer>;
 
@@ -105,7 +112,13 @@ export const RetryContent = z.object({
 });
 export type RetryContent = z.infer<typeof RetryContent>;
 
-export const Content = z.discriminatedUnion("type", [MessageContent, SyncContent, ReceiptContent, TypingContent, RetryContent]);
+export const Content = z.discriminatedUnion("type", [
+  MessageContent,
+  SyncContent,
+  ReceiptContent,
+  TypingContent,
+  RetryContent,
+]);
 export type Content = z.infer<typeof Content>;
 
 export function encodeContent(content: Content): Uint8Array {

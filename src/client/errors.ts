@@ -5,22 +5,37 @@ import { ERRORS, type ErrorCode } from "../protocol/errors.ts";
 
 /** Failures that happen on this side of the wire; `retry` says whether trying again can help. */
 export const CLIENT_ERRORS = {
-  UNREACHABLE: { retry: true, summary: "The relay could not be reached (connection refused, DNS, TLS, or the network is down)." },
+  UNREACHABLE: {
+    retry: true,
+    summary: "The relay could not be reached (connection refused, DNS, TLS, or the network is down).",
+  },
   TIMEOUT: { retry: true, summary: "The relay did not answer in time." },
   INVALID_RESPONSE: { retry: true, summary: "The relay answered something that does not match the protocol." },
   ABORTED: { retry: false, summary: "The operation was cancelled by its AbortSignal." },
   CLOSED: { retry: false, summary: "The client was closed." },
   INVALID_ARGUMENT: { retry: false, summary: "An argument is out of range or malformed; nothing was sent." },
   NOT_REGISTERED: { retry: false, summary: "The storage holds no device: register or link first." },
-  ALREADY_REGISTERED: { retry: false, summary: "The storage already holds a device; use another storage to register again." },
-  INVALID_LINK_CODE: { retry: false, summary: "The link code is malformed, or its hand-over does not decrypt with it." },
-  DECRYPTION_FAILED: { retry: false, summary: "A message could not be decrypted; the sender has been asked to resend it." },
+  ALREADY_REGISTERED: {
+    retry: false,
+    summary: "The storage already holds a device; use another storage to register again.",
+  },
+  INVALID_LINK_CODE: {
+    retry: false,
+    summary: "The link code is malformed, or its hand-over does not decrypt with it.",
+  },
+  DECRYPTION_FAILED: {
+    retry: false,
+    summary: "A message could not be decrypted; the sender has been asked to resend it.",
+  },
   INVALID_CONTENT: { retry: false, summary: "A message decrypted but its content does not parse." },
   IDENTITY_CHANGED: { retry: false, summary: "A contact's identity key changed: compare the new safety number first." },
   DIGEST_MISMATCH: { retry: false, summary: "A downloaded attachment does not match the digest its sender recorded." },
   DEVICE_REMOVED: { retry: false, summary: "This device was removed from its account, or the account was deleted." },
   PROFILE_LOCKED: { retry: true, summary: "Another process is using this profile." },
-  UNEXPECTED: { retry: false, summary: "A local failure the SDK did not anticipate (a file system error, a bug); the message says what." },
+  UNEXPECTED: {
+    retry: false,
+    summary: "A local failure the SDK did not anticipate (a file system error, a bug); the message says what.",
+  },
 } as const satisfies Record<string, { retry: boolean; summary: string }>;
 
 export type ClientErrorCode = keyof typeof CLIENT_ERRORS;

@@ -22,7 +22,13 @@ export class FileStorage implements Storage {
   #liveChars = 0;
   #queue: Promise<void> = Promise.resolve();
 
-  private constructor(path: string, data: Map<string, string>, file: FileHandle, journalBytes: number, durable: boolean) {
+  private constructor(
+    path: string,
+    data: Map<string, string>,
+    file: FileHandle,
+    journalBytes: number,
+    durable: boolean,
+  ) {
     this.#path = path;
     this.#data = data;
     this.#file = file;

@@ -60,7 +60,12 @@ export class RelayHttp {
   }
 
   /** A JSON call whose 2xx answer must match `schema`; anything else throws CipherpostError. */
-  async json<S extends z.ZodType>(method: string, path: string, schema: S, options: RequestOptions = {}): Promise<z.infer<S>> {
+  async json<S extends z.ZodType>(
+    method: string,
+    path: string,
+    schema: S,
+    options: RequestOptions = {},
+  ): Promise<z.infer<S>> {
     const res = await this.raw(method, path, options);
     if (!res.ok) throw await errorFrom(res);
     const text = await res.text().catch((e: unknown) => {
@@ -70,12 +75,18 @@ export class RelayHttp {
     try {
       data = JSON.parse(text);
     } catch {
-      throw new CipherpostError("INVALID_RESPONSE", `${method} ${path}: the relay answered ${res.status} with a body that is not JSON`);
+      throw new CipherpostError(
+        "INVALID_RESPONSE",
+        `${method} ${path}: the relay answered ${res.status} with a body that is not JSON`,
+      );
     }
     const parsed = schema.safeParse(data);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new CipherpostError("INVALID_RESPONSE", `${method} ${path}: ${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`);
+      throw new CipherpostError(
+        "INVALID_RESPONSE",
+        `${method} ${path}: ${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`,
+      );
     }
     return parsed.data;
   }
@@ -95,7 +106,8 @@ export function normalizeServer(server: string): string {
   } catch {
     throw new CipherpostError("INVALID_ARGUMENT", `not a URL: ${server}`);
   }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new CipherpostError("INVALID_ARGUMENT", `the relay URL must be http(s): ${server}`);
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    throw new CipherpostError("INVALID_ARGUMENT", `the relay URL must be http(s): ${server}`);
   return u.toString().replace(/\/+$/, "");
 }
 
@@ -128,7 +140,14 @@ export async function errorFrom(res: Response): Promise<CipherpostError> {
 }
 
 /** Turns a relay result entry (group send) into the error a single send would have thrown. */
-export function errorFromResult(r: { status: number; code?: string | undefined; message?: string | undefined; retryAfterSeconds?: number | undefined } & Record<string, unknown>): CipherpostError {
+export function errorFromResult(
+  r: {
+    status: number;
+    code?: string | undefined;
+    message?: string | undefined;
+    retryAfterSeconds?: number | undefined;
+  } & Record<string, unknown>,
+): CipherpostError {
   const code = r.code && isRelayErrorCode(r.code) ? r.code : "INVALID_RESPONSE";
   const { status, code: _c, message, retryAfterSeconds, ...extras } = r;
   return new CipherpostError(code, message ?? `status ${status}`, {
@@ -142,7 +161,8 @@ export function networkError(e: unknown, server: string, signal?: AbortSignal): 
   if (CipherpostError.is(e)) return e;
   if (signal?.aborted) return new CipherpostError("ABORTED", "the operation was aborted", { cause: e });
   const name = (e as { name?: string } | null)?.name;
-  if (name === "TimeoutError") return new CipherpostError("TIMEOUT", `the relay at ${server} did not answer in time`, { cause: e });
+  if (name === "TimeoutError")
+    return new CipherpostError("TIMEOUT", `the relay at ${server} did not answer in time`, { cause: e });
   const cause = (e as { cause?: { code?: string; message?: string } } | null)?.cause;
   const detail = cause?.code ?? cause?.message ?? (e instanceof Error ? e.message : String(e));
   return new CipherpostError("UNREACHABLE", `cannot reach the relay at ${server}: ${detail}`, { cause: e });

@@ -53,7 +53,8 @@ export function fromBase64Url(text: string): Uint8Array {
 }
 
 export function encodeLinkCode(code: LinkCode): string {
-  if (code.linkToken.length !== LINK_TOKEN_BYTES || code.secret.length !== LINK_SECRET_BYTES) throw new CipherpostError("INVALID_ARGUMENT", "link token and secret must be 32 bytes each");
+  if (code.linkToken.length !== LINK_TOKEN_BYTES || code.secret.length !== LINK_SECRET_BYTES)
+    throw new CipherpostError("INVALID_ARGUMENT", "link token and secret must be 32 bytes each");
   const bytes = new Uint8Array(16 + LINK_TOKEN_BYTES + LINK_SECRET_BYTES);
   bytes.set(uuidToBytes(code.accountId), 0);
   bytes.set(code.linkToken, 16);
@@ -63,7 +64,8 @@ export function encodeLinkCode(code: LinkCode): string {
 
 export function decodeLinkCode(text: string): LinkCode {
   const trimmed = text.trim();
-  const bad = () => new CipherpostError("INVALID_LINK_CODE", `not a cipherpost link code (expected ${LINK_CODE_PREFIX}… of 80 bytes)`);
+  const bad = () =>
+    new CipherpostError("INVALID_LINK_CODE", `not a cipherpost link code (expected ${LINK_CODE_PREFIX}… of 80 bytes)`);
   if (!trimmed.startsWith(LINK_CODE_PREFIX)) throw bad();
   let bytes: Uint8Array;
   try {

@@ -102,7 +102,12 @@ export class MessageStore {
   }
 
   /** Stages a change to a stored message (receipts); undefined when it is not stored. */
-  stageUpdate(from: string, id: string, change: (m: StoredMessage) => StoredMessage, batch: StorageBatch & { set: Record<string, string> }): (() => void) | undefined {
+  stageUpdate(
+    from: string,
+    id: string,
+    change: (m: StoredMessage) => StoredMessage,
+    batch: StorageBatch & { set: Record<string, string> },
+  ): (() => void) | undefined {
     const key = this.#index.get(indexOf(from, id));
     const current = key ? this.#byKey.get(key) : undefined;
     if (!key || !current) return undefined;
@@ -137,7 +142,8 @@ export class MessageStore {
   /** The earliest disappearing-message deadline, if any. */
   nextExpiry(): number | undefined {
     let next: number | undefined;
-    for (const m of this.#byKey.values()) if (m.expiresAt !== undefined && (next === undefined || m.expiresAt < next)) next = m.expiresAt;
+    for (const m of this.#byKey.values())
+      if (m.expiresAt !== undefined && (next === undefined || m.expiresAt < next)) next = m.expiresAt;
     return next;
   }
 

@@ -29,7 +29,10 @@ export async function fileBlob(path: string): Promise<Blob & { name: string }> {
  * Writes a stream to `path` through a temporary file, renamed into place only when the stream ends cleanly (a
  * digest failure at the end of an attachment leaves nothing behind). Answers the bytes written and their SHA-256 (hex).
  */
-export async function writeStreamToFile(stream: ReadableStream<Uint8Array>, path: string): Promise<{ size: number; sha256: string }> {
+export async function writeStreamToFile(
+  stream: ReadableStream<Uint8Array>,
+  path: string,
+): Promise<{ size: number; sha256: string }> {
   const tmp = `${path}.partial`;
   const out = createWriteStream(tmp, { mode: 0o600 });
   const hash = createHash("sha256");

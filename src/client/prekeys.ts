@@ -2,10 +2,10 @@
 // private halves in Storage, the lookups the crypto layer's PreKeyStore wants, and the upkeep policy: refill
 // one-time keys below a threshold, rotate the signed EC prekey and the last-resort KEM key on a schedule, and
 // forget replaced ones after a grace period (messages in flight may still name them).
-import { fromBase64, toBase64 } from "../crypto/bytes.js";
-import { generateEcKeyPair, generateKemKeyPair, type EcKeyPair, type KemKeyPair } from "../crypto/keys.js";
-import type { PreKeyStore } from "../crypto/session-store.js";
-import { xeddsaSign } from "../crypto/xeddsa.js";
+import { fromBase64, toBase64 } from "../crypto/bytes.ts";
+import { generateEcKeyPair, generateKemKeyPair, type EcKeyPair, type KemKeyPair } from "../crypto/keys.ts";
+import type { PreKeyStore } from "../crypto/session-store.ts";
+import { xeddsaSign } from "../crypto/xeddsa.ts";
 import type { ECPreKey, ECSignedPreKey, KEMSignedPreKey } from "../protocol/directory.ts";
 import { MAX_KEY_ID, MAX_PREKEYS_PER_UPLOAD } from "../protocol/limits.ts";
 import type { Storage, StorageBatch } from "./storage.ts";
@@ -21,7 +21,12 @@ export interface PreKeyPolicy {
   graceMs: number;
 }
 
-export const DEFAULT_PREKEY_POLICY: PreKeyPolicy = { batch: 100, threshold: 20, rotationMs: 2 * 86_400_000, graceMs: 30 * 86_400_000 };
+export const DEFAULT_PREKEY_POLICY: PreKeyPolicy = {
+  batch: 100,
+  threshold: 20,
+  rotationMs: 2 * 86_400_000,
+  graceMs: 30 * 86_400_000,
+};
 
 /** Storage key prefixes of private prekeys. */
 export const K = {
@@ -42,8 +47,18 @@ interface StoredKem {
   created?: number;
 }
 
-const ecOut = (k: EcKeyPair, created?: number): string => JSON.stringify({ pub: toBase64(k.publicKey), priv: toBase64(k.privateKey), ...(created ? { created } : {}) } satisfies StoredEc);
-const kemOut = (k: KemKeyPair, created?: number): string => JSON.stringify({ pub: toBase64(k.publicKey), sk: toBase64(k.secretKey), ...(created ? { created } : {}) } satisfies StoredKem);
+const ecOut = (k: EcKeyPair, created?: number): string =>
+  JSON.stringify({
+    pub: toBase64(k.publicKey),
+    priv: toBase64(k.privateKey),
+    ...(created ? { created } : {}),
+  } satisfies StoredEc);
+const kemOut = (k: KemKeyPair, created?: number): string =>
+  JSON.stringify({
+    pub: toBase64(k.publicKey),
+    sk: toBase64(k.secretKey),
+    ...(created ? { created } : {}),
+  } satisfies StoredKem);
 const ecIn = (s: string): EcKeyPair & { created?: number } => {
   const j = JSON.parse(s) as StoredEc;
   return { publicKey: fromBase64(j.pub), privateKey: fromBase64(j.priv), ...(j.created ? { created: j.created } : {}) };
@@ -141,14 +156,22 @@ export function usedPreKeyDeletions(used: { preKeyId?: number; kemPreKeyId: numb
  * Which signed / last-resort keys are due: `rotate` when the newest is older than rotationMs (or none exists);
  * `expired` lists older replaced keys past the grace period, to delete.
  */
-export async function rotationPlan(storage: Storage, policy: PreKeyPolicy, now: number): Promise<{ signed: boolean; lastResort: boolean; expired: string[] }> {
+export async function rotationPlan(
+  storage: Storage,
+  policy: PreKeyPolicy,
+  now: number,
+): Promise<{ signed: boolean; lastResort: boolean; expired: string[] }> {
   const expired: string[] = [];
   const check = async (prefix: string): Promise<boolean> => {
-    const entries = (await storage.list(prefix)).map(([k, v]) => ({ k, created: (JSON.parse(v) as { created?: number }).created ?? 0 }));
+    const entries = (await storage.list(prefix)).map(([k, v]) => ({
+      k,
+      created: (JSON.parse(v) as { created?: number }).created ?? 0,
+    }));
     entries.sort((a, b) => b.created - a.created);
     const newest = entries[0];
     // A key replaced at time t (when its successor was created) is kept until t + graceMs.
-    for (let i = 1; i < entries.length; i++) if (entries[i - 1]!.created + policy.graceMs < now) expired.push(entries[i]!.k);
+    for (let i = 1; i < entries.length; i++)
+      if (entries[i - 1]!.created + policy.graceMs < now) expired.push(entries[i]!.k);
     return !newest || now - newest.created >= policy.rotationMs;
   };
   const signed = await check(K.signed);

@@ -1,7 +1,7 @@
 // A minimal binary writer and bounds-checked reader for cipherpost's own wire and state formats
 // (big-endian integers, fixed-length fields, u32-length-prefixed byte strings).
 
-import { CryptoError, type CryptoErrorCode } from "./errors.js";
+import { CryptoError, type CryptoErrorCode } from "./errors.ts";
 
 export class ByteWriter {
   private buf: Uint8Array;

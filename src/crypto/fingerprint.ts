@@ -3,15 +3,21 @@
 // and the identity-change check the application shows to the user.
 
 import { sha512 } from "@noble/hashes/sha2.js";
-import { equalBytes, utf8 } from "./bytes.js";
-import { isEcPublicKey } from "./keys.js";
+import { equalBytes, utf8 } from "./bytes.ts";
+import { isEcPublicKey } from "./keys.ts";
 
 /** libsignal's default; both sides must use the same count. */
 export const FINGERPRINT_ITERATIONS = 5200;
 
 /** 30 digits identifying one party: SHA-512 iterated over (version ‖ key ‖ id ‖ key), then (hash ‖ key). */
 function partyFingerprint(identityKey: Uint8Array, stableId: Uint8Array, iterations: number): Uint8Array {
-  let h = sha512.create().update(new Uint8Array([0, 0])).update(identityKey).update(stableId).update(identityKey).digest();
+  let h = sha512
+    .create()
+    .update(new Uint8Array([0, 0]))
+    .update(identityKey)
+    .update(stableId)
+    .update(identityKey)
+    .digest();
   for (let i = 1; i < iterations; i++) h = sha512.create().update(h).update(identityKey).digest();
   return h;
 }
@@ -48,7 +54,8 @@ export interface SafetyNumberInput {
 
 export function safetyNumber(input: SafetyNumberInput): SafetyNumber {
   const iterations = input.iterations ?? FINGERPRINT_ITERATIONS;
-  if (!Number.isInteger(iterations) || iterations <= 1 || iterations > 1_000_000) throw new Error("invalid fingerprint iterations");
+  if (!Number.isInteger(iterations) || iterations <= 1 || iterations > 1_000_000)
+    throw new Error("invalid fingerprint iterations");
   if (!isEcPublicKey(input.localIdentityKey) || !isEcPublicKey(input.remoteIdentityKey)) {
     throw new Error("identity keys must be 33-byte 0x05 keys");
   }

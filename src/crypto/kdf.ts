@@ -4,7 +4,7 @@
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { utf8 } from "./bytes.js";
+import { utf8 } from "./bytes.ts";
 
 export const INFO = {
   /** PQXDH §2.2 "an ASCII string identifying the application", naming curve, hash and KEM. */
@@ -16,7 +16,12 @@ export const INFO = {
 } as const;
 
 /** RFC 5869 HKDF with SHA-256; an absent salt means HashLen zero bytes (§2.2). */
-export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array | undefined, info: Uint8Array, length: number): Uint8Array {
+export function hkdfSha256(
+  ikm: Uint8Array,
+  salt: Uint8Array | undefined,
+  info: Uint8Array,
+  length: number,
+): Uint8Array {
   return hkdf(sha256, ikm, salt, info, length);
 }
 

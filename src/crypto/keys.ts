@@ -3,9 +3,9 @@
 
 import { x25519 } from "@noble/curves/ed25519.js";
 import { ml_kem1024 } from "@noble/post-quantum/ml-kem.js";
-import { randomBytes } from "./bytes.js";
-import { CryptoError } from "./errors.js";
-import { x25519Agree, x25519Generate } from "./native.js";
+import { randomBytes } from "./bytes.ts";
+import { CryptoError } from "./errors.ts";
+import { x25519Agree, x25519Generate } from "./native.ts";
 
 /** libsignal's type byte for Curve25519 public keys (DJB_TYPE). */
 export const EC_KEY_TYPE = 0x05;
@@ -58,7 +58,8 @@ export function isMlKemPublicKey(bytes: Uint8Array): boolean {
 
 /** RFC 7748 §5 decodeScalar25519: clear the low three bits, clear bit 255, set bit 254. */
 export function clampPrivateKey(key: Uint8Array): Uint8Array {
-  if (!(key instanceof Uint8Array) || key.length !== EC_PRIVATE_KEY_BYTES) throw new Error("private key must be 32 bytes");
+  if (!(key instanceof Uint8Array) || key.length !== EC_PRIVATE_KEY_BYTES)
+    throw new Error("private key must be 32 bytes");
   const k = key.slice();
   k[0]! &= 248;
   k[31]! &= 127;

@@ -4,8 +4,8 @@
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concatBytes, randomBytes, utf8 } from "./bytes.js";
-import { CryptoError } from "./errors.js";
+import { concatBytes, randomBytes, utf8 } from "./bytes.ts";
+import { CryptoError } from "./errors.ts";
 
 const VERSION = 0x01;
 const INFO = utf8("cipherpost-link-v1");
@@ -47,6 +47,9 @@ export function openLinkEnvelope(secret32: Uint8Array, sealed: Uint8Array): Uint
   try {
     return xchacha20poly1305(key, nonce, sealed.subarray(0, 1)).decrypt(sealed.subarray(1 + NONCE_BYTES));
   } catch {
-    throw new CryptoError("DECRYPTION_FAILED", "link envelope failed authentication: it was altered or the secret is wrong");
+    throw new CryptoError(
+      "DECRYPTION_FAILED",
+      "link envelope failed authentication: it was altered or the secret is wrong",
+    );
   }
 }

@@ -3,7 +3,7 @@
 // reproduces a published vector here, so a runtime that lacks or mis-implements one falls back quietly.
 
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
-import { fromHex, toHex } from "./bytes.js";
+import { fromBase64Url, fromHex, toBase64Url, toHex } from "./bytes.ts";
 
 export type Backend = "webcrypto" | "noble";
 
@@ -30,20 +30,6 @@ function ab(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   return bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
 }
 
-function b64url(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromB64url(text: string): Uint8Array {
-  const b64 = text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4);
-  const bin = atob(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
 // Imported private keys, keyed by the identity of the caller's Uint8Array: a JWK import costs about
 // as much as the agreement itself, and identity, signed-prekey and ratchet keys are used repeatedly.
 const privateKeyCache = new WeakMap<Uint8Array, CryptoKey>();
@@ -55,7 +41,7 @@ async function importX25519Private(privateKey: Uint8Array, publicU: Uint8Array):
   // JWK carries it (`x`) and imports in ~0.08 ms.
   const key = await subtle()!.importKey(
     "jwk",
-    { kty: "OKP", crv: "X25519", d: b64url(privateKey), x: b64url(publicU) },
+    { kty: "OKP", crv: "X25519", d: toBase64Url(privateKey), x: toBase64Url(publicU) },
     { name: "X25519" },
     false,
     ["deriveBits"],
@@ -99,7 +85,11 @@ function x25519Backend(): Promise<Backend> {
  * JWK import needs. Throws when the result is all zeros (a small-order peer key): WebCrypto refuses
  * it itself, and the noble path checks explicitly.
  */
-export async function x25519Agree(privateKey: Uint8Array, publicU: Uint8Array, theirU: Uint8Array): Promise<Uint8Array> {
+export async function x25519Agree(
+  privateKey: Uint8Array,
+  publicU: Uint8Array,
+  theirU: Uint8Array,
+): Promise<Uint8Array> {
   if ((await x25519Backend()) === "webcrypto") {
     try {
       return await webcryptoAgree(privateKey, publicU, theirU);
@@ -120,11 +110,11 @@ export async function x25519Generate(): Promise<{ privateKey: Uint8Array; public
     const jwk = (await s.exportKey("jwk", pair.privateKey)) as JsonWebKey;
     if (jwk.d && jwk.x) {
       // RFC 7748 §5 clamping, so stored keys look like libsignal's; X25519 clamps anyway.
-      const privateKey = fromB64url(jwk.d);
+      const privateKey = fromBase64Url(jwk.d);
       privateKey[0]! &= 248;
       privateKey[31]! &= 127;
       privateKey[31]! |= 64;
-      const publicU = fromB64url(jwk.x);
+      const publicU = fromBase64Url(jwk.x);
       if (privateKey.length === 32 && publicU.length === 32) {
         privateKeyCache.set(privateKey, pair.privateKey);
         return { privateKey, publicU };
@@ -158,7 +148,11 @@ function ed25519Backend(): Promise<Backend> {
   return ed25519Probe;
 }
 
-async function webcryptoEd25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+async function webcryptoEd25519Verify(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
   const s = subtle()!;
   const key = await s.importKey("raw", ab(publicKey), { name: "Ed25519" }, false, ["verify"]);
   return s.verify({ name: "Ed25519" }, key, ab(signature), ab(message));
@@ -169,7 +163,11 @@ async function webcryptoEd25519Verify(publicKey: Uint8Array, message: Uint8Array
  * strict checks WebCrypto implementations differ on (canonical R, S < L, small-order A); any failure
  * inside WebCrypto, such as an off-curve A, is a false.
  */
-export async function ed25519VerifyRaw(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+export async function ed25519VerifyRaw(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
   if ((await ed25519Backend()) === "webcrypto") {
     try {
       return await webcryptoEd25519Verify(publicKey, message, signature);

@@ -1,7 +1,7 @@
 // Plaintext padding before encryption so ciphertext sizes do not reveal message lengths: a 0x80
 // marker then zeros (ISO/IEC 7816-4) up to a Padmé size, with everything short padded to one size.
 
-import { CryptoError } from "./errors.js";
+import { CryptoError } from "./errors.ts";
 
 /** Every plaintext up to 255 bytes (most chat messages) pads to the same 256 bytes. */
 export const MIN_PADDED_LENGTH = 256;

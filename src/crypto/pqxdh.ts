@@ -1,9 +1,9 @@
 // PQXDH key agreement (signal.org/docs/specifications/pqxdh) with X25519 and ML-KEM-1024: prekey
 // bundles as the relay returns them, signature checks before use, and both sides' shared secret.
 
-import { fromBase64 } from "./bytes.js";
-import { CryptoError } from "./errors.js";
-import { pqxdhSecret } from "./kdf.js";
+import { fromBase64 } from "./bytes.ts";
+import { CryptoError } from "./errors.ts";
+import { pqxdhSecret } from "./kdf.ts";
 import {
   agreeAsync,
   type EcKeyPair,
@@ -15,9 +15,9 @@ import {
   kemEncapsulate,
   type KemKeyPair,
   SIGNATURE_BYTES,
-} from "./keys.js";
-import type { PreKeyMessageFields } from "./wire.js";
-import { xeddsaVerifyAsync } from "./xeddsa.js";
+} from "./keys.ts";
+import type { PreKeyMessageFields } from "./wire.ts";
+import { xeddsaVerifyAsync } from "./xeddsa.ts";
 
 export interface SignedPublicPreKey {
   keyId: number;
@@ -85,7 +85,8 @@ function b64(v: unknown, what: string): Uint8Array {
 export function bundlesFromJson(json: PreKeyBundleJson): PreKeyBundle[] {
   if (typeof json !== "object" || json === null || !Array.isArray(json.devices)) bad("not a bundle response");
   const identityKey = b64(json.identityKey, "identityKey");
-  if (!isEcPublicKey(identityKey)) throw new CryptoError("INVALID_KEY", "prekey bundle: identityKey is not a 33-byte 0x05 key");
+  if (!isEcPublicKey(identityKey))
+    throw new CryptoError("INVALID_KEY", "prekey bundle: identityKey is not a 33-byte 0x05 key");
   return json.devices.map((d, i) => {
     const where = `devices[${i}]`;
     if (typeof d !== "object" || d === null) bad(`${where} is not an object`);
@@ -102,14 +103,18 @@ export function bundlesFromJson(json: PreKeyBundleJson): PreKeyBundle[] {
       publicKey: b64(d.pqPreKey.publicKey, `${where}.pqPreKey.publicKey`),
       signature: b64(d.pqPreKey.signature, `${where}.pqPreKey.signature`),
     };
-    if (!isEcPublicKey(signedPreKey.publicKey)) throw new CryptoError("INVALID_KEY", `${where}.signedPreKey is not a 0x05 key`);
+    if (!isEcPublicKey(signedPreKey.publicKey))
+      throw new CryptoError("INVALID_KEY", `${where}.signedPreKey is not a 0x05 key`);
     if (!isKemPublicKey(pqPreKey.publicKey)) throw new CryptoError("INVALID_KEY", `${where}.pqPreKey is not a KEM key`);
     if (signedPreKey.signature.length !== SIGNATURE_BYTES || pqPreKey.signature.length !== SIGNATURE_BYTES) {
       bad(`${where}: signatures must be 64 bytes`);
     }
     const bundle: PreKeyBundle = { identityKey, deviceId, registrationId, signedPreKey, pqPreKey };
     if (d.preKey) {
-      const preKey = { keyId: keyId(d.preKey.keyId, `${where}.preKey.keyId`), publicKey: b64(d.preKey.publicKey, `${where}.preKey.publicKey`) };
+      const preKey = {
+        keyId: keyId(d.preKey.keyId, `${where}.preKey.keyId`),
+        publicKey: b64(d.preKey.publicKey, `${where}.preKey.publicKey`),
+      };
       if (!isEcPublicKey(preKey.publicKey)) throw new CryptoError("INVALID_KEY", `${where}.preKey is not a 0x05 key`);
       bundle.preKey = preKey;
     }
@@ -123,17 +128,23 @@ export function bundlesFromJson(json: PreKeyBundleJson): PreKeyBundle[] {
  */
 export async function verifyBundle(bundle: PreKeyBundle): Promise<void> {
   if (!isEcPublicKey(bundle.identityKey)) throw new CryptoError("INVALID_KEY", "bundle identity key is not a 0x05 key");
-  if (!isEcPublicKey(bundle.signedPreKey.publicKey)) throw new CryptoError("INVALID_KEY", "signed prekey is not a 0x05 key");
+  if (!isEcPublicKey(bundle.signedPreKey.publicKey))
+    throw new CryptoError("INVALID_KEY", "signed prekey is not a 0x05 key");
   if (!isKemPublicKey(bundle.pqPreKey.publicKey)) throw new CryptoError("INVALID_KEY", "KEM prekey is not a KEM key");
-  if (bundle.preKey && !isEcPublicKey(bundle.preKey.publicKey)) throw new CryptoError("INVALID_KEY", "one-time prekey is not a 0x05 key");
+  if (bundle.preKey && !isEcPublicKey(bundle.preKey.publicKey))
+    throw new CryptoError("INVALID_KEY", "one-time prekey is not a 0x05 key");
   const [spkOk, pqOk] = [
     await xeddsaVerifyAsync(bundle.identityKey, bundle.signedPreKey.publicKey, bundle.signedPreKey.signature),
     await xeddsaVerifyAsync(bundle.identityKey, bundle.pqPreKey.publicKey, bundle.pqPreKey.signature),
   ];
-  if (!spkOk) throw new CryptoError("INVALID_SIGNATURE", "signed prekey signature does not verify under the identity key");
+  if (!spkOk)
+    throw new CryptoError("INVALID_SIGNATURE", "signed prekey signature does not verify under the identity key");
   if (!pqOk) throw new CryptoError("INVALID_SIGNATURE", "KEM prekey signature does not verify under the identity key");
   if (!isMlKemPublicKey(bundle.pqPreKey.publicKey)) {
-    throw new CryptoError("UNSUPPORTED_KEM", "the device offers only Kyber1024 (0x08); this SDK speaks ML-KEM-1024 (0x0A)");
+    throw new CryptoError(
+      "UNSUPPORTED_KEM",
+      "the device offers only Kyber1024 (0x08); this SDK speaks ML-KEM-1024 (0x0A)",
+    );
   }
 }
 
@@ -174,14 +185,19 @@ export interface ResponderKeys {
 }
 
 /** PQXDH §3.4, the responder (Bob): the same DHs from the other side and the KEM decapsulation. */
-export async function pqxdhRespond(ours: LocalIdentity, keys: ResponderKeys, msg: PreKeyMessageFields): Promise<Uint8Array> {
+export async function pqxdhRespond(
+  ours: LocalIdentity,
+  keys: ResponderKeys,
+  msg: PreKeyMessageFields,
+): Promise<Uint8Array> {
   const dhs = [
     await agreeAsync(keys.signedPreKey, msg.identityKey), // DH1 = DH(SPK_B, IK_A)
     await agreeAsync(ours.identityKeyPair, msg.baseKey), // DH2 = DH(IK_B, EK_A)
     await agreeAsync(keys.signedPreKey, msg.baseKey), // DH3 = DH(SPK_B, EK_A)
   ];
   if (msg.preKeyId !== undefined) {
-    if (!keys.preKey) throw new CryptoError("MISSING_PREKEY", "the message used a one-time prekey that was not supplied");
+    if (!keys.preKey)
+      throw new CryptoError("MISSING_PREKEY", "the message used a one-time prekey that was not supplied");
     dhs.push(await agreeAsync(keys.preKey, msg.baseKey)); // DH4 = DH(OPK_B, EK_A)
   }
   const ss = kemDecapsulate(keys.kemPreKey.secretKey, msg.kemCiphertext);

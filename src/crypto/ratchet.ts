@@ -3,13 +3,13 @@
 // binary serialisation. Decryption computes first and commits only after authentication succeeds.
 
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { concatBytes, equalBytes, toHex } from "./bytes.js";
-import { ByteReader, ByteWriter } from "./encoding.js";
-import { CryptoError } from "./errors.js";
-import { kdfChainKey, kdfRootKey, messageKeyMaterial } from "./kdf.js";
-import { agreeAsync, type EcKeyPair, generateEcKeyPairAsync, KEM_CIPHERTEXT_BYTES } from "./keys.js";
-import { padPlaintext, unpadPlaintext } from "./padding.js";
-import { encodeWhisperHeader, type WhisperMessage } from "./wire.js";
+import { concatBytes, equalBytes, toHex } from "./bytes.ts";
+import type { ByteReader, ByteWriter } from "./encoding.ts";
+import { CryptoError } from "./errors.ts";
+import { kdfChainKey, kdfRootKey, messageKeyMaterial } from "./kdf.ts";
+import { agreeAsync, type EcKeyPair, generateEcKeyPairAsync, KEM_CIPHERTEXT_BYTES } from "./keys.ts";
+import { padPlaintext, unpadPlaintext } from "./padding.ts";
+import { encodeWhisperHeader, type WhisperMessage } from "./wire.ts";
 
 /** Double Ratchet §3.5 MAX_SKIP: the furthest a message number may jump ahead within one chain. */
 export const MAX_SKIP = 2000;
@@ -212,7 +212,10 @@ export interface DecryptPlan {
 }
 
 function decryptionFailed(): CryptoError {
-  return new CryptoError("DECRYPTION_FAILED", "message failed authentication (tampered, wrong session or wrong associated data)");
+  return new CryptoError(
+    "DECRYPTION_FAILED",
+    "message failed authentication (tampered, wrong session or wrong associated data)",
+  );
 }
 
 /**
@@ -221,7 +224,11 @@ function decryptionFailed(): CryptoError {
  * serialise decryptions of one session (session-store does); encryptions may interleave, since the
  * commit reads the sending counter when it runs.
  */
-export async function ratchetDecrypt(s: SessionState, msg: WhisperMessage, outerHeader?: Uint8Array): Promise<DecryptPlan> {
+export async function ratchetDecrypt(
+  s: SessionState,
+  msg: WhisperMessage,
+  outerHeader?: Uint8Array,
+): Promise<DecryptPlan> {
   const ad = concatBytes(associatedData(s), outerHeader ?? new Uint8Array(0), msg.headerBytes);
   const { ratchetKey, counter, previousCounter } = msg.header;
 
@@ -268,7 +275,8 @@ export async function ratchetDecrypt(s: SessionState, msg: WhisperMessage, outer
   }
 
   // §3.5 DHRatchet: a new ratchet key from the other side.
-  if (counter > MAX_SKIP) throw new CryptoError("TOO_MANY_SKIPPED_MESSAGES", `message ${counter} is more than ${MAX_SKIP} ahead`);
+  if (counter > MAX_SKIP)
+    throw new CryptoError("TOO_MANY_SKIPPED_MESSAGES", `message ${counter} is more than ${MAX_SKIP} ahead`);
   let oldSkipped: [number, Uint8Array][] = [];
   const oldRatchetKey = s.receivingRatchetKey;
   if (s.receivingChain && oldRatchetKey) {

@@ -2,11 +2,11 @@
 // newest active, older ones kept so messages in flight still decrypt, the record serialisable to
 // bytes. Also the API the SDK calls: initiateSession, sessionEncrypt, sessionDecrypt.
 
-import { concatBytes, equalBytes } from "./bytes.js";
-import { ByteReader, ByteWriter } from "./encoding.js";
-import { CryptoError, type CryptoErrorCode } from "./errors.js";
-import type { EcKeyPair, KemKeyPair } from "./keys.js";
-import { type LocalIdentity, type PreKeyBundle, pqxdhInitiate, pqxdhRespond, type ResponderKeys } from "./pqxdh.js";
+import { concatBytes, equalBytes } from "./bytes.ts";
+import { ByteReader, ByteWriter } from "./encoding.ts";
+import { CryptoError, type CryptoErrorCode } from "./errors.ts";
+import type { EcKeyPair, KemKeyPair } from "./keys.ts";
+import { type LocalIdentity, type PreKeyBundle, pqxdhInitiate, pqxdhRespond, type ResponderKeys } from "./pqxdh.ts";
 import {
   type DecryptPlan,
   initiatorSession,
@@ -16,8 +16,8 @@ import {
   responderSession,
   type SessionState,
   writeSessionState,
-} from "./ratchet.js";
-import { CiphertextMessageType, encodePreKeyHeader, parsePreKeyMessage, parseWhisperMessage } from "./wire.js";
+} from "./ratchet.ts";
+import { CiphertextMessageType, encodePreKeyHeader, parsePreKeyMessage, parseWhisperMessage } from "./wire.ts";
 
 /** Inactive sessions kept per device (libsignal keeps 40 archived states). */
 export const MAX_ARCHIVED_SESSIONS = 40;
@@ -135,10 +135,14 @@ function withLock<T>(record: SessionRecord, fn: () => Promise<T>): Promise<T> {
 }
 
 function identityChanged(trusted: Uint8Array, received: Uint8Array): CryptoError {
-  return new CryptoError("IDENTITY_CHANGED", "the contact's identity key has changed: confirm the new safety number first", {
-    trustedIdentityKey: trusted,
-    receivedIdentityKey: received,
-  });
+  return new CryptoError(
+    "IDENTITY_CHANGED",
+    "the contact's identity key has changed: confirm the new safety number first",
+    {
+      trustedIdentityKey: trusted,
+      receivedIdentityKey: received,
+    },
+  );
 }
 
 export interface InitiateOptions {
@@ -156,7 +160,11 @@ export interface InitiateOptions {
  * Starts a session with one device of a contact from its bundle (PQXDH as initiator, then the
  * Double Ratchet). Messages sent before the first answer are prekey messages (type 3).
  */
-export async function initiateSession(ours: LocalIdentity, bundle: PreKeyBundle, options: InitiateOptions = {}): Promise<SessionRecord> {
+export async function initiateSession(
+  ours: LocalIdentity,
+  bundle: PreKeyBundle,
+  options: InitiateOptions = {},
+): Promise<SessionRecord> {
   const record = options.record ?? new SessionRecord();
   const trusted = options.trustedIdentityKey ?? record.remoteIdentityKey();
   if (trusted && !equalBytes(trusted, bundle.identityKey)) throw identityChanged(trusted, bundle.identityKey);
@@ -214,7 +222,12 @@ export function encryptForDevices(records: ReadonlyMap<number, SessionRecord>, p
   for (const [deviceId, record] of records) {
     if (!record.current) continue;
     const { type, body } = sessionEncrypt(record, plaintext);
-    out.push({ destinationDeviceId: deviceId, destinationRegistrationId: record.current.remoteRegistrationId, type, body });
+    out.push({
+      destinationDeviceId: deviceId,
+      destinationRegistrationId: record.current.remoteRegistrationId,
+      type,
+      body,
+    });
   }
   return out;
 }
@@ -247,7 +260,13 @@ export interface DecryptResult {
   usedPreKeys?: { signedPreKeyId: number; preKeyId?: number; kemPreKeyId: number };
 }
 
-const ERROR_PRIORITY: CryptoErrorCode[] = ["DUPLICATE_MESSAGE", "TOO_MANY_SKIPPED_MESSAGES", "INVALID_KEY", "INVALID_MESSAGE", "DECRYPTION_FAILED"];
+const ERROR_PRIORITY: CryptoErrorCode[] = [
+  "DUPLICATE_MESSAGE",
+  "TOO_MANY_SKIPPED_MESSAGES",
+  "INVALID_KEY",
+  "INVALID_MESSAGE",
+  "DECRYPTION_FAILED",
+];
 
 function mostTelling(errors: unknown[]): unknown {
   for (const code of ERROR_PRIORITY) {
@@ -285,14 +304,20 @@ export function sessionDecrypt(
 async function decryptWhisper(record: SessionRecord, body: Uint8Array): Promise<DecryptResult> {
   const parsed = parseWhisperMessage(body);
   const candidates = record.current ? [record.current, ...record.previous] : [...record.previous];
-  if (candidates.length === 0) throw new CryptoError("NO_SESSION", "no session with this device to decrypt a ratchet message");
+  if (candidates.length === 0)
+    throw new CryptoError("NO_SESSION", "no session with this device to decrypt a ratchet message");
   const errors: unknown[] = [];
   for (const s of candidates) {
     try {
       const plan = await ratchetDecrypt(s, parsed);
       plan.commit();
       record.promote(s);
-      return { plaintext: plan.plaintext, remoteIdentityKey: s.remoteIdentityKey, remoteRegistrationId: s.remoteRegistrationId, newSession: false };
+      return {
+        plaintext: plan.plaintext,
+        remoteIdentityKey: s.remoteIdentityKey,
+        remoteRegistrationId: s.remoteRegistrationId,
+        newSession: false,
+      };
     } catch (e) {
       if (!CryptoError.is(e)) throw e;
       errors.push(e);
@@ -328,7 +353,10 @@ async function decryptPreKey(
     };
   }
   if (record.seenBaseKeys.some((k) => equalBytes(k, msg.baseKey))) {
-    throw new CryptoError("DUPLICATE_MESSAGE", "this prekey message's session was already set up and has since been dropped");
+    throw new CryptoError(
+      "DUPLICATE_MESSAGE",
+      "this prekey message's session was already set up and has since been dropped",
+    );
   }
 
   const signedPreKey = await preKeys.signedPreKey(msg.signedPreKeyId);
@@ -339,13 +367,17 @@ async function decryptPreKey(
   }
   const kemPreKey = await preKeys.kemPreKey(msg.kemPreKeyId);
   if (!kemPreKey) {
-    throw new CryptoError("MISSING_PREKEY", `no KEM prekey ${msg.kemPreKeyId}`, { missingKey: { kind: "kemPreKey", keyId: msg.kemPreKeyId } });
+    throw new CryptoError("MISSING_PREKEY", `no KEM prekey ${msg.kemPreKeyId}`, {
+      missingKey: { kind: "kemPreKey", keyId: msg.kemPreKeyId },
+    });
   }
   const keys: ResponderKeys = { signedPreKey, kemPreKey };
   if (msg.preKeyId !== undefined) {
     const preKey = await preKeys.preKey(msg.preKeyId);
     if (!preKey) {
-      throw new CryptoError("MISSING_PREKEY", `no one-time prekey ${msg.preKeyId}`, { missingKey: { kind: "preKey", keyId: msg.preKeyId } });
+      throw new CryptoError("MISSING_PREKEY", `no one-time prekey ${msg.preKeyId}`, {
+        missingKey: { kind: "preKey", keyId: msg.preKeyId },
+      });
     }
     keys.preKey = preKey;
   }
@@ -364,7 +396,10 @@ async function decryptPreKey(
   record.dropSessionsNotWith(msg.identityKey);
   record.promote(session);
   record.rememberBaseKey(msg.baseKey);
-  const usedPreKeys: NonNullable<DecryptResult["usedPreKeys"]> = { signedPreKeyId: msg.signedPreKeyId, kemPreKeyId: msg.kemPreKeyId };
+  const usedPreKeys: NonNullable<DecryptResult["usedPreKeys"]> = {
+    signedPreKeyId: msg.signedPreKeyId,
+    kemPreKeyId: msg.kemPreKeyId,
+  };
   if (msg.preKeyId !== undefined) usedPreKeys.preKeyId = msg.preKeyId;
   return {
     plaintext: plan.plaintext,

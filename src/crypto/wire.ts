@@ -1,9 +1,9 @@
 // cipherpost's versioned binary message formats (docs/crypto.md "Wire format"): the ratchet message
 // (libsignal CiphertextMessageType 2) and the prekey message that opens a session (type 3).
 
-import { ByteReader, ByteWriter } from "./encoding.js";
-import { CryptoError } from "./errors.js";
-import { EC_KEY_TYPE, encodeEcPublicKey, isEcPublicKey, KEM_CIPHERTEXT_BYTES } from "./keys.js";
+import { ByteReader, ByteWriter } from "./encoding.ts";
+import { CryptoError } from "./errors.ts";
+import { EC_KEY_TYPE, encodeEcPublicKey, isEcPublicKey, KEM_CIPHERTEXT_BYTES } from "./keys.ts";
 
 /** Version byte of both formats; a receiver refuses any other. */
 export const MESSAGE_VERSION = 0x01;

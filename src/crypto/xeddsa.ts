@@ -3,9 +3,9 @@
 
 import { ED25519_TORSION_SUBGROUP, ed25519 } from "@noble/curves/ed25519.js";
 import { sha512 } from "@noble/hashes/sha2.js";
-import { fromHex, randomBytes } from "./bytes.js";
-import { ed25519VerifyRaw } from "./native.js";
-import { clampPrivateKey, EC_KEY_TYPE, EC_PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "./keys.js";
+import { fromHex, randomBytes } from "./bytes.ts";
+import { ed25519VerifyRaw } from "./native.ts";
+import { clampPrivateKey, EC_KEY_TYPE, EC_PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "./keys.ts";
 
 const Point = ed25519.Point;
 const P = Point.Fp.ORDER; // 2^255 - 19
@@ -113,8 +113,13 @@ export function xeddsaVerify(publicKey: Uint8Array, message: Uint8Array, signatu
  * mapping with the sign bit libsignal carries in bit 7 of signature byte 63, and that bit cleared from the
  * signature. Null for anything malformed.
  */
-function prepareVerify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): { A: Uint8Array; sig: Uint8Array } | null {
-  if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) return null;
+function prepareVerify(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): { A: Uint8Array; sig: Uint8Array } | null {
+  if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array))
+    return null;
   if (signature.length !== SIGNATURE_BYTES) return null;
   let u: Uint8Array;
   if (publicKey.length === EC_PUBLIC_KEY_BYTES) {
@@ -143,7 +148,11 @@ const SMALL_ORDER_Y: readonly bigint[] = ED25519_TORSION_SUBGROUP.map(
  * about 6× faster than noble here) when it has one. The checks native implementations differ on are
  * done first: canonical u and R, S < L, small-order A. Returns false, never rejects.
  */
-export async function xeddsaVerifyAsync(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+export async function xeddsaVerifyAsync(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
   try {
     const p = prepareVerify(publicKey, message, signature);
     if (p === null) return false;

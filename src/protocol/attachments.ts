@@ -15,10 +15,11 @@ export const TUS_ENDPOINT = "/v1/attachments/tus/";
 /** Attachment and upload ids: 128 random bits as 32 lowercase hex digits; the id is the download capability. */
 export const ATTACHMENT_ID_BYTES = 16;
 export const ATTACHMENT_ID_PATTERN = /^[0-9a-f]{32}$/;
-export const AttachmentId = z
-  .string()
-  .regex(ATTACHMENT_ID_PATTERN)
-  .meta({ id: "AttachmentId", description: "128 random bits as 32 lowercase hex digits; the same id names the tus upload and the finished attachment." });
+export const AttachmentId = z.string().regex(ATTACHMENT_ID_PATTERN).meta({
+  id: "AttachmentId",
+  description:
+    "128 random bits as 32 lowercase hex digits; the same id names the tus upload and the finished attachment.",
+});
 export type AttachmentId = z.infer<typeof AttachmentId>;
 
 /** Upload-Metadata is kept and echoed by HEAD (tus 1.0.0, creation); it is visible to the relay, so keep it short and non-identifying. */
@@ -36,10 +37,18 @@ const header = (description: string) => z.string().optional().meta({ description
 /** The tus request headers, documented for the API document (each route checks its own). */
 export const TusHeaders = {
   tusResumable: header("Must be `1.0.0` on every tus request except OPTIONS; otherwise 412 with `Tus-Version`."),
-  uploadLength: header("Creation: the total size in bytes, at most MAX_ATTACHMENT_BYTES (also Tus-Max-Size). Upload-Defer-Length is not supported."),
-  uploadMetadata: header(`Creation: tus metadata (comma-separated \`key base64value\` pairs), at most ${MAX_UPLOAD_METADATA_CHARS} characters, echoed by HEAD. The relay can read it: put nothing identifying in it.`),
+  uploadLength: header(
+    "Creation: the total size in bytes, at most MAX_ATTACHMENT_BYTES (also Tus-Max-Size). Upload-Defer-Length is not supported.",
+  ),
+  uploadMetadata: header(
+    `Creation: tus metadata (comma-separated \`key base64value\` pairs), at most ${MAX_UPLOAD_METADATA_CHARS} characters, echoed by HEAD. The relay can read it: put nothing identifying in it.`,
+  ),
   uploadOffset: header("PATCH: the offset the body starts at; must equal the upload's current offset (409 otherwise)."),
-  uploadChecksum: header("Optional: `sha256 <base64 digest>` of this request's body. A mismatch answers 460 and discards the body's bytes."),
+  uploadChecksum: header(
+    "Optional: `sha256 <base64 digest>` of this request's body. A mismatch answers 460 and discards the body's bytes.",
+  ),
   contentType: header(`\`${TUS_CONTENT_TYPE}\` when the request has a body.`),
-  contentLength: header("The body's size: at most MAX_PATCH_BYTES (413 otherwise; also enforced while the body streams)."),
+  contentLength: header(
+    "The body's size: at most MAX_PATCH_BYTES (413 otherwise; also enforced while the body streams).",
+  ),
 };

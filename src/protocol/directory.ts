@@ -20,7 +20,12 @@ import {
 } from "./limits.ts";
 
 export const AccountId = z.uuid().meta({ id: "AccountId", description: "An account's random id (UUID)." });
-export const DeviceId = z.number().int().min(MIN_DEVICE_ID).max(MAX_DEVICE_ID).meta({ description: "Device id, 1..127; 1 is the primary device." });
+export const DeviceId = z
+  .number()
+  .int()
+  .min(MIN_DEVICE_ID)
+  .max(MAX_DEVICE_ID)
+  .meta({ description: "Device id, 1..127; 1 is the primary device." });
 export const RegistrationId = z
   .number()
   .int()
@@ -34,11 +39,18 @@ export const KemPublicKey = base64Bytes(
   KEM_PUBLIC_KEY_BYTES,
   "KEM public key: a type byte (0x08 Kyber1024 as libsignal makes it, or 0x0A ML-KEM-1024) then 1568 bytes",
 );
-export const Signature = base64Bytes(SIGNATURE_BYTES, "XEdDSA signature (libsignal variant) by the account identity key over the key's full serialisation");
+export const Signature = base64Bytes(
+  SIGNATURE_BYTES,
+  "XEdDSA signature (libsignal variant) by the account identity key over the key's full serialisation",
+);
 
 export const ECPreKey = z.object({ keyId: KeyId, publicKey: EcPublicKey }).meta({ id: "ECPreKey" });
-export const ECSignedPreKey = z.object({ keyId: KeyId, publicKey: EcPublicKey, signature: Signature }).meta({ id: "ECSignedPreKey" });
-export const KEMSignedPreKey = z.object({ keyId: KeyId, publicKey: KemPublicKey, signature: Signature }).meta({ id: "KEMSignedPreKey" });
+export const ECSignedPreKey = z
+  .object({ keyId: KeyId, publicKey: EcPublicKey, signature: Signature })
+  .meta({ id: "ECSignedPreKey" });
+export const KEMSignedPreKey = z
+  .object({ keyId: KeyId, publicKey: KemPublicKey, signature: Signature })
+  .meta({ id: "KEMSignedPreKey" });
 export type ECPreKey = z.infer<typeof ECPreKey>;
 export type ECSignedPreKey = z.infer<typeof ECSignedPreKey>;
 export type KEMSignedPreKey = z.infer<typeof KEMSignedPreKey>;
@@ -48,7 +60,10 @@ export const Password = z
   .min(MIN_PASSWORD_CHARS)
   .max(MAX_PASSWORD_CHARS)
   .regex(/^[A-Za-z0-9+/]+={0,2}$/, "must be base64 of at least 16 random bytes")
-  .meta({ description: "The device's password: base64 of at least 16 random bytes. Sent once; only a salted HMAC of it is stored." });
+  .meta({
+    description:
+      "The device's password: base64 of at least 16 random bytes. Sent once; only a salted HMAC of it is stored.",
+  });
 
 const PreKeys = z.array(ECPreKey).max(MAX_PREKEYS_PER_UPLOAD);
 const PqPreKeys = z.array(KEMSignedPreKey).max(MAX_PREKEYS_PER_UPLOAD);
@@ -68,8 +83,16 @@ const DeviceKeys = {
 export const ChallengeResponse = z
   .object({
     challenge: base64Bytes(POW_CHALLENGE_BYTES, "The challenge"),
-    difficulty: z.number().int().min(0).max(32).meta({ description: "Leading zero bits SHA-256(\"cipherpost-pow-v1\" ‖ challenge ‖ nonce) must have." }),
-    expiresAt: z.number().int().meta({ description: "Milliseconds since the epoch after which the challenge is refused." }),
+    difficulty: z
+      .number()
+      .int()
+      .min(0)
+      .max(32)
+      .meta({ description: 'Leading zero bits SHA-256("cipherpost-pow-v1" ‖ challenge ‖ nonce) must have.' }),
+    expiresAt: z
+      .number()
+      .int()
+      .meta({ description: "Milliseconds since the epoch after which the challenge is refused." }),
   })
   .meta({ id: "ChallengeResponse" });
 export type ChallengeResponse = z.infer<typeof ChallengeResponse>;
@@ -96,9 +119,10 @@ export const RegistrationRequest = z
   .meta({ id: "RegistrationRequest" });
 export type RegistrationRequest = z.input<typeof RegistrationRequest>;
 
-export const RegistrationResponse = z
-  .object({ accountId: AccountId, deviceId: DeviceId })
-  .meta({ id: "RegistrationResponse", description: "The new account; authenticate as `accountId.deviceId:password` with HTTP Basic." });
+export const RegistrationResponse = z.object({ accountId: AccountId, deviceId: DeviceId }).meta({
+  id: "RegistrationResponse",
+  description: "The new account; authenticate as `accountId.deviceId:password` with HTTP Basic.",
+});
 export type RegistrationResponse = z.infer<typeof RegistrationResponse>;
 
 // ---- Devices and linking ----
@@ -121,7 +145,7 @@ export const CreateLinkRequest = z
   .object({
     envelope: z.string().meta({
       description:
-        "The hand-over for the new device, encrypted by the linking device under a fresh 32-byte secret that travels only in the link code it shows the new device; the relay stores it opaquely (at most MAX_LINK_ENVELOPE_BYTES decoded bytes, standard base64). cipherpost clients use: envelope = 0x01 ‖ 24-byte random nonce ‖ XChaCha20-Poly1305(key = HKDF-SHA-256(ikm = secret, salt = none, info = \"cipherpost-link-v1\", 32 bytes), nonce, aad = 0x01, plaintext); plaintext = UTF-8 JSON {\"version\":1, \"accountId\", \"identityKey\" (33 bytes, base64), \"identityPrivateKey\" (32 bytes, base64)}; link code = \"cplink1.\" ‖ base64url without padding of (account id as 16 bytes ‖ link token 32 bytes ‖ secret 32 bytes).",
+        'The hand-over for the new device, encrypted by the linking device under a fresh 32-byte secret that travels only in the link code it shows the new device; the relay stores it opaquely (at most MAX_LINK_ENVELOPE_BYTES decoded bytes, standard base64). cipherpost clients use: envelope = 0x01 ‖ 24-byte random nonce ‖ XChaCha20-Poly1305(key = HKDF-SHA-256(ikm = secret, salt = none, info = "cipherpost-link-v1", 32 bytes), nonce, aad = 0x01, plaintext); plaintext = UTF-8 JSON {"version":1, "accountId", "identityKey" (33 bytes, base64), "identityPrivateKey" (32 bytes, base64)}; link code = "cplink1." ‖ base64url without padding of (account id as 16 bytes ‖ link token 32 bytes ‖ secret 32 bytes).',
       format: "byte",
     }),
   })
@@ -131,8 +155,12 @@ export const CreateLinkResponse = z
   .meta({ id: "CreateLinkResponse", description: "Single use; expires after LINK_TOKEN_TTL_SECONDS." });
 export type CreateLinkResponse = z.infer<typeof CreateLinkResponse>;
 
-export const LinkEnvelopeRequest = z.object({ accountId: AccountId, linkToken: LinkToken }).meta({ id: "LinkEnvelopeRequest" });
-export const LinkEnvelopeResponse = z.object({ envelope: z.string().meta({ format: "byte" }) }).meta({ id: "LinkEnvelopeResponse" });
+export const LinkEnvelopeRequest = z
+  .object({ accountId: AccountId, linkToken: LinkToken })
+  .meta({ id: "LinkEnvelopeRequest" });
+export const LinkEnvelopeResponse = z
+  .object({ envelope: z.string().meta({ format: "byte" }) })
+  .meta({ id: "LinkEnvelopeResponse" });
 export type LinkEnvelopeResponse = z.infer<typeof LinkEnvelopeResponse>;
 
 export const LinkDeviceRequest = z
@@ -150,7 +178,11 @@ export const SetKeysRequest = z
     preKeys: PreKeys.optional(),
     pqPreKeys: PqPreKeys.optional(),
   })
-  .meta({ id: "SetKeysRequest", description: "Replace the signed EC prekey and/or the KEM last-resort prekey; add one-time keys. Re-sent key ids are ignored." });
+  .meta({
+    id: "SetKeysRequest",
+    description:
+      "Replace the signed EC prekey and/or the KEM last-resort prekey; add one-time keys. Re-sent key ids are ignored.",
+  });
 export type SetKeysRequest = z.infer<typeof SetKeysRequest>;
 
 export const PreKeyCountResponse = z
@@ -164,7 +196,9 @@ export const BundleDevice = z
     registrationId: RegistrationId,
     signedPreKey: ECSignedPreKey,
     preKey: ECPreKey.optional().meta({ description: "Absent when the device has no one-time EC prekeys left." }),
-    pqPreKey: KEMSignedPreKey.meta({ description: "A one-time KEM prekey, or the last-resort one when none are left." }),
+    pqPreKey: KEMSignedPreKey.meta({
+      description: "A one-time KEM prekey, or the last-resort one when none are left.",
+    }),
   })
   .meta({ id: "BundleDevice" });
 export const PreKeyBundleResponse = z
@@ -176,7 +210,10 @@ export type PreKeyBundleResponse = z.infer<typeof PreKeyBundleResponse>;
 export const HealthResponse = z
   .object({
     status: z.enum(["ok", "degraded", "misconfigured"]),
-    config: z.object({ valid: z.boolean(), problems: z.array(z.object({ variable: z.string(), problem: z.string() })) }),
+    config: z.object({
+      valid: z.boolean(),
+      problems: z.array(z.object({ variable: z.string(), problem: z.string() })),
+    }),
     shards: z.record(z.string(), z.boolean()).optional(),
     r2: z.record(z.string(), z.boolean()).optional(),
   })

@@ -8,7 +8,11 @@ export const ERRORS = {
   INVALID_JSON: { status: 400, retry: false, summary: "The body is not valid JSON." },
   PAYLOAD_TOO_LARGE: { status: 413, retry: false, summary: "The request body is larger than the route accepts." },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retry: false, summary: "The Content-Type is not the one the route takes." },
-  INVALID_SIGNATURE: { status: 422, retry: false, summary: "A signature does not verify with the account's identity key." },
+  INVALID_SIGNATURE: {
+    status: 422,
+    retry: false,
+    summary: "A signature does not verify with the account's identity key.",
+  },
   INVALID_KEY: { status: 422, retry: false, summary: "A public key has the wrong type byte or length." },
   // Authentication and authorisation
   UNAUTHORIZED: { status: 401, retry: false, summary: "Missing or wrong device credentials." },
@@ -16,31 +20,71 @@ export const ERRORS = {
   // Resources
   NOT_FOUND: { status: 404, retry: false, summary: "No such resource." },
   // Registration and devices
-  CHALLENGE_INVALID: { status: 403, retry: false, summary: "The proof-of-work challenge is unknown, used, expired, or not solved." },
+  CHALLENGE_INVALID: {
+    status: 403,
+    retry: false,
+    summary: "The proof-of-work challenge is unknown, used, expired, or not solved.",
+  },
   PROOF_INVALID: { status: 422, retry: false, summary: "The proof of identity-key possession does not verify." },
   TOO_MANY_DEVICES: { status: 409, retry: false, summary: "The account already has the maximum number of devices." },
-  REGISTRATION_ID_TAKEN: { status: 409, retry: false, summary: "Another device of the account uses this registration id." },
+  REGISTRATION_ID_TAKEN: {
+    status: 409,
+    retry: false,
+    summary: "Another device of the account uses this registration id.",
+  },
   LINK_TOKEN_INVALID: { status: 403, retry: false, summary: "The link token is unknown, used or expired." },
   PRIMARY_DEVICE: { status: 403, retry: false, summary: "Device 1 cannot be removed; delete the account instead." },
   // Messages
-  MISMATCHED_DEVICES: { status: 409, retry: false, summary: "The message does not cover exactly the recipient's current devices." },
+  MISMATCHED_DEVICES: {
+    status: 409,
+    retry: false,
+    summary: "The message does not cover exactly the recipient's current devices.",
+  },
   STALE_DEVICES: { status: 410, retry: false, summary: "A registration id no longer matches the device's." },
   MESSAGE_TOO_LARGE: { status: 413, retry: false, summary: "A ciphertext is larger than the per-message limit." },
-  QUEUE_FULL: { status: 507, retry: true, summary: "The recipient device's queue is at its quota; try again after it drains." },
-  IDEMPOTENCY_KEY_REUSED: { status: 422, retry: false, summary: "The Idempotency-Key was already used for a different request." },
+  QUEUE_FULL: {
+    status: 507,
+    retry: true,
+    summary: "The recipient device's queue is at its quota; try again after it drains.",
+  },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    retry: false,
+    summary: "The Idempotency-Key was already used for a different request.",
+  },
   // Attachments
-  UPLOAD_OFFSET_MISMATCH: { status: 409, retry: false, summary: "Upload-Offset does not match the upload's current offset." },
+  UPLOAD_OFFSET_MISMATCH: {
+    status: 409,
+    retry: false,
+    summary: "Upload-Offset does not match the upload's current offset.",
+  },
   UPLOAD_TOO_LARGE: { status: 413, retry: false, summary: "The upload is larger than the attachment size limit." },
   UPLOAD_OVERRUN: { status: 400, retry: false, summary: "The bytes sent would pass Upload-Length." },
-  CHECKSUM_MISMATCH: { status: 460, retry: true, summary: "The Upload-Checksum does not match the bytes received; they were discarded." },
+  CHECKSUM_MISMATCH: {
+    status: 460,
+    retry: true,
+    summary: "The Upload-Checksum does not match the bytes received; they were discarded.",
+  },
   QUOTA_EXCEEDED: { status: 413, retry: false, summary: "The account's storage quota would be exceeded." },
   PRECONDITION_FAILED: { status: 412, retry: false, summary: "The Tus-Resumable version is not supported." },
-  RANGE_NOT_SATISFIABLE: { status: 416, retry: false, summary: "The Range does not overlap the attachment; Content-Range gives its size." },
+  RANGE_NOT_SATISFIABLE: {
+    status: 416,
+    retry: false,
+    summary: "The Range does not overlap the attachment; Content-Range gives its size.",
+  },
   // Push
-  PUSH_NOT_CONFIGURED: { status: 501, retry: false, summary: "This relay sends no push wake-ups (no VAPID key is configured)." },
+  PUSH_NOT_CONFIGURED: {
+    status: 501,
+    retry: false,
+    summary: "This relay sends no push wake-ups (no VAPID key is configured).",
+  },
   // Limits and platform
   RATE_LIMITED: { status: 429, retry: true, summary: "Too many requests; wait for Retry-After seconds." },
-  MISCONFIGURED: { status: 503, retry: true, summary: "The relay's configuration does not parse; an operator must fix it." },
+  MISCONFIGURED: {
+    status: 503,
+    retry: true,
+    summary: "The relay's configuration does not parse; an operator must fix it.",
+  },
   UNAVAILABLE: { status: 503, retry: true, summary: "A storage service did not answer; try again." },
   INTERNAL: { status: 500, retry: true, summary: "An unexpected error; it has been logged with the request id." },
 } as const satisfies Record<string, { status: number; retry: boolean; summary: string }>;

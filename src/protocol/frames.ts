@@ -2,7 +2,14 @@
 // SDK both import these; the AsyncAPI document at /v1/asyncapi.json is generated from them.
 import { z } from "zod";
 import { ErrorBody } from "./errors.ts";
-import { Envelope, IDEMPOTENCY_KEY, MultiRecipientSendRequest, MultiRecipientSendResponse, SendMessageRequest, SendMessageResponse } from "./messages.ts";
+import {
+  Envelope,
+  IDEMPOTENCY_KEY,
+  MultiRecipientSendRequest,
+  MultiRecipientSendResponse,
+  SendMessageRequest,
+  SendMessageResponse,
+} from "./messages.ts";
 
 /** Every frame type string, with its direction. */
 export const FRAME_TYPES = {
@@ -52,28 +59,40 @@ export const MAX_ACK_IDS = 1000;
 /** A client frame is at most MAX_SEND_REQUEST_BYTES plus this many characters (the send frame's own fields). */
 export const CLIENT_FRAME_OVERHEAD_CHARS = 4096;
 
-export const MessageId = z.uuid().meta({ description: "The relay's random id of one queued copy; the de-duplication key." });
+export const MessageId = z
+  .uuid()
+  .meta({ description: "The relay's random id of one queued copy; the de-duplication key." });
 
 // ---- server → client ----
 
-export const MessageFrame = z
-  .object({ type: z.literal(FRAME_TYPES.message), id: MessageId, envelope: Envelope })
-  .meta({ id: "MessageFrame", description: "One message for this device. Queued ones come oldest first, by the order the mailbox accepted them." });
-export const QueueEmptyFrame = z
-  .object({ type: z.literal(FRAME_TYPES.queue_empty) })
-  .meta({ id: "QueueEmptyFrame", description: "Sent once per connection, after the backlog that was queued at connect time." });
+export const MessageFrame = z.object({ type: z.literal(FRAME_TYPES.message), id: MessageId, envelope: Envelope }).meta({
+  id: "MessageFrame",
+  description: "One message for this device. Queued ones come oldest first, by the order the mailbox accepted them.",
+});
+export const QueueEmptyFrame = z.object({ type: z.literal(FRAME_TYPES.queue_empty) }).meta({
+  id: "QueueEmptyFrame",
+  description: "Sent once per connection, after the backlog that was queued at connect time.",
+});
 export const KeysLowFrame = z
   .object({
     type: z.literal(FRAME_TYPES.keys_low),
     count: z.number().int().meta({ description: "One-time EC prekeys left." }),
     pqCount: z.number().int().meta({ description: "One-time KEM prekeys left." }),
-    threshold: z.number().int().meta({ description: "PREKEY_LOW_THRESHOLD: the frame is sent when either count is below it." }),
+    threshold: z
+      .number()
+      .int()
+      .meta({ description: "PREKEY_LOW_THRESHOLD: the frame is sent when either count is below it." }),
   })
   .meta({ id: "KeysLowFrame" });
 export const ErrorFrame = z
   .object({ type: z.literal(FRAME_TYPES.error), code: ErrorBody.shape.code, message: z.string() })
-  .meta({ id: "ErrorFrame", description: "A client frame was malformed; nothing was done and the connection stays open." });
-export const PongFrame = z.object({ type: z.literal(FRAME_TYPES.pong) }).meta({ id: "PongFrame", description: `Exactly ${PONG_FRAME}.` });
+  .meta({
+    id: "ErrorFrame",
+    description: "A client frame was malformed; nothing was done and the connection stays open.",
+  });
+export const PongFrame = z
+  .object({ type: z.literal(FRAME_TYPES.pong) })
+  .meta({ id: "PongFrame", description: `Exactly ${PONG_FRAME}.` });
 
 export const SendResultFrame = z
   .object({
@@ -84,16 +103,26 @@ export const SendResultFrame = z
       description:
         "The body that answer would have had: SendMessageResponse (send) or MultiRecipientSendResponse (send_multi) on 200, an Error otherwise (with missingDevices/extraDevices on 409, staleDevices on 410).",
     }),
-    retryAfterSeconds: z.number().int().optional().meta({ description: "On 429 and 503: the Retry-After the HTTP answer would have carried." }),
-    replayed: z.boolean().optional().meta({ description: "True when an earlier send with the same idempotency key answered this one (HTTP: Idempotent-Replayed)." }),
+    retryAfterSeconds: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: "On 429 and 503: the Retry-After the HTTP answer would have carried." }),
+    replayed: z.boolean().optional().meta({
+      description:
+        "True when an earlier send with the same idempotency key answered this one (HTTP: Idempotent-Replayed).",
+    }),
   })
   .meta({
     id: "SendResultFrame",
-    description: "The answer to a send frame. Answers may come in any order when several sends are outstanding; match them by id.",
+    description:
+      "The answer to a send frame. Answers may come in any order when several sends are outstanding; match them by id.",
   });
 export type SendResultFrame = z.infer<typeof SendResultFrame>;
 
-export const ServerFrame = z.discriminatedUnion("type", [MessageFrame, QueueEmptyFrame, KeysLowFrame, ErrorFrame, PongFrame, SendResultFrame]).meta({ id: "ServerFrame" });
+export const ServerFrame = z
+  .discriminatedUnion("type", [MessageFrame, QueueEmptyFrame, KeysLowFrame, ErrorFrame, PongFrame, SendResultFrame])
+  .meta({ id: "ServerFrame" });
 export type ServerFrame = z.infer<typeof ServerFrame>;
 export type MessageFrame = z.infer<typeof MessageFrame>;
 export type KeysLowFrame = z.infer<typeof KeysLowFrame>;
@@ -104,16 +133,24 @@ export const AckFrame = z
   .object({ type: z.literal(FRAME_TYPES.ack), ids: z.array(z.string().max(64)).min(1).max(MAX_ACK_IDS) })
   .meta({
     id: "AckFrame",
-    description: "Deletes the named messages, but only those delivered on this connection: any other id deletes nothing. Acks also open the in-flight window.",
+    description:
+      "Deletes the named messages, but only those delivered on this connection: any other id deletes nothing. Acks also open the in-flight window.",
   });
-export const PingFrame = z.object({ type: z.literal(FRAME_TYPES.ping) }).meta({ id: "PingFrame", description: `Exactly ${PING_FRAME}; send about every 30 s.` });
+export const PingFrame = z
+  .object({ type: z.literal(FRAME_TYPES.ping) })
+  .meta({ id: "PingFrame", description: `Exactly ${PING_FRAME}; send about every 30 s.` });
 
 export const SendFrame = z
   .object({
     type: z.literal(FRAME_TYPES.send),
     id: z.string().min(1).max(64).meta({ description: "Chosen by the client to match the answer; not interpreted." }),
-    destination: z.uuid().meta({ description: "The recipient account, as {accountId} in PUT /v1/messages/{accountId}." }),
-    idempotencyKey: z.string().regex(IDEMPOTENCY_KEY).optional().meta({ description: "As the Idempotency-Key header; shared with HTTP sends of the same device, so a send whose answer was lost with the connection can be retried over HTTP safely." }),
+    destination: z
+      .uuid()
+      .meta({ description: "The recipient account, as {accountId} in PUT /v1/messages/{accountId}." }),
+    idempotencyKey: z.string().regex(IDEMPOTENCY_KEY).optional().meta({
+      description:
+        "As the Idempotency-Key header; shared with HTTP sends of the same device, so a send whose answer was lost with the connection can be retried over HTTP safely.",
+    }),
     message: SendMessageRequest,
   })
   .meta({
@@ -127,7 +164,11 @@ export const SendMultiFrame = z
   .object({
     type: z.literal(FRAME_TYPES.send_multi),
     id: z.string().min(1).max(64).meta({ description: "Chosen by the client to match the answer; not interpreted." }),
-    idempotencyKey: z.string().regex(IDEMPOTENCY_KEY).optional().meta({ description: "As the Idempotency-Key header of PUT /v1/messages/multi, shared with it." }),
+    idempotencyKey: z
+      .string()
+      .regex(IDEMPOTENCY_KEY)
+      .optional()
+      .meta({ description: "As the Idempotency-Key header of PUT /v1/messages/multi, shared with it." }),
     message: MultiRecipientSendRequest,
   })
   .meta({
@@ -140,6 +181,8 @@ export type SendMultiFrameInput = z.input<typeof SendMultiFrame>;
 /** A send frame as a client writes it (optional fields may be left out). */
 export type SendFrameInput = z.input<typeof SendFrame>;
 
-export const ClientFrame = z.discriminatedUnion("type", [AckFrame, PingFrame, SendFrame, SendMultiFrame]).meta({ id: "ClientFrame" });
+export const ClientFrame = z
+  .discriminatedUnion("type", [AckFrame, PingFrame, SendFrame, SendMultiFrame])
+  .meta({ id: "ClientFrame" });
 export type ClientFrame = z.infer<typeof ClientFrame>;
 export type AckFrame = z.infer<typeof AckFrame>;

@@ -26,4 +26,14 @@ export const SIGNATURE_BYTES = 64;
 export const LINK_TOKEN_BYTES = 32;
 /** Domain separation for the signatures and hashes the relay asks for. */
 export const REGISTRATION_PROOF_CONTEXT = "cipherpost-register-v1";
+
+/** What a registration's `proof` signs: UTF-8 "cipherpost-register-v1" ‖ challenge (32 bytes) ‖ identityKey (33 bytes). */
+export function registrationProofMessage(challenge: Uint8Array, identityKey: Uint8Array): Uint8Array {
+  const context = new TextEncoder().encode(REGISTRATION_PROOF_CONTEXT);
+  const out = new Uint8Array(context.length + challenge.length + identityKey.length);
+  out.set(context, 0);
+  out.set(challenge, context.length);
+  out.set(identityKey, context.length + challenge.length);
+  return out;
+}
 export const POW_CONTEXT = "cipherpost-pow-v1";

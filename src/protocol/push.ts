@@ -13,12 +13,18 @@ export const PushEndpointRequest = z
       .max(MAX_PUSH_ENDPOINT_CHARS)
       .meta({ description: "The PushSubscription's endpoint (https; http only on the loopback interface)." }),
   })
-  .meta({ id: "PushEndpointRequest", description: "Keys (p256dh, auth) are not needed: the relay's pushes carry no payload." });
+  .meta({
+    id: "PushEndpointRequest",
+    description: "Keys (p256dh, auth) are not needed: the relay's pushes carry no payload.",
+  });
 export type PushEndpointRequest = z.infer<typeof PushEndpointRequest>;
 
 export const VapidKeyResponse = z
   .object({
-    publicKey: z.string().meta({ description: "The relay's VAPID public key, base64url (65-byte uncompressed P-256 point): pass as applicationServerKey to PushManager.subscribe." }),
+    publicKey: z.string().meta({
+      description:
+        "The relay's VAPID public key, base64url (65-byte uncompressed P-256 point): pass as applicationServerKey to PushManager.subscribe.",
+    }),
   })
   .meta({ id: "VapidKeyResponse" });
 export type VapidKeyResponse = z.infer<typeof VapidKeyResponse>;

@@ -120,11 +120,17 @@ export function createApp(mount: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHon
   app.onError((err, c) => {
     if (err instanceof ApiError) return errorResponse(c, err);
     if (err instanceof HTTPException) {
-      if (err.status === 400 && /json/i.test(err.message)) return errorResponse(c, new ApiError("INVALID_JSON", "the body is not valid JSON"));
+      if (err.status === 400 && /json/i.test(err.message))
+        return errorResponse(c, new ApiError("INVALID_JSON", "the body is not valid JSON"));
       if (err.status === 413) return errorResponse(c, new ApiError("PAYLOAD_TOO_LARGE", "the body is too large"));
       if (err.status === 400) return errorResponse(c, new ApiError("BAD_REQUEST", err.message || "bad request"));
     }
-    log("error", { requestId: c.get("requestId"), route: c.req.routePath, error: String(err), stack: (err as Error)?.stack });
+    log("error", {
+      requestId: c.get("requestId"),
+      route: c.req.routePath,
+      error: String(err),
+      stack: (err as Error)?.stack,
+    });
     return errorResponse(c, new ApiError("INTERNAL", "internal error; it has been logged with the request id"));
   });
   return app;
@@ -146,7 +152,8 @@ export function limitBody(max: (config: Config) => number): MiddlewareHandler<Ap
 /** Requires a JSON body: any other Content-Type is refused before parsing. */
 export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   const type = c.req.header("content-type") ?? "";
-  if (!/^application\/json\b/i.test(type)) throw new ApiError("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json");
+  if (!/^application\/json\b/i.test(type))
+    throw new ApiError("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json");
   return next();
 };
 
@@ -163,7 +170,8 @@ export function errorResponses(...codes: ErrorCode[]) {
     const s = ERRORS[code].status;
     byStatus.set(s, [...(byStatus.get(s) ?? []), code]);
   }
-  const out: Record<number, { description: string; content: { "application/json": { schema: typeof ErrorBody } } }> = {};
+  const out: Record<number, { description: string; content: { "application/json": { schema: typeof ErrorBody } } }> =
+    {};
   for (const [status, cs] of byStatus) {
     out[status] = {
       description: cs.map((c) => `\`${c}\`: ${ERRORS[c].summary}`).join(" "),
@@ -173,7 +181,10 @@ export function errorResponses(...codes: ErrorCode[]) {
   return out;
 }
 
-export const json = <T>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
+export const json = <T>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
 
 export function clientIp(c: Context<AppEnv>): string {
   // Used only as a rate-limit key, hashed before use; never logged.

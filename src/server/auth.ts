@@ -8,7 +8,9 @@ import { ApiError, storage, unwrap } from "./errors.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-export function parseBasic(header: string | undefined): { accountId: string; deviceId: number; password: string } | null {
+export function parseBasic(
+  header: string | undefined,
+): { accountId: string; deviceId: number; password: string } | null {
   const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "");
   if (!m) return null;
   let text: string;
@@ -24,14 +26,16 @@ export function parseBasic(header: string | undefined): { accountId: string; dev
   const dot = user.lastIndexOf(".");
   const accountId = (dot < 0 ? user : user.slice(0, dot)).toLowerCase();
   const deviceId = dot < 0 ? 1 : Number(user.slice(dot + 1));
-  if (!UUID.test(accountId) || !Number.isInteger(deviceId) || deviceId < MIN_DEVICE_ID || deviceId > MAX_DEVICE_ID) return null;
+  if (!UUID.test(accountId) || !Number.isInteger(deviceId) || deviceId < MIN_DEVICE_ID || deviceId > MAX_DEVICE_ID)
+    return null;
   if (password.length === 0 || password.length > 256) return null;
   return { accountId, deviceId, password };
 }
 
 export async function authenticate(env: Cloudflare.Env, header: string | undefined): Promise<AuthenticatedDevice> {
   const creds = parseBasic(header);
-  if (!creds) throw new ApiError("UNAUTHORIZED", "credentials missing or malformed: use Basic accountId.deviceId:password");
+  if (!creds)
+    throw new ApiError("UNAUTHORIZED", "credentials missing or malformed: use Basic accountId.deviceId:password");
   const stub = env.ACCOUNT.getByName(creds.accountId);
   return unwrap(await storage("account", () => stub.authenticate(creds.deviceId, creds.password)));
 }

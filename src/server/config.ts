@@ -50,13 +50,19 @@ const shardMap = z
     let next = 0;
     for (const r of ranges) {
       if (r.from !== next || r.to < r.from) {
-        ctx.addIssue({ code: "custom", message: `buckets must be covered once each from 0 to ${SHARD_BUCKETS - 1}; gap or overlap at ${next}` });
+        ctx.addIssue({
+          code: "custom",
+          message: `buckets must be covered once each from 0 to ${SHARD_BUCKETS - 1}; gap or overlap at ${next}`,
+        });
         return z.NEVER;
       }
       next = r.to + 1;
     }
     if (next !== SHARD_BUCKETS) {
-      ctx.addIssue({ code: "custom", message: `buckets must be covered up to ${SHARD_BUCKETS - 1}; they stop at ${next - 1}` });
+      ctx.addIssue({
+        code: "custom",
+        message: `buckets must be covered up to ${SHARD_BUCKETS - 1}; they stop at ${next - 1}`,
+      });
       return z.NEVER;
     }
     return ranges;
@@ -189,17 +195,27 @@ export function loadConfig(env: object): ConfigResult {
   if (!parsed.success) {
     result = {
       ok: false,
-      error: new ConfigError(parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "?"), problem: i.message }))),
+      error: new ConfigError(
+        parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "?"), problem: i.message })),
+      ),
     };
   } else if (parsed.data.VAPID_PRIVATE_KEY_JWK && !parsed.data.VAPID_SUBJECT) {
-    result = { ok: false, error: new ConfigError([{ variable: "VAPID_SUBJECT", problem: "must be set (mailto: or https:) when VAPID_PRIVATE_KEY_JWK is" }]) };
+    result = {
+      ok: false,
+      error: new ConfigError([
+        { variable: "VAPID_SUBJECT", problem: "must be set (mailto: or https:) when VAPID_PRIVATE_KEY_JWK is" },
+      ]),
+    };
   } else {
     const missing = parsed.data.SHARD_MAP.filter((r) => !isD1(vars[r.binding]));
     result = missing.length
       ? {
           ok: false,
           error: new ConfigError(
-            missing.map((r) => ({ variable: "SHARD_MAP", problem: `names binding ${r.binding}, which is not a D1 database of this Worker` })),
+            missing.map((r) => ({
+              variable: "SHARD_MAP",
+              problem: `names binding ${r.binding}, which is not a D1 database of this Worker`,
+            })),
           ),
         }
       : { ok: true, config: parsed.data };

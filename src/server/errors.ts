@@ -26,7 +26,12 @@ export interface Failure {
   extras?: Record<string, unknown>;
   retryAfterSeconds?: number;
 }
-export const fail = (code: ErrorCode, message: string, extras?: Record<string, unknown>, retryAfterSeconds?: number): Failure => ({
+export const fail = (
+  code: ErrorCode,
+  message: string,
+  extras?: Record<string, unknown>,
+  retryAfterSeconds?: number,
+): Failure => ({
   ok: false,
   code,
   message,
@@ -43,7 +48,8 @@ export function unwrap<T extends { ok: true }>(result: T | Failure): T {
 export function errorResponse(c: Context, err: ApiError): Response {
   const requestId = (c.get("requestId") as string | undefined) ?? "unknown";
   const headers: Record<string, string> = {};
-  if (err.retryAfterSeconds !== undefined) headers["Retry-After"] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)));
+  if (err.retryAfterSeconds !== undefined)
+    headers["Retry-After"] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)));
   return c.json({ code: err.code, message: err.message, requestId, ...err.extras }, err.status as 400, headers);
 }
 

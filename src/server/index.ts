@@ -36,7 +36,10 @@ export const app = createApp((app) => {
 });
 
 /** The cron trigger: sweeps what expires by time and has no object of its own to expire it. */
-export async function scheduled(env: Cloudflare.Env, now = Date.now()): Promise<{ challenges: number; attachments: number }> {
+export async function scheduled(
+  env: Cloudflare.Env,
+  now = Date.now(),
+): Promise<{ challenges: number; attachments: number }> {
   const loaded = loadConfig(env);
   if (!loaded.ok) {
     log("error", { event: "sweep_skipped", error: loaded.error.message });

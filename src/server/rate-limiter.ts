@@ -16,7 +16,13 @@ export class RateLimiter extends DurableObject<Cloudflare.Env> {
   }
 }
 
-export async function limitByIp(env: Cloudflare.Env, ip: string, purpose: string, limit: number, windowSeconds: number): Promise<RateDecision> {
+export async function limitByIp(
+  env: Cloudflare.Env,
+  ip: string,
+  purpose: string,
+  limit: number,
+  windowSeconds: number,
+): Promise<RateDecision> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`cipherpost-ip:${ip}`)));
   const name = [...digest].map((x) => x.toString(16).padStart(2, "0")).join("");
   return env.RATE_LIMITER.getByName(name).take(purpose, limit, windowSeconds);

@@ -35,15 +35,20 @@ interface Run {
 function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run> } {
   let child!: ChildProcess;
   const done = new Promise<Run>((resolve) => {
-    child = execFile(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-      // Every stdout line of a command is JSON; --help prints the usage text instead.
-      const lines = stdout
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-      resolve({ code, stdout, stderr, lines, json: lines[0] ?? {} });
-    });
+    child = execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd, env: { ...process.env, ...env }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        // Every stdout line of a command is JSON; --help prints the usage text instead.
+        const lines = stdout
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+        resolve({ code, stdout, stderr, lines, json: lines[0] ?? {} });
+      },
+    );
   });
   return { child, done };
 }
@@ -69,9 +74,13 @@ async function holdsLock(profile: string, child: ChildProcess, withinMs = 30_000
     }
     if (holder === child.pid) return;
     if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`process ${child.pid} exited (${child.exitCode ?? child.signalCode}) before it held the lock of the profile ${profile}`);
+      throw new Error(
+        `process ${child.pid} exited (${child.exitCode ?? child.signalCode}) before it held the lock of the profile ${profile}`,
+      );
     if (Date.now() >= deadline)
-      throw new Error(`process ${child.pid} did not take the lock of the profile ${profile} within ${withinMs} ms; holder of ${path}: ${String(holder)}`);
+      throw new Error(
+        `process ${child.pid} did not take the lock of the profile ${profile} within ${withinMs} ms; holder of ${path}: ${String(holder)}`,
+      );
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -109,12 +118,16 @@ describe("the cipherpost command", () => {
     expect(sent).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     const r = await cli(["--profile", "bob", "receive"]);
     expect(r.code).toBe(0);
-    expect(r.lines).toEqual([{ id: sent.id, from: alice, fromDevice: 1, to: bob, timestamp: expect.any(Number), text: "hello bob" }]);
+    expect(r.lines).toEqual([
+      { id: sent.id, from: alice, fromDevice: 1, to: bob, timestamp: expect.any(Number), text: "hello bob" },
+    ]);
     expect(Math.abs((r.json.timestamp as number) - Date.now())).toBeLessThan(60_000);
 
     const back = await ok(["--profile", "bob", "send", alice, "hello alice"]);
     const r2 = await cli(["--profile", "alice", "receive", "--wait-ms", "200"]);
-    expect(r2.lines).toEqual([{ id: back.id, from: bob, fromDevice: 1, to: alice, timestamp: expect.any(Number), text: "hello alice" }]);
+    expect(r2.lines).toEqual([
+      { id: back.id, from: bob, fromDevice: 1, to: alice, timestamp: expect.any(Number), text: "hello alice" },
+    ]);
     // Nothing is printed twice.
     expect((await cli(["--profile", "bob", "receive"])).lines).toEqual([]);
   });
@@ -145,7 +158,10 @@ describe("the cipherpost command", () => {
   it("link-code and link: a second device of alice's sees both sides of the conversation", async () => {
     const { code } = await ok(["--profile", "alice", "link-code"]);
     expect(code).toMatch(/^cplink1\./);
-    expect(await ok(["--profile", "alice2", "link", "--server", relay.url, "--code", code as string])).toEqual({ accountId: alice, deviceId: 2 });
+    expect(await ok(["--profile", "alice2", "link", "--server", relay.url, "--code", code as string])).toEqual({
+      accountId: alice,
+      deviceId: 2,
+    });
     const devices = await ok(["--profile", "alice", "devices"]);
     expect(devices).toEqual({
       devices: [
@@ -158,7 +174,14 @@ describe("the cipherpost command", () => {
     const fromAlice = await ok(["--profile", "alice", "send", bob, "alice's reply"]);
     const r = await cli(["--profile", "alice2", "receive"]);
     expect(r.lines).toEqual([
-      { id: fromBob.id, from: bob, fromDevice: 1, to: alice, timestamp: expect.any(Number), text: "to both of alice's devices" },
+      {
+        id: fromBob.id,
+        from: bob,
+        fromDevice: 1,
+        to: alice,
+        timestamp: expect.any(Number),
+        text: "to both of alice's devices",
+      },
       { id: fromAlice.id, from: alice, fromDevice: 1, to: bob, timestamp: expect.any(Number), text: "alice's reply" },
     ]);
     expect((await cli(["--profile", "bob", "receive"])).lines.map((l) => l.text)).toEqual(["alice's reply"]);
@@ -187,7 +210,12 @@ describe("the cipherpost command", () => {
     ] as const) {
       expect(line).toMatchObject({ from: alice, fromDevice: 1, to: bob, timestamp: expect.any(Number), text: "" });
       const file = line.file as { name: string; size: number; sha256: string; path: string };
-      expect(file).toEqual({ name, size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex"), path: join(cwd, "bob", "files", name) });
+      expect(file).toEqual({
+        name,
+        size: bytes.length,
+        sha256: createHash("sha256").update(bytes).digest("hex"),
+        path: join(cwd, "bob", "files", name),
+      });
       expect(readFileSync(file.path).equals(bytes)).toBe(true);
     }
   });
@@ -252,7 +280,9 @@ describe("the cipherpost command", () => {
   it("failures print {error:{code,message}} and exit 1; an unreachable relay says so", async () => {
     const down = await cli(["--profile", "nobody", "register", "--server", "http://127.0.0.1:1"]);
     expect(down.code).toBe(1);
-    expect(down.json).toEqual({ error: { code: "UNREACHABLE", message: expect.stringContaining("cannot reach the relay at http://127.0.0.1:1") } });
+    expect(down.json).toEqual({
+      error: { code: "UNREACHABLE", message: expect.stringContaining("cannot reach the relay at http://127.0.0.1:1") },
+    });
     const unregistered = await cli(["--profile", "nobody", "whoami"]);
     expect(unregistered.code).toBe(1);
     expect((unregistered.json.error as { code: string }).code).toBe("NOT_REGISTERED");
@@ -260,7 +290,9 @@ describe("the cipherpost command", () => {
     expect(notFound.code).toBe(1);
     expect(notFound.json).toEqual({ error: { code: "NOT_FOUND", message: expect.any(String) } });
     const noFile = await cli(["--profile", "alice", "send-file", bob, "missing.bin"]);
-    expect(noFile.json).toEqual({ error: { code: "INVALID_ARGUMENT", message: expect.stringContaining("missing.bin") } });
+    expect(noFile.json).toEqual({
+      error: { code: "INVALID_ARGUMENT", message: expect.stringContaining("missing.bin") },
+    });
   });
 
   it("a second command on a busy profile waits for the first, or fails clearly when told not to wait long", async () => {
@@ -272,7 +304,9 @@ describe("the cipherpost command", () => {
       await holdsLock("bob", child);
       const refused = await cli(["--profile", "bob", "whoami"], { CIPHERPOST_LOCK_TIMEOUT_MS: "300" });
       expect(refused.code).toBe(1);
-      expect(refused.json).toEqual({ error: { code: "PROFILE_LOCKED", message: expect.stringContaining(`process ${child.pid}`) } });
+      expect(refused.json).toEqual({
+        error: { code: "PROFILE_LOCKED", message: expect.stringContaining(`process ${child.pid}`) },
+      });
       const waited = await cli(["--profile", "bob", "whoami"]);
       expect(waited.code).toBe(0);
       expect(waited.stderr).toContain("waiting for the profile bob");

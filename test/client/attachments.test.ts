@@ -6,7 +6,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CipherpostError, encryptedSize, paddedSize, type AttachmentPointer, type CipherpostClient, type UploadState } from "../../src/client/index.ts";
+import {
+  CipherpostError,
+  encryptedSize,
+  paddedSize,
+  type AttachmentPointer,
+  type CipherpostClient,
+  type UploadState,
+} from "../../src/client/index.ts";
 import { fileBlob, writeStreamToFile } from "../../src/client/node.ts";
 import { startRelay, type Relay } from "../support/relay.ts";
 import { nextEvent, register } from "./helpers.ts";
@@ -48,7 +55,9 @@ describe("a 20 MiB file", () => {
       .uploadAttachment(file, {
         chunkBytes: 4 * MiB,
         signal: stop.signal,
-        onCreated: (s) => void (created = s),
+        onCreated: (s) => {
+          created = s;
+        },
         onProgress: (n) => {
           first.push(n);
           if (n >= 8 * MiB) stop.abort();
@@ -63,7 +72,11 @@ describe("a 20 MiB file", () => {
 
     // Second attempt: resumes from the relay's offset instead of starting again.
     const second: number[] = [];
-    const pointer = await a.uploadAttachment(file, { chunkBytes: 4 * MiB, resume: state, onProgress: (n) => void second.push(n) });
+    const pointer = await a.uploadAttachment(file, {
+      chunkBytes: 4 * MiB,
+      resume: state,
+      onProgress: (n) => void second.push(n),
+    });
     expect(second[0]).toBeGreaterThanOrEqual(8 * MiB);
     expect(second.at(-1)).toBe(total);
     expect(pointer).toMatchObject({ size: original.length, name: "holiday.bin" });
@@ -76,7 +89,10 @@ describe("a 20 MiB file", () => {
 
     const target = join(dir, "received.bin");
     const progress: number[] = [];
-    const written = await writeStreamToFile(await b.downloadAttachment(received, { onProgress: (n) => void progress.push(n) }), target);
+    const written = await writeStreamToFile(
+      await b.downloadAttachment(received, { onProgress: (n) => void progress.push(n) }),
+      target,
+    );
     expect(written.size).toBe(original.length);
     expect(written.sha256).toBe(createHash("sha256").update(original).digest("hex"));
     expect(readFileSync(target).equals(original)).toBe(true);

@@ -1,6 +1,12 @@
 // Shared helpers of the SDK tests: clients on the test relay with a Node WebSocket, and waiting for events or
 // conditions with a timeout that names what was awaited instead of hanging.
-import { CipherpostClient, MemoryStorage, type ClientEvents, type ClientOptions, type Storage } from "../../src/client/index.ts";
+import {
+  CipherpostClient,
+  MemoryStorage,
+  type ClientEvents,
+  type ClientOptions,
+  type Storage,
+} from "../../src/client/index.ts";
 import { nodeWebSocket } from "../../src/client/node.ts";
 
 const WebSocket = await nodeWebSocket();
@@ -8,7 +14,10 @@ const WebSocket = await nodeWebSocket();
 /** Small prekey batches keep registration fast; the policy is tested on its own. */
 export const FAST_KEYS = { batch: 10, threshold: 5 };
 
-export function clientOptions(storage: Storage = new MemoryStorage(), extra: Partial<ClientOptions> = {}): ClientOptions {
+export function clientOptions(
+  storage: Storage = new MemoryStorage(),
+  extra: Partial<ClientOptions> = {},
+): ClientOptions {
   return { storage, WebSocket, preKeys: FAST_KEYS, connection: { initialDelayMs: 200, maxDelayMs: 2000 }, ...extra };
 }
 
@@ -17,7 +26,11 @@ export function register(server: string, extra: Partial<ClientOptions> = {}): Pr
 }
 
 /** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 20_000,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -37,7 +50,11 @@ export function nextEvent<K extends keyof ClientEvents>(
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       off();
-      reject(new Error(`timed out after ${timeoutMs} ms waiting for a ${String(event)} event on ${client.accountId}.${client.deviceId}`));
+      reject(
+        new Error(
+          `timed out after ${timeoutMs} ms waiting for a ${String(event)} event on ${client.accountId}.${client.deviceId}`,
+        ),
+      );
     }, timeoutMs);
     const off = client.on(event, (v) => {
       if (!match(v)) return;

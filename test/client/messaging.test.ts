@@ -6,7 +6,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CipherpostClient, CipherpostError, MemoryStorage, type DecryptionErrorEvent, type StoredMessage } from "../../src/client/index.ts";
+import {
+  CipherpostClient,
+  CipherpostError,
+  MemoryStorage,
+  type DecryptionErrorEvent,
+  type StoredMessage,
+} from "../../src/client/index.ts";
 import { FileStorage } from "../../src/client/node.ts";
 import { startRelay, type Relay } from "../support/relay.ts";
 import { clientOptions, nextEvent, register, waitFor } from "./helpers.ts";
@@ -49,14 +55,24 @@ describe("two accounts and a linked device", () => {
     const atB = nextEvent(b, "message");
     const sent = await a1.send(b.accountId, "hello from A");
     const got = await atB;
-    expect(got).toMatchObject({ id: sent.id, direction: "incoming", from: a1.accountId, fromDevice: 1, to: b.accountId, text: "hello from A", timestamp: sent.timestamp });
+    expect(got).toMatchObject({
+      id: sent.id,
+      direction: "incoming",
+      from: a1.accountId,
+      fromDevice: 1,
+      to: b.accountId,
+      text: "hello from A",
+      timestamp: sent.timestamp,
+    });
 
     const atA = nextEvent(a1, "message");
     const reply = await b.send(a1.accountId, "hello back from B");
     expect(await atA).toMatchObject({ id: reply.id, from: b.accountId, to: a1.accountId, text: "hello back from B" });
 
     // B's delivery receipt for A's message reaches A and marks its stored copy.
-    await waitFor("A's message marked delivered", () => a1.messages.get(sent.id, a1.accountId)?.delivered?.includes(b.accountId));
+    await waitFor("A's message marked delivered", () =>
+      a1.messages.get(sent.id, a1.accountId)?.delivered?.includes(b.accountId),
+    );
     expect(texts(a1.messages.list({ with: b.accountId }))).toEqual(["hello from A", "hello back from B"]);
     expect(texts(b.messages.list({ with: a1.accountId }))).toEqual(["hello from A", "hello back from B"]);
     expect(await a1.safetyNumber(b.accountId)).toBe(await b.safetyNumber(a1.accountId));
@@ -76,7 +92,9 @@ describe("two accounts and a linked device", () => {
     const late = await client();
     await a1.sendTyping(late.accountId, "started");
     let typed = false;
-    late.on("typing", () => void (typed = true));
+    late.on("typing", () => {
+      typed = true;
+    });
     await late.connect();
     await late.waitForQueueEmpty().catch(() => undefined);
     expect(typed).toBe(false);
@@ -100,19 +118,34 @@ describe("two accounts and a linked device", () => {
       waitFor("A2 gets B's message", () => a2.messages.get(fromB.id, b.accountId)),
     ]);
     expect(at1.text).toBe("B writes to both of A's devices");
-    expect(at2).toMatchObject({ direction: "incoming", from: b.accountId, to: a1.accountId, text: "B writes to both of A's devices" });
+    expect(at2).toMatchObject({
+      direction: "incoming",
+      from: b.accountId,
+      to: a1.accountId,
+      text: "B writes to both of A's devices",
+    });
 
     // A1's own message reaches A2 as a sync copy naming its destination.
     const fromA1 = await a1.send(b.accountId, "A1 answers B");
     const sync = await waitFor("A2 gets A1's sync copy", () => a2.messages.get(fromA1.id, a1.accountId));
-    expect(sync).toMatchObject({ direction: "outgoing", from: a1.accountId, fromDevice: 1, to: b.accountId, text: "A1 answers B" });
+    expect(sync).toMatchObject({
+      direction: "outgoing",
+      from: a1.accountId,
+      fromDevice: 1,
+      to: b.accountId,
+      text: "A1 answers B",
+    });
     await waitFor("B gets A1's answer", () => b.messages.get(fromA1.id, a1.accountId));
 
     // And A2 writes too: B and A1 both get it.
     const fromA2 = await a2.send(b.accountId, "A2 joins in");
     await waitFor("B gets A2's message", () => b.messages.get(fromA2.id, a1.accountId)?.fromDevice === 2);
     await waitFor("A1 gets A2's sync copy", () => a1.messages.get(fromA2.id, a1.accountId)?.to === b.accountId);
-    expect(texts(a2.messages.list({ with: b.accountId }))).toEqual(["B writes to both of A's devices", "A1 answers B", "A2 joins in"]);
+    expect(texts(a2.messages.list({ with: b.accountId }))).toEqual([
+      "B writes to both of A's devices",
+      "A1 answers B",
+      "A2 joins in",
+    ]);
   });
 
   it("an undecryptable message is reported and the sender resends it on a fresh session", async () => {
@@ -255,7 +288,14 @@ describe("a long conversation across connection loss", () => {
     expect(events).toEqual(Array.from({ length: N }, (_, i) => `m${i}`));
     duplicates += b.stats.duplicates;
     expect(duplicates).toBeGreaterThan(0);
-    console.log(JSON.stringify({ event: "sdk_500_messages", sendSeconds: +sendSeconds.toFixed(1), perMessageMs: +((sendSeconds * 1000) / N).toFixed(1), duplicatesDropped: duplicates }));
+    console.log(
+      JSON.stringify({
+        event: "sdk_500_messages",
+        sendSeconds: +sendSeconds.toFixed(1),
+        perMessageMs: +((sendSeconds * 1000) / N).toFixed(1),
+        duplicatesDropped: duplicates,
+      }),
+    );
     await b.close();
     await storage.close();
   }, 180_000);
@@ -295,7 +335,9 @@ describe("prekeys, errors and the account", () => {
     expect(CipherpostError.is(missing, "NOT_FOUND")).toBe(true);
     expect((missing as CipherpostError).status).toBe(404);
     expect((missing as CipherpostError).requestId).toMatch(/^[0-9a-f-]{36}$/);
-    const down = await CipherpostClient.register({ server: "http://127.0.0.1:9", ...clientOptions() }).catch((e: unknown) => e);
+    const down = await CipherpostClient.register({ server: "http://127.0.0.1:9", ...clientOptions() }).catch(
+      (e: unknown) => e,
+    );
     expect(CipherpostError.is(down, "UNREACHABLE")).toBe(true);
     expect((down as CipherpostError).retryable).toBe(true);
     expect((down as CipherpostError).message).toContain("cannot reach the relay at http://127.0.0.1:9");
@@ -306,7 +348,9 @@ describe("prekeys, errors and the account", () => {
     await d.deleteAccount();
     const e = await a.send(d.accountId, "hello?").catch((x: unknown) => x);
     expect(CipherpostError.is(e, "NOT_FOUND")).toBe(true);
-    await expect(CipherpostClient.open(clientOptions(new MemoryStorage()))).rejects.toMatchObject({ code: "NOT_REGISTERED" });
+    await expect(CipherpostClient.open(clientOptions(new MemoryStorage()))).rejects.toMatchObject({
+      code: "NOT_REGISTERED",
+    });
   });
 });
 
@@ -337,7 +381,11 @@ describe("sending over the mailbox connection", () => {
       const res = await globalThis.fetch(input, init);
       const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
       if (init?.method === "PUT" && url.pathname.startsWith("/v1/messages/"))
-        sends.push({ path: url.pathname, key: new Headers(init.headers).get("idempotency-key"), replayed: res.headers.get("idempotent-replayed") });
+        sends.push({
+          path: url.pathname,
+          key: new Headers(init.headers).get("idempotency-key"),
+          replayed: res.headers.get("idempotent-replayed"),
+        });
       return res;
     };
     return { sends, fetchImpl };
@@ -356,7 +404,10 @@ describe("sending over the mailbox connection", () => {
     await d.connect();
     const group = await a.sendGroup([b.accountId, d.accountId], "to the group, over the socket");
     expect(group.failed).toEqual([]);
-    await waitFor("both members get it", () => b.messages.get(group.id, a.accountId) && d.messages.get(group.id, a.accountId));
+    await waitFor(
+      "both members get it",
+      () => b.messages.get(group.id, a.accountId) && d.messages.get(group.id, a.accountId),
+    );
     expect(rec.sends).toEqual([]);
 
     await a.close();
@@ -380,8 +431,13 @@ describe("sending over the mailbox connection", () => {
         if (f.type === "send" && frameKey === undefined) frameKey = f.idempotencyKey;
         super.send(data);
       }
-      override addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions) {
-        if (type !== "message" || typeof listener !== "function") return super.addEventListener(type, listener, options);
+      override addEventListener(
+        type: string,
+        listener: EventListenerOrEventListenerObject,
+        options?: boolean | AddEventListenerOptions,
+      ) {
+        if (type !== "message" || typeof listener !== "function")
+          return super.addEventListener(type, listener, options);
         super.addEventListener("message", ((ev: MessageEvent) => {
           if (dropNextAnswer && typeof ev.data === "string" && ev.data.includes('"type":"send_result"')) {
             dropNextAnswer = false;

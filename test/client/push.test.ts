@@ -24,7 +24,10 @@ const received: Received[] = [];
 const open: CipherpostClient[] = [];
 
 beforeAll(async () => {
-  const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
   const jwk = await crypto.subtle.exportKey("jwk", pair.privateKey);
   publicJwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
   pushService = createServer((req, res) => {
@@ -39,7 +42,12 @@ beforeAll(async () => {
   await new Promise<void>((r) => pushService.listen(0, "127.0.0.1", r));
   pushBase = `http://127.0.0.1:${(pushService.address() as AddressInfo).port}`;
   relay = await startRelay({
-    vars: { VAPID_PRIVATE_KEY_JWK: JSON.stringify(jwk), VAPID_SUBJECT: "mailto:ops@cipherpost.example", PUSH_MIN_INTERVAL_SECONDS: "60", PUSH_TTL_SECONDS: "3600" },
+    vars: {
+      VAPID_PRIVATE_KEY_JWK: JSON.stringify(jwk),
+      VAPID_SUBJECT: "mailto:ops@cipherpost.example",
+      PUSH_MIN_INTERVAL_SECONDS: "60",
+      PUSH_TTL_SECONDS: "3600",
+    },
   });
 }, 120_000);
 
@@ -71,7 +79,9 @@ describe("push wake-ups", () => {
     expect(await bob.pushEndpoint()).toBe(endpoint);
 
     await alice.send(bob.accountId, "wake up");
-    const [push] = await waitFor("the push", () => (pushesTo(`/push/${bob.accountId}`).length ? pushesTo(`/push/${bob.accountId}`) : null));
+    const [push] = await waitFor("the push", () =>
+      pushesTo(`/push/${bob.accountId}`).length ? pushesTo(`/push/${bob.accountId}`) : null,
+    );
     expect(push).toMatchObject({ method: "POST", bodyBytes: 0 });
     expect(push!.headers.ttl).toBe("3600");
     expect(push!.headers.urgency).toBe("high");
@@ -87,8 +97,21 @@ describe("push wake-ups", () => {
     expect(claims.sub).toBe("mailto:ops@cipherpost.example");
     expect(claims.exp).toBeGreaterThan(Date.now() / 1000);
     expect(claims.exp).toBeLessThanOrEqual(Date.now() / 1000 + 24 * 3600);
-    const verifier = await crypto.subtle.importKey("raw", b64urlBytes(k), { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
-    expect(await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, verifier, b64urlBytes(sig), new TextEncoder().encode(`${h}.${p}`))).toBe(true);
+    const verifier = await crypto.subtle.importKey(
+      "raw",
+      b64urlBytes(k),
+      { name: "ECDSA", namedCurve: "P-256" },
+      false,
+      ["verify"],
+    );
+    expect(
+      await crypto.subtle.verify(
+        { name: "ECDSA", hash: "SHA-256" },
+        verifier,
+        b64urlBytes(sig),
+        new TextEncoder().encode(`${h}.${p}`),
+      ),
+    ).toBe(true);
     // And it is the key the operator configured.
     expect(Buffer.from(b64urlBytes(k).subarray(1, 33)).toString("base64url")).toBe(publicJwk.x);
 

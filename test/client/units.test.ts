@@ -1,16 +1,40 @@
 // The SDK's parts that need no relay: the error class and its codes, link codes, the attachment format
 // (round trips at segment boundaries, reordering, truncation, tampering), the file-backed storage's atomicity
 // and crash recovery, content parsing, prekey rotation, and the CLI's argument grammar.
-import { appendFileSync, closeSync, mkdtempSync, openAsBlob, openSync, readFileSync, rmSync, statSync, truncateSync } from "node:fs";
+import {
+  appendFileSync,
+  closeSync,
+  mkdtempSync,
+  openAsBlob,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseCommandLine, UsageError } from "../../src/cli/args.ts";
-import { decryptStream, encryptBlob, encryptedSize, GCM_TAG_BYTES, importAttachmentKey, paddedSize, SegmentDigest } from "../../src/client/attachment-crypto.ts";
+import {
+  decryptStream,
+  encryptBlob,
+  encryptedSize,
+  GCM_TAG_BYTES,
+  importAttachmentKey,
+  paddedSize,
+  SegmentDigest,
+} from "../../src/client/attachment-crypto.ts";
 import { downloadAttachment, uploadAttachment } from "../../src/client/attachments.ts";
 import { decodeContent, encodeContent } from "../../src/client/content.ts";
 import { RelayHttp } from "../../src/client/http.ts";
-import { CIPHERPOST_ERROR_CODES, CipherpostError, decodeLinkCode, encodeLinkCode, MemoryStorage } from "../../src/client/index.ts";
+import {
+  CIPHERPOST_ERROR_CODES,
+  CipherpostError,
+  decodeLinkCode,
+  encodeLinkCode,
+  MemoryStorage,
+} from "../../src/client/index.ts";
 import { FileStorage } from "../../src/client/node.ts";
 import { DEFAULT_PREKEY_POLICY, generateKeys, K, rotationPlan } from "../../src/client/prekeys.ts";
 import { generateEcKeyPair } from "../../src/crypto/keys.ts";
@@ -47,7 +71,11 @@ describe("CipherpostError", () => {
 
 describe("link codes", () => {
   it("round-trip the account id, token and secret in the documented form", () => {
-    const code = { accountId: crypto.randomUUID(), linkToken: crypto.getRandomValues(new Uint8Array(32)), secret: crypto.getRandomValues(new Uint8Array(32)) };
+    const code = {
+      accountId: crypto.randomUUID(),
+      linkToken: crypto.getRandomValues(new Uint8Array(32)),
+      secret: crypto.getRandomValues(new Uint8Array(32)),
+    };
     const text = encodeLinkCode(code);
     expect(text).toMatch(/^cplink1\.[A-Za-z0-9_-]{107}$/); // 80 bytes of unpadded base64url
     expect(decodeLinkCode(text)).toEqual(code);
@@ -55,8 +83,19 @@ describe("link codes", () => {
   });
 
   it("refuse anything else as INVALID_LINK_CODE", () => {
-    const good = encodeLinkCode({ accountId: crypto.randomUUID(), linkToken: new Uint8Array(32), secret: new Uint8Array(32) });
-    for (const bad of ["", "cplink1.", good.slice(0, -1), `${good}AA`, good.replace("cplink1.", "cplink2."), `${good.slice(0, 20)}+${good.slice(21)}`]) {
+    const good = encodeLinkCode({
+      accountId: crypto.randomUUID(),
+      linkToken: new Uint8Array(32),
+      secret: new Uint8Array(32),
+    });
+    for (const bad of [
+      "",
+      "cplink1.",
+      good.slice(0, -1),
+      `${good}AA`,
+      good.replace("cplink1.", "cplink2."),
+      `${good.slice(0, 20)}+${good.slice(21)}`,
+    ]) {
       expect(() => decodeLinkCode(bad), bad).toThrow(expect.objectContaining({ code: "INVALID_LINK_CODE" }));
     }
   });
@@ -73,7 +112,11 @@ async function encryptToBytes(data: Uint8Array, segmentBytes: number, key: Uint8
   return { parts, blob: Buffer.concat(parts), digest: digest.finish() };
 }
 
-async function decryptBytes(blob: Uint8Array, o: { key: Uint8Array; digest: Uint8Array; size: number; paddedSize?: number; segmentBytes: number }, chunk = 1000) {
+async function decryptBytes(
+  blob: Uint8Array,
+  o: { key: Uint8Array; digest: Uint8Array; size: number; paddedSize?: number; segmentBytes: number },
+  chunk = 1000,
+) {
   const input = new ReadableStream<Uint8Array>({
     start(c) {
       for (let i = 0; i < blob.length; i += chunk) c.enqueue(blob.subarray(i, i + chunk));
@@ -94,7 +137,10 @@ describe("the attachment format", () => {
       const { blob, digest } = await encryptToBytes(data, seg, key);
       expect(blob.length).toBe(encryptedSize(size, seg));
       for (const chunk of [1, 777, seg + GCM_TAG_BYTES, 1 << 20]) {
-        expect((await decryptBytes(blob, { key, digest, size, segmentBytes: seg }, chunk)).equals(Buffer.from(data)), `size ${size} chunk ${chunk}`).toBe(true);
+        expect(
+          (await decryptBytes(blob, { key, digest, size, segmentBytes: seg }, chunk)).equals(Buffer.from(data)),
+          `size ${size} chunk ${chunk}`,
+        ).toBe(true);
       }
     }
   });
@@ -111,7 +157,9 @@ describe("the attachment format", () => {
     // Nearby sizes share a bucket, so the relay cannot tell them apart.
     expect(paddedSize(1_000_000)).toBe(paddedSize(1_000_100));
     expect(paddedSize(0)).toBe(541);
-    expect(new Set(Array.from({ length: 1000 }, (_, i) => paddedSize(5_000_000 + i * 200))).size).toBeLessThanOrEqual(2);
+    expect(new Set(Array.from({ length: 1000 }, (_, i) => paddedSize(5_000_000 + i * 200))).size).toBeLessThanOrEqual(
+      2,
+    );
   });
 
   it("a padded attachment decrypts to the file alone; padding that is not zeros is refused", async () => {
@@ -122,14 +170,21 @@ describe("the attachment format", () => {
       const { blob, digest } = await encryptToBytes(data, seg, key, padded);
       expect(blob.length).toBe(encryptedSize(padded, seg));
       for (const chunk of [333, seg + GCM_TAG_BYTES]) {
-        expect((await decryptBytes(blob, { key, digest, size, paddedSize: padded, segmentBytes: seg }, chunk)).equals(Buffer.from(data)), `size ${size}`).toBe(true);
+        expect(
+          (await decryptBytes(blob, { key, digest, size, paddedSize: padded, segmentBytes: seg }, chunk)).equals(
+            Buffer.from(data),
+          ),
+          `size ${size}`,
+        ).toBe(true);
       }
     }
     // A sender whose "padding" carries data: the bytes past the file are not zeros.
     const data = crypto.getRandomValues(new Uint8Array(2000));
     const key = crypto.getRandomValues(new Uint8Array(32));
     const { blob, digest } = await encryptToBytes(data, seg, key, paddedSize(1500));
-    await expect(decryptBytes(blob, { key, digest, size: 1500, paddedSize: paddedSize(1500), segmentBytes: seg })).rejects.toMatchObject({ code: "DIGEST_MISMATCH" });
+    await expect(
+      decryptBytes(blob, { key, digest, size: 1500, paddedSize: paddedSize(1500), segmentBytes: seg }),
+    ).rejects.toMatchObject({ code: "DIGEST_MISMATCH" });
   });
 
   it("refuses reordered, truncated, extended or altered blobs with DIGEST_MISMATCH", async () => {
@@ -164,7 +219,8 @@ describe("attachments stream both ways", () => {
     let uploaded = 0;
     const fakeFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
       const method = init?.method ?? "GET";
-      if (method === "POST") return new Response(null, { status: 201, headers: { location: `/v1/attachments/tus/${"a".repeat(32)}` } });
+      if (method === "POST")
+        return new Response(null, { status: 201, headers: { location: `/v1/attachments/tus/${"a".repeat(32)}` } });
       if (method === "PATCH") {
         const body = init!.body as Uint8Array;
         uploaded += body.length;
@@ -178,7 +234,9 @@ describe("attachments stream both ways", () => {
     const auth = { accountId: crypto.randomUUID(), deviceId: 1, password: "x".repeat(24) };
     const base = process.memoryUsage().rss;
     let peak = 0;
-    const sample = () => void (peak = Math.max(peak, process.memoryUsage().rss - base));
+    const sample = () => {
+      peak = Math.max(peak, process.memoryUsage().rss - base);
+    };
     const pointer = await uploadAttachment(http, auth, file, { onProgress: sample });
     expect(pointer.paddedSize).toBe(paddedSize(file.size));
     expect(uploaded).toBe(encryptedSize(paddedSize(file.size), pointer.segmentBytes));
@@ -203,7 +261,13 @@ describe("attachments stream both ways", () => {
       if (received % (16 * 1024 * 1024) < chunk.length) sample();
     }
     expect(received).toBe(file.size);
-    console.log(JSON.stringify({ event: "sdk_attachment_memory", fileMiB: 256, peakRssGrowthMiB: Math.round(peak / 1024 / 1024) }));
+    console.log(
+      JSON.stringify({
+        event: "sdk_attachment_memory",
+        fileMiB: 256,
+        peakRssGrowthMiB: Math.round(peak / 1024 / 1024),
+      }),
+    );
     // One 20 MiB PATCH buffer, a 4 MiB read window and garbage not yet collected; the file itself is 256 MiB.
     expect(peak).toBeLessThan(160 * 1024 * 1024);
   }, 60_000);
@@ -262,7 +326,12 @@ describe("content", () => {
   it("parses what the SDK encodes and refuses anything else", () => {
     const m = { type: "message" as const, id: crypto.randomUUID(), timestamp: 1, text: "hi", expireSeconds: 5 };
     expect(decodeContent(encodeContent(m))).toEqual(m);
-    for (const bad of ['{"type":"message"}', '{"type":"message","id":"x","timestamp":1}', "not json", '{"type":"unknown","id":"' + crypto.randomUUID() + '","timestamp":1}']) {
+    for (const bad of [
+      '{"type":"message"}',
+      '{"type":"message","id":"x","timestamp":1}',
+      "not json",
+      `{"type":"unknown","id":"${crypto.randomUUID()}","timestamp":1}`,
+    ]) {
       expect(decodeContent(new TextEncoder().encode(bad))).toBeUndefined();
     }
     expect(decodeContent(new Uint8Array([0xff, 0xfe]))).toBeUndefined();
@@ -272,8 +341,18 @@ describe("content", () => {
 describe("prekeys", () => {
   it("are signed by the identity key over their full serialisation, with ids that count on", () => {
     const identity = generateEcKeyPair();
-    const keys = generateKeys(identity.privateKey, 0xffff_fffe, { signed: true, lastResort: true, ec: 2, kem: 1 }, 1000);
-    expect([keys.signedPreKey!.keyId, keys.pqLastResortPreKey!.keyId, ...keys.preKeys.map((k) => k.keyId), keys.pqPreKeys[0]!.keyId]).toEqual([0xffff_fffe, 0xffff_ffff, 1, 2, 3]);
+    const keys = generateKeys(
+      identity.privateKey,
+      0xffff_fffe,
+      { signed: true, lastResort: true, ec: 2, kem: 1 },
+      1000,
+    );
+    expect([
+      keys.signedPreKey!.keyId,
+      keys.pqLastResortPreKey!.keyId,
+      ...keys.preKeys.map((k) => k.keyId),
+      keys.pqPreKeys[0]!.keyId,
+    ]).toEqual([0xffff_fffe, 0xffff_ffff, 1, 2, 3]);
     for (const k of [keys.signedPreKey!, keys.pqLastResortPreKey!, keys.pqPreKeys[0]!]) {
       expect(xeddsaVerify(identity.publicKey, fromBase64(k.publicKey), fromBase64(k.signature))).toBe(true);
     }
@@ -298,16 +377,42 @@ describe("prekeys", () => {
 describe("the CLI's arguments", () => {
   it("parse every command of the issue", () => {
     const id = crypto.randomUUID();
-    expect(parseCommandLine(["--profile", "p", "register", "--server", "http://x"])).toEqual({ name: "register", profile: "p", server: "http://x" });
-    expect(parseCommandLine(["--profile", "p", "send", id, "hi there", "--expire-seconds", "30"])).toEqual({ name: "send", profile: "p", account: id, text: "hi there", expireSeconds: 30 });
+    expect(parseCommandLine(["--profile", "p", "register", "--server", "http://x"])).toEqual({
+      name: "register",
+      profile: "p",
+      server: "http://x",
+    });
+    expect(parseCommandLine(["--profile", "p", "send", id, "hi there", "--expire-seconds", "30"])).toEqual({
+      name: "send",
+      profile: "p",
+      account: id,
+      text: "hi there",
+      expireSeconds: 30,
+    });
     expect(parseCommandLine(["receive", "--profile", "p"])).toEqual({ name: "receive", profile: "p", waitMs: 0 });
-    expect(parseCommandLine(["--profile", "p", "receive", "--wait-ms", "250"])).toEqual({ name: "receive", profile: "p", waitMs: 250 });
-    expect(parseCommandLine(["--profile", "p", "link", "--server", "http://x", "--code", "c"])).toEqual({ name: "link", profile: "p", server: "http://x", code: "c" });
+    expect(parseCommandLine(["--profile", "p", "receive", "--wait-ms", "250"])).toEqual({
+      name: "receive",
+      profile: "p",
+      waitMs: 250,
+    });
+    expect(parseCommandLine(["--profile", "p", "link", "--server", "http://x", "--code", "c"])).toEqual({
+      name: "link",
+      profile: "p",
+      server: "http://x",
+      code: "c",
+    });
     expect(parseCommandLine(["--help"])).toEqual({ name: "help" });
   });
 
   it("refuse wrong command lines", () => {
-    for (const argv of [[], ["--profile", "p"], ["--profile", "p", "send", "a"], ["--profile", "p", "link", "--server", "x"], ["--profile", "p", "devices", "extra"], ["--profile", "p", "receive", "--wait-ms", "-1"]]) {
+    for (const argv of [
+      [],
+      ["--profile", "p"],
+      ["--profile", "p", "send", "a"],
+      ["--profile", "p", "link", "--server", "x"],
+      ["--profile", "p", "devices", "extra"],
+      ["--profile", "p", "receive", "--wait-ms", "-1"],
+    ]) {
       expect(() => parseCommandLine(argv), argv.join(" ")).toThrow(UsageError);
     }
   });

@@ -3,7 +3,17 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { concatBytes, equalBytes, fromBase64, fromHex, fromUtf8, randomBytes, toBase64, toHex, utf8 } from "../../src/crypto/bytes.js";
+import {
+  concatBytes,
+  equalBytes,
+  fromBase64,
+  fromHex,
+  fromUtf8,
+  randomBytes,
+  toBase64,
+  toHex,
+  utf8,
+} from "../../src/crypto/bytes.ts";
 
 describe("base64", () => {
   it("matches the RFC 4648 §10 test vectors both ways", () => {
@@ -31,7 +41,22 @@ describe("base64", () => {
     );
   });
   it("throws on bad input instead of guessing", () => {
-    for (const bad of ["Zg", "Zg=", "Zg===", "Z===", "Zm9v\n", " Zm9v", "Zm-v", "Zm_v", "Zh==", "Zm9=", "=Zm9", "Zm=v", "Zg==Zg==", "Zm9vé"]) {
+    for (const bad of [
+      "Zg",
+      "Zg=",
+      "Zg===",
+      "Z===",
+      "Zm9v\n",
+      " Zm9v",
+      "Zm-v",
+      "Zm_v",
+      "Zh==",
+      "Zm9=",
+      "=Zm9",
+      "Zm=v",
+      "Zg==Zg==",
+      "Zm9vé",
+    ]) {
       expect(() => fromBase64(bad), bad).toThrow();
     }
   });

@@ -19,7 +19,7 @@ import {
   xeddsaSign,
   xeddsaVerify,
   xeddsaVerifyAsync,
-} from "../../src/crypto/index.js";
+} from "../../src/crypto/index.ts";
 import signatures from "../vectors/libsignal-xeddsa.json";
 
 describe("src/crypto inside workerd", () => {
@@ -66,13 +66,17 @@ describe("src/crypto inside workerd", () => {
     const bob = new SessionRecord();
     const m1 = sessionEncrypt(alice, utf8("hello from workerd"));
     expect(m1.type).toBe(3);
-    expect(fromUtf8((await sessionDecrypt(bob, bobIdentity, store, m1.type, m1.body)).plaintext)).toBe("hello from workerd");
+    expect(fromUtf8((await sessionDecrypt(bob, bobIdentity, store, m1.type, m1.body)).plaintext)).toBe(
+      "hello from workerd",
+    );
     const m2 = sessionEncrypt(bob, utf8("reply"));
     expect(m2.type).toBe(2);
     expect(fromUtf8((await sessionDecrypt(alice, aliceIdentity, store, m2.type, m2.body)).plaintext)).toBe("reply");
     const restored = SessionRecord.deserialize(bob.serialize());
     const m3 = sessionEncrypt(alice, utf8("after restart"));
-    expect(fromUtf8((await sessionDecrypt(restored, bobIdentity, store, m3.type, m3.body)).plaintext)).toBe("after restart");
+    expect(fromUtf8((await sessionDecrypt(restored, bobIdentity, store, m3.type, m3.body)).plaintext)).toBe(
+      "after restart",
+    );
   });
   it("seals and opens a link envelope", () => {
     const secret = crypto.getRandomValues(new Uint8Array(32));

@@ -2,9 +2,9 @@
 // different number when any key or identifier differs (a man in the middle).
 
 import { describe, expect, it } from "vitest";
-import { fromHex, toHex } from "../../src/crypto/bytes.js";
-import { identityStatus, safetyNumber, safetyNumbersMatch } from "../../src/crypto/fingerprint.js";
-import { generateEcKeyPair } from "../../src/crypto/keys.js";
+import { fromHex, toHex } from "../../src/crypto/bytes.ts";
+import { identityStatus, safetyNumber, safetyNumbersMatch } from "../../src/crypto/fingerprint.ts";
+import { generateEcKeyPair } from "../../src/crypto/keys.ts";
 
 // libsignal rust/protocol/src/fingerprint.rs, fingerprint_test_v1 (testVectorsVersion1 in Java).
 const ALICE_IDENTITY = fromHex("0506863bc66d02b40d27b8d49ca7c09e9239236f9d7d25d6fcca5ce13c7064d868");
@@ -13,8 +13,18 @@ const DISPLAYABLE = "30035447769286939689286987676545825756916257684344091807913
 
 describe("safety numbers", () => {
   it("reproduce libsignal's published vector from both sides", () => {
-    const a = safetyNumber({ localIdentifier: "+14152222222", localIdentityKey: ALICE_IDENTITY, remoteIdentifier: "+14153333333", remoteIdentityKey: BOB_IDENTITY });
-    const b = safetyNumber({ localIdentifier: "+14153333333", localIdentityKey: BOB_IDENTITY, remoteIdentifier: "+14152222222", remoteIdentityKey: ALICE_IDENTITY });
+    const a = safetyNumber({
+      localIdentifier: "+14152222222",
+      localIdentityKey: ALICE_IDENTITY,
+      remoteIdentifier: "+14153333333",
+      remoteIdentityKey: BOB_IDENTITY,
+    });
+    const b = safetyNumber({
+      localIdentifier: "+14153333333",
+      localIdentityKey: BOB_IDENTITY,
+      remoteIdentifier: "+14152222222",
+      remoteIdentityKey: ALICE_IDENTITY,
+    });
     expect(a.digits).toBe(DISPLAYABLE);
     expect(b.digits).toBe(DISPLAYABLE);
     // The scannable halves libsignal serialises (ALICE_SCANNABLE_FINGERPRINT_V1).
@@ -29,18 +39,44 @@ describe("safety numbers", () => {
     const mallory = generateEcKeyPair().publicKey;
     const base = { localIdentifier: "alice", remoteIdentifier: "bob", iterations: 1024 };
     const honestA = safetyNumber({ ...base, localIdentityKey: alice, remoteIdentityKey: bob });
-    const honestB = safetyNumber({ localIdentifier: "bob", remoteIdentifier: "alice", iterations: 1024, localIdentityKey: bob, remoteIdentityKey: alice });
+    const honestB = safetyNumber({
+      localIdentifier: "bob",
+      remoteIdentifier: "alice",
+      iterations: 1024,
+      localIdentityKey: bob,
+      remoteIdentityKey: alice,
+    });
     expect(honestA.digits).toBe(honestB.digits);
     const mitmA = safetyNumber({ ...base, localIdentityKey: alice, remoteIdentityKey: mallory });
     expect(safetyNumbersMatch(mitmA.digits, honestB.digits)).toBe(false);
-    const otherId = safetyNumber({ ...base, remoteIdentifier: "bob2", localIdentityKey: alice, remoteIdentityKey: bob });
+    const otherId = safetyNumber({
+      ...base,
+      remoteIdentifier: "bob2",
+      localIdentityKey: alice,
+      remoteIdentityKey: bob,
+    });
     expect(otherId.digits).not.toBe(honestA.digits);
     expect(honestA.digits).toMatch(/^\d{60}$/);
   });
   it("refuse malformed keys and iteration counts", () => {
     const k = generateEcKeyPair().publicKey;
-    expect(() => safetyNumber({ localIdentifier: "a", remoteIdentifier: "b", localIdentityKey: k.subarray(1), remoteIdentityKey: k })).toThrow();
-    expect(() => safetyNumber({ localIdentifier: "a", remoteIdentifier: "b", localIdentityKey: k, remoteIdentityKey: k, iterations: 1 })).toThrow();
+    expect(() =>
+      safetyNumber({
+        localIdentifier: "a",
+        remoteIdentifier: "b",
+        localIdentityKey: k.subarray(1),
+        remoteIdentityKey: k,
+      }),
+    ).toThrow();
+    expect(() =>
+      safetyNumber({
+        localIdentifier: "a",
+        remoteIdentifier: "b",
+        localIdentityKey: k,
+        remoteIdentityKey: k,
+        iterations: 1,
+      }),
+    ).toThrow();
   });
 });
 

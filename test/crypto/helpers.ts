@@ -10,7 +10,7 @@ import {
   type PreKeyBundle,
   type PreKeyStore,
   xeddsaSign,
-} from "../../src/crypto/index.js";
+} from "../../src/crypto/index.ts";
 
 export interface TestDevice {
   identity: LocalIdentity;
@@ -49,7 +49,11 @@ export function makeDevice(identityKeyPair: EcKeyPair = generateEcKeyPair()): Te
         deviceId: 1,
         registrationId: identity.registrationId,
         signedPreKey: { keyId: 1, publicKey: spk.publicKey, signature: sign(spk.publicKey) },
-        pqPreKey: { keyId: 1000, publicKey: kemPreKeys.get(1000)!.publicKey, signature: sign(kemPreKeys.get(1000)!.publicKey) },
+        pqPreKey: {
+          keyId: 1000,
+          publicKey: kemPreKeys.get(1000)!.publicKey,
+          signature: sign(kemPreKeys.get(1000)!.publicKey),
+        },
       };
       if (!lastResort) {
         const id = nextKemId++;

@@ -2,9 +2,9 @@
 // signatures verify here, altered ones do not, and every prekey signature of its registrations verifies.
 
 import { describe, expect, it } from "vitest";
-import { concatBytes, fromBase64 } from "../../src/crypto/bytes.js";
-import { isEcPublicKey, isKemPublicKey, KEM_KEY_TYPE_KYBER1024 } from "../../src/crypto/keys.js";
-import { xeddsaSign, xeddsaVerify } from "../../src/crypto/xeddsa.js";
+import { concatBytes, fromBase64 } from "../../src/crypto/bytes.ts";
+import { isEcPublicKey, isKemPublicKey, KEM_KEY_TYPE_KYBER1024 } from "../../src/crypto/keys.ts";
+import { xeddsaSign, xeddsaVerify } from "../../src/crypto/xeddsa.ts";
 import signatures from "../vectors/libsignal-xeddsa.json" with { type: "json" };
 import registration from "../vectors/libsignal-registration.json" with { type: "json" };
 
@@ -84,9 +84,9 @@ function checkDevice(identityKey: Uint8Array, device: DeviceKeys) {
   expect(device.preKeys.length).toBe(5);
   for (const k of device.preKeys) expect(isEcPublicKey(fromBase64(k.publicKey))).toBe(true);
   // A signature moved to another key does not verify.
-  expect(xeddsaVerify(identityKey, fromBase64(device.preKeys[0]!.publicKey), fromBase64(device.signedPreKey.signature))).toBe(
-    false,
-  );
+  expect(
+    xeddsaVerify(identityKey, fromBase64(device.preKeys[0]!.publicKey), fromBase64(device.signedPreKey.signature)),
+  ).toBe(false);
 }
 
 describe("libsignal registrations", () => {
@@ -100,9 +100,9 @@ describe("libsignal registrations", () => {
       expect(isEcPublicKey(identityKey)).toBe(true);
       checkDevice(identityKey, account);
       const other = fromBase64(registration.accounts[1 - i]!.identityKey);
-      expect(xeddsaVerify(other, fromBase64(account.signedPreKey.publicKey), fromBase64(account.signedPreKey.signature))).toBe(
-        false,
-      );
+      expect(
+        xeddsaVerify(other, fromBase64(account.signedPreKey.publicKey), fromBase64(account.signedPreKey.signature)),
+      ).toBe(false);
     });
   }
   it("the linked device's keys are signed by account 0's identity key", () => {

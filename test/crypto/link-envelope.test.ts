@@ -5,9 +5,9 @@ import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { describe, expect, it } from "vitest";
-import { randomBytes, toHex, utf8 } from "../../src/crypto/bytes.js";
-import { CryptoError } from "../../src/crypto/errors.js";
-import { LINK_ENVELOPE_OVERHEAD, openLinkEnvelope, sealLinkEnvelope } from "../../src/crypto/link-envelope.js";
+import { randomBytes, toHex, utf8 } from "../../src/crypto/bytes.ts";
+import { CryptoError } from "../../src/crypto/errors.ts";
+import { LINK_ENVELOPE_OVERHEAD, openLinkEnvelope, sealLinkEnvelope } from "../../src/crypto/link-envelope.ts";
 
 describe("link envelopes", () => {
   it("round trip plaintexts of several sizes, empty included", () => {
@@ -34,7 +34,9 @@ describe("link envelopes", () => {
     const key = hkdf(sha256, secret, undefined, utf8("cipherpost-link-v1"), 32);
     const opened = xchacha20poly1305(key, sealed.subarray(1, 25), sealed.subarray(0, 1)).decrypt(sealed.subarray(25));
     expect(toHex(opened)).toBe(toHex(pt));
-    expect(() => xchacha20poly1305(secret, sealed.subarray(1, 25), sealed.subarray(0, 1)).decrypt(sealed.subarray(25))).toThrow();
+    expect(() =>
+      xchacha20poly1305(secret, sealed.subarray(1, 25), sealed.subarray(0, 1)).decrypt(sealed.subarray(25)),
+    ).toThrow();
   });
   it("refuse every single-bit change with DECRYPTION_FAILED or INVALID_MESSAGE", () => {
     const secret = randomBytes(32);

@@ -25,9 +25,9 @@ import {
   xeddsaSign,
   xeddsaVerify,
   xeddsaVerifyAsync,
-} from "../../src/crypto/index.js";
+} from "../../src/crypto/index.ts";
 import signatures from "../vectors/libsignal-xeddsa.json" with { type: "json" };
-import { makeDevice } from "./helpers.js";
+import { makeDevice } from "./helpers.ts";
 
 afterEach(() => forceBackend(undefined));
 
@@ -48,7 +48,9 @@ for (const backend of ["webcrypto", "noble"] as Backend[]) {
       for (let i = 0; i < 20; i++) {
         const a = generateEcKeyPair();
         const b = generateEcKeyPair();
-        expect(toHex(await agreeAsync(a, b.publicKey))).toBe(toHex(x25519.getSharedSecret(a.privateKey, b.publicKey.subarray(1))));
+        expect(toHex(await agreeAsync(a, b.publicKey))).toBe(
+          toHex(x25519.getSharedSecret(a.privateKey, b.publicKey.subarray(1))),
+        );
       }
       const alice = fromHex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
       const bobPub = fromHex("05de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
@@ -59,7 +61,11 @@ for (const backend of ["webcrypto", "noble"] as Backend[]) {
     it("refuses small-order peer keys with INVALID_KEY", async () => {
       forceBackend(backend);
       const a = generateEcKeyPair();
-      for (const u of [new Uint8Array(32), le(1n), fromHex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")]) {
+      for (const u of [
+        new Uint8Array(32),
+        le(1n),
+        fromHex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+      ]) {
         await expect(agreeAsync(a, concatBytes(new Uint8Array([5]), u))).rejects.toMatchObject({ code: "INVALID_KEY" });
       }
     });
@@ -98,9 +104,12 @@ for (const backend of ["webcrypto", "noble"] as Backend[]) {
         [k.publicKey, concatBytes(le(P + 1n), sig.subarray(32))],
         [le(P - 1n), sig],
         [le(P + 1n), sig],
-        [le(0n), concatBytes(fromHex("01" + "00".repeat(31)), new Uint8Array(32))],
-        [le(1n), concatBytes(fromHex("01" + "00".repeat(31)), new Uint8Array(32))],
-        [fromHex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"), concatBytes(fromHex("01" + "00".repeat(31)), new Uint8Array(32))],
+        [le(0n), concatBytes(fromHex(`01${"00".repeat(31)}`), new Uint8Array(32))],
+        [le(1n), concatBytes(fromHex(`01${"00".repeat(31)}`), new Uint8Array(32))],
+        [
+          fromHex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+          concatBytes(fromHex(`01${"00".repeat(31)}`), new Uint8Array(32)),
+        ],
         [k.publicKey.subarray(0, 32), sig],
         [k.publicKey, sig.subarray(0, 63)],
       ];
@@ -132,9 +141,13 @@ describe("mixed backends interoperate", () => {
     expect(fromUtf8((await sessionDecrypt(b, bDev.identity, bDev.store, m1.type, m1.body)).plaintext)).toBe("noble");
     const m2 = sessionEncrypt(b, utf8("webcrypto"));
     forceBackend("noble");
-    expect(fromUtf8((await sessionDecrypt(a, aDev.identity, aDev.store, m2.type, m2.body)).plaintext)).toBe("webcrypto");
+    expect(fromUtf8((await sessionDecrypt(a, aDev.identity, aDev.store, m2.type, m2.body)).plaintext)).toBe(
+      "webcrypto",
+    );
     const m3 = sessionEncrypt(a, utf8("noble again"));
     forceBackend(undefined);
-    expect(fromUtf8((await sessionDecrypt(b, bDev.identity, bDev.store, m3.type, m3.body)).plaintext)).toBe("noble again");
+    expect(fromUtf8((await sessionDecrypt(b, bDev.identity, bDev.store, m3.type, m3.body)).plaintext)).toBe(
+      "noble again",
+    );
   });
 });

@@ -3,8 +3,14 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { fromHex, toHex } from "../../src/crypto/bytes.js";
-import { MIN_PADDED_LENGTH, paddedLength, padmeLength, padPlaintext, unpadPlaintext } from "../../src/crypto/padding.js";
+import { fromHex, toHex } from "../../src/crypto/bytes.ts";
+import {
+  MIN_PADDED_LENGTH,
+  paddedLength,
+  padmeLength,
+  padPlaintext,
+  unpadPlaintext,
+} from "../../src/crypto/padding.ts";
 
 describe("padding", () => {
   it("pads every message of 0–255 bytes to the same size", () => {

@@ -3,10 +3,10 @@
 
 import { x25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
-import { concatBytes, fromBase64, toBase64, toHex } from "../../src/crypto/bytes.js";
-import { CryptoError } from "../../src/crypto/errors.js";
-import { hkdfSha256, INFO } from "../../src/crypto/kdf.js";
-import { generateEcKeyPair, kemDecapsulate } from "../../src/crypto/keys.js";
+import { concatBytes, fromBase64, toBase64, toHex } from "../../src/crypto/bytes.ts";
+import { CryptoError } from "../../src/crypto/errors.ts";
+import { hkdfSha256, INFO } from "../../src/crypto/kdf.ts";
+import { generateEcKeyPair, kemDecapsulate } from "../../src/crypto/keys.ts";
 import {
   bundlesFromJson,
   type PreKeyBundle,
@@ -14,10 +14,10 @@ import {
   pqxdhInitiate,
   pqxdhRespond,
   verifyBundle,
-} from "../../src/crypto/pqxdh.js";
-import { initiateSession } from "../../src/crypto/session-store.js";
+} from "../../src/crypto/pqxdh.ts";
+import { initiateSession } from "../../src/crypto/session-store.ts";
 import registration from "../vectors/libsignal-registration.json" with { type: "json" };
-import { makeDevice } from "./helpers.js";
+import { makeDevice } from "./helpers.ts";
 
 function toJson(b: PreKeyBundle): PreKeyBundleJson {
   return {
@@ -26,9 +26,17 @@ function toJson(b: PreKeyBundle): PreKeyBundleJson {
       {
         deviceId: b.deviceId,
         registrationId: b.registrationId,
-        signedPreKey: { keyId: b.signedPreKey.keyId, publicKey: toBase64(b.signedPreKey.publicKey), signature: toBase64(b.signedPreKey.signature) },
+        signedPreKey: {
+          keyId: b.signedPreKey.keyId,
+          publicKey: toBase64(b.signedPreKey.publicKey),
+          signature: toBase64(b.signedPreKey.signature),
+        },
         preKey: b.preKey ? { keyId: b.preKey.keyId, publicKey: toBase64(b.preKey.publicKey) } : null,
-        pqPreKey: { keyId: b.pqPreKey.keyId, publicKey: toBase64(b.pqPreKey.publicKey), signature: toBase64(b.pqPreKey.signature) },
+        pqPreKey: {
+          keyId: b.pqPreKey.keyId,
+          publicKey: toBase64(b.pqPreKey.publicKey),
+          signature: toBase64(b.pqPreKey.signature),
+        },
       },
     ],
   };
@@ -65,7 +73,10 @@ describe("bundlesFromJson", () => {
       preKey: d.preKeys[0]!,
       pqPreKey: d.pqPreKeys[0]!,
     });
-    const bundles = bundlesFromJson({ identityKey: acct.identityKey, devices: [dev(acct, 1), dev(registration.linkedDevice, 2)] });
+    const bundles = bundlesFromJson({
+      identityKey: acct.identityKey,
+      devices: [dev(acct, 1), dev(registration.linkedDevice, 2)],
+    });
     expect(bundles.map((b) => b.deviceId)).toEqual([1, 2]);
     for (const b of bundles) {
       // Signatures verify, but the KEM is libsignal's Kyber1024, which this SDK refuses clearly.
@@ -79,12 +90,19 @@ describe("bundlesFromJson", () => {
     const d0 = good.devices[0]!;
     expect(() => bundlesFromJson({ ...good, identityKey: "AAAA" })).toThrow(/identityKey/);
     expect(() => bundlesFromJson({ ...good, identityKey: "not base64!" })).toThrow(/identityKey/);
-    expect(() => bundlesFromJson({ ...good, devices: [{ ...d0, signedPreKey: { ...d0.signedPreKey, publicKey: toBase64(new Uint8Array(32)) } }] })).toThrow(
-      /signedPreKey/,
-    );
-    expect(() => bundlesFromJson({ ...good, devices: [{ ...d0, pqPreKey: { ...d0.pqPreKey, signature: "AAAA" } }] })).toThrow(/64 bytes/);
+    expect(() =>
+      bundlesFromJson({
+        ...good,
+        devices: [{ ...d0, signedPreKey: { ...d0.signedPreKey, publicKey: toBase64(new Uint8Array(32)) } }],
+      }),
+    ).toThrow(/signedPreKey/);
+    expect(() =>
+      bundlesFromJson({ ...good, devices: [{ ...d0, pqPreKey: { ...d0.pqPreKey, signature: "AAAA" } }] }),
+    ).toThrow(/64 bytes/);
     expect(() => bundlesFromJson({ ...good, devices: [{ ...d0, registrationId: -1 }] })).toThrow(/registrationId/);
-    expect(() => bundlesFromJson({ identityKey: good.identityKey } as unknown as PreKeyBundleJson)).toThrow(CryptoError);
+    expect(() => bundlesFromJson({ identityKey: good.identityKey } as unknown as PreKeyBundleJson)).toThrow(
+      CryptoError,
+    );
   });
 });
 
@@ -94,22 +112,30 @@ describe("signature checks before use", () => {
     const bundle = makeDevice().bundle();
     const sig = bundle.signedPreKey.signature.slice();
     sig[10]! ^= 1;
-    expect(await codeOf(initiateSession(alice.identity, { ...bundle, signedPreKey: { ...bundle.signedPreKey, signature: sig } }))).toBe("INVALID_SIGNATURE");
+    expect(
+      await codeOf(
+        initiateSession(alice.identity, { ...bundle, signedPreKey: { ...bundle.signedPreKey, signature: sig } }),
+      ),
+    ).toBe("INVALID_SIGNATURE");
   });
   it("a substituted signed prekey (a man in the middle's key under the real signature) is refused", async () => {
     const alice = makeDevice();
     const bundle = makeDevice().bundle();
     const evil = generateEcKeyPair().publicKey;
-    expect(await codeOf(initiateSession(alice.identity, { ...bundle, signedPreKey: { ...bundle.signedPreKey, publicKey: evil } }))).toBe(
-      "INVALID_SIGNATURE",
-    );
+    expect(
+      await codeOf(
+        initiateSession(alice.identity, { ...bundle, signedPreKey: { ...bundle.signedPreKey, publicKey: evil } }),
+      ),
+    ).toBe("INVALID_SIGNATURE");
   });
   it("a forged KEM-prekey signature is refused", async () => {
     const alice = makeDevice();
     const bundle = makeDevice().bundle();
     const sig = bundle.pqPreKey.signature.slice();
     sig[63]! ^= 0x80; // the XEdDSA sign bit
-    expect(await codeOf(initiateSession(alice.identity, { ...bundle, pqPreKey: { ...bundle.pqPreKey, signature: sig } }))).toBe("INVALID_SIGNATURE");
+    expect(
+      await codeOf(initiateSession(alice.identity, { ...bundle, pqPreKey: { ...bundle.pqPreKey, signature: sig } })),
+    ).toBe("INVALID_SIGNATURE");
   });
   it("a prekey signed by another identity is refused", async () => {
     const alice = makeDevice();
@@ -147,7 +173,12 @@ describe("shared secret", () => {
       ];
       if (withPreKey) dhs.push(dh(keys.preKey!.privateKey, fields.baseKey));
       const ss = kemDecapsulate(keys.kemPreKey.secretKey, fields.kemCiphertext);
-      const expected = hkdfSha256(concatBytes(new Uint8Array(32).fill(0xff), ...dhs, ss), new Uint8Array(32), INFO.pqxdh, 32);
+      const expected = hkdfSha256(
+        concatBytes(new Uint8Array(32).fill(0xff), ...dhs, ss),
+        new Uint8Array(32),
+        INFO.pqxdh,
+        32,
+      );
       expect(toHex(sharedSecret)).toBe(toHex(expected));
     });
   }
@@ -157,8 +188,16 @@ describe("shared secret", () => {
     const { sharedSecret, fields } = await pqxdhInitiate(alice.identity, bob.bundle());
     const ct = fields.kemCiphertext.slice();
     ct[0]! ^= 1;
-    const keys = { signedPreKey: bob.signedPreKeys.get(1)!, kemPreKey: bob.kemPreKeys.get(fields.kemPreKeyId)!, preKey: bob.preKeys.get(fields.preKeyId!)! };
-    const sk = await pqxdhRespond(bob.identity, keys, { ...fields, kemCiphertext: ct, identityKey: alice.identity.identityKeyPair.publicKey });
+    const keys = {
+      signedPreKey: bob.signedPreKeys.get(1)!,
+      kemPreKey: bob.kemPreKeys.get(fields.kemPreKeyId)!,
+      preKey: bob.preKeys.get(fields.preKeyId!)!,
+    };
+    const sk = await pqxdhRespond(bob.identity, keys, {
+      ...fields,
+      kemCiphertext: ct,
+      identityKey: alice.identity.identityKeyPair.publicKey,
+    });
     expect(toHex(sk)).not.toBe(toHex(sharedSecret));
   });
   it("the bundle's identity key decodes from base64 as sent", () => {

@@ -6,14 +6,19 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { ml_kem1024 } from "@noble/post-quantum/ml-kem.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { concatBytes, fromHex, randomBytes, toHex, utf8 } from "../../src/crypto/bytes.js";
-import { hkdfSha256, INFO, kdfChainKey, kdfRootKey, messageKeyMaterial, pqxdhSecret } from "../../src/crypto/kdf.js";
-import { encodeEcPublicKey, KEM_KEY_TYPE_MLKEM1024, kemDecapsulate, kemEncapsulate } from "../../src/crypto/keys.js";
+import { concatBytes, fromHex, randomBytes, toHex, utf8 } from "../../src/crypto/bytes.ts";
+import { hkdfSha256, INFO, kdfChainKey, kdfRootKey, messageKeyMaterial, pqxdhSecret } from "../../src/crypto/kdf.ts";
+import { encodeEcPublicKey, KEM_KEY_TYPE_MLKEM1024, kemDecapsulate, kemEncapsulate } from "../../src/crypto/keys.ts";
 import kat from "../vectors/mlkem1024-cctv-unlucky.json" with { type: "json" };
 
 describe("RFC 5869 HKDF-SHA256", () => {
   it("test case 1", () => {
-    const okm = hkdfSha256(new Uint8Array(22).fill(0x0b), fromHex("000102030405060708090a0b0c"), fromHex("f0f1f2f3f4f5f6f7f8f9"), 42);
+    const okm = hkdfSha256(
+      new Uint8Array(22).fill(0x0b),
+      fromHex("000102030405060708090a0b0c"),
+      fromHex("f0f1f2f3f4f5f6f7f8f9"),
+      42,
+    );
     expect(toHex(okm)).toBe("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
   });
   it("test case 3 (no salt, no info)", () => {
@@ -29,7 +34,9 @@ describe("RFC 5869 HKDF-SHA256", () => {
         fc.integer({ min: 1, max: 200 }),
         async (ikm, salt, info, len) => {
           const key = await crypto.subtle.importKey("raw", ikm, "HKDF", false, ["deriveBits"]);
-          const ref = new Uint8Array(await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info }, key, len * 8));
+          const ref = new Uint8Array(
+            await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info }, key, len * 8),
+          );
           expect(toHex(hkdfSha256(ikm, salt, info, len))).toBe(toHex(ref));
         },
       ),
@@ -66,7 +73,12 @@ describe("protocol KDFs", () => {
   it("PQXDH SK = HKDF(0xFF×32 ‖ DH1 ‖ DH2 ‖ DH3 ‖ DH4 ‖ SS, zero salt, info)", () => {
     const dhs = [randomBytes(32), randomBytes(32), randomBytes(32), randomBytes(32)];
     const ss = randomBytes(32);
-    const expected = hkdfSha256(concatBytes(new Uint8Array(32).fill(0xff), ...dhs, ss), new Uint8Array(32), INFO.pqxdh, 32);
+    const expected = hkdfSha256(
+      concatBytes(new Uint8Array(32).fill(0xff), ...dhs, ss),
+      new Uint8Array(32),
+      INFO.pqxdh,
+      32,
+    );
     expect(toHex(pqxdhSecret(dhs, ss))).toBe(toHex(expected));
     // Without DH4 the input is shorter, and the order matters.
     expect(toHex(pqxdhSecret(dhs.slice(0, 3), ss))).not.toBe(toHex(expected));
@@ -93,6 +105,6 @@ describe("protocol KDFs", () => {
     expect(nonce.length).toBe(12);
   });
   it("typed keys are 0x05 ‖ u", () => {
-    expect(toHex(encodeEcPublicKey(new Uint8Array(32).fill(1)))).toBe("05" + "01".repeat(32));
+    expect(toHex(encodeEcPublicKey(new Uint8Array(32).fill(1)))).toBe(`05${"01".repeat(32)}`);
   });
 });

@@ -14,8 +14,8 @@ import {
   sessionEncrypt,
   toHex,
   utf8,
-} from "../../src/crypto/index.js";
-import { makeDevice, type TestDevice } from "./helpers.js";
+} from "../../src/crypto/index.ts";
+import { makeDevice, type TestDevice } from "./helpers.ts";
 
 type Action =
   | { kind: "send"; from: 0 | 1; size: number }
@@ -25,11 +25,21 @@ type Action =
   | { kind: "restart"; who: 0 | 1 };
 
 const action: fc.Arbitrary<Action> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant("send" as const), from: fc.constantFrom(0 as const, 1 as const), size: fc.nat(300) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant("send" as const),
+      from: fc.constantFrom(0 as const, 1 as const),
+      size: fc.nat(300),
+    }),
+  },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant("deliver" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("duplicate" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("drop" as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("restart" as const), who: fc.constantFrom(0 as const, 1 as const) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant("restart" as const), who: fc.constantFrom(0 as const, 1 as const) }),
+  },
 );
 
 interface InFlight {
@@ -40,7 +50,10 @@ interface InFlight {
 
 async function run(actions: Action[]): Promise<{ delivered: number; duplicates: number }> {
   const devices: [TestDevice, TestDevice] = [makeDevice(), makeDevice()];
-  const records: [SessionRecord, SessionRecord] = [await initiateSession(devices[0].identity, devices[1].bundle()), new SessionRecord()];
+  const records: [SessionRecord, SessionRecord] = [
+    await initiateSession(devices[0].identity, devices[1].bundle()),
+    new SessionRecord(),
+  ];
   const inFlight: InFlight[] = [];
   const done: InFlight[] = [];
   let sent = 0;
@@ -124,7 +137,12 @@ describe("Double Ratchet under random schedules", () => {
   it("strict alternation: every turn is a DH ratchet step, 300 round trips", async () => {
     const actions: Action[] = [];
     for (let i = 0; i < 300; i++) {
-      actions.push({ kind: "send", from: 0, size: i }, { kind: "deliver", pick: 0 }, { kind: "send", from: 1, size: i }, { kind: "deliver", pick: 0 });
+      actions.push(
+        { kind: "send", from: 0, size: i },
+        { kind: "deliver", pick: 0 },
+        { kind: "send", from: 1, size: i },
+        { kind: "deliver", pick: 0 },
+      );
     }
     const { delivered } = await run(actions);
     expect(delivered).toBe(600);

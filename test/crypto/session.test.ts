@@ -20,8 +20,8 @@ import {
   sessionEncrypt,
   toHex,
   utf8,
-} from "../../src/crypto/index.js";
-import { makeDevice, type TestDevice } from "./helpers.js";
+} from "../../src/crypto/index.ts";
+import { makeDevice, type TestDevice } from "./helpers.ts";
 
 async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string | undefined> {
   try {
@@ -44,7 +44,8 @@ function party(device: TestDevice, record = new SessionRecord()): Party {
     device,
     record,
     send: (text) => sessionEncrypt(p.record, utf8(text)),
-    receive: async (m) => fromUtf8((await sessionDecrypt(p.record, device.identity, device.store, m.type, m.body)).plaintext),
+    receive: async (m) =>
+      fromUtf8((await sessionDecrypt(p.record, device.identity, device.store, m.type, m.body)).plaintext),
   };
   return p;
 }
@@ -107,7 +108,10 @@ describe("message types and the first exchange", () => {
   it("works without a one-time EC prekey and with the last-resort KEM key, and reports the keys used", async () => {
     const aliceDevice = makeDevice();
     const bobDevice = makeDevice();
-    const record = await initiateSession(aliceDevice.identity, bobDevice.bundle({ withPreKey: false, lastResort: true }));
+    const record = await initiateSession(
+      aliceDevice.identity,
+      bobDevice.bundle({ withPreKey: false, lastResort: true }),
+    );
     const m = sessionEncrypt(record, utf8("hi"));
     const res = await sessionDecrypt(new SessionRecord(), bobDevice.identity, bobDevice.store, m.type, m.body);
     expect(fromUtf8(res.plaintext)).toBe("hi");
@@ -122,7 +126,11 @@ describe("message types and the first exchange", () => {
     const record = await initiateSession(aliceDevice.identity, bundle);
     const m = sessionEncrypt(record, utf8("hi"));
     const res = await sessionDecrypt(new SessionRecord(), bobDevice.identity, bobDevice.store, m.type, m.body);
-    expect(res.usedPreKeys).toEqual({ signedPreKeyId: 1, preKeyId: bundle.preKey!.keyId, kemPreKeyId: bundle.pqPreKey.keyId });
+    expect(res.usedPreKeys).toEqual({
+      signedPreKeyId: 1,
+      preKeyId: bundle.preKey!.keyId,
+      kemPreKeyId: bundle.pqPreKey.keyId,
+    });
   });
   it("each change of speaker is a DH ratchet step (a new ratchet key in the header)", async () => {
     const { alice, bob } = await established();
@@ -193,7 +201,9 @@ describe("tampering, wrong associated data and replays are refused, and leave th
       body[bit >> 3]! ^= 1 << (bit & 7);
       expect(await codeOf(bob.receive({ type: 2, body }))).toBe("DECRYPTION_FAILED");
     }
-    expect(await codeOf(bob.receive({ type: 2, body: m.body.subarray(0, m.body.length - 1) }))).toBe("DECRYPTION_FAILED");
+    expect(await codeOf(bob.receive({ type: 2, body: m.body.subarray(0, m.body.length - 1) }))).toBe(
+      "DECRYPTION_FAILED",
+    );
     expect(toHex(bob.record.serialize())).toBe(before);
     expect(await bob.receive(m)).toBe("secret");
   });
@@ -280,7 +290,9 @@ describe("hostile bytes", () => {
       expect(await codeOf(bob.receive({ type: 2, body }))).toMatch(/^(INVALID_MESSAGE|NO_SESSION)$/);
       body[0] = 1; // a plausible version byte gets past the first check
       body[1] = i % 2;
-      expect(await codeOf(bob.receive({ type: 3, body }))).toMatch(/^(INVALID_MESSAGE|MISSING_PREKEY|INVALID_KEY|DECRYPTION_FAILED)$/);
+      expect(await codeOf(bob.receive({ type: 3, body }))).toMatch(
+        /^(INVALID_MESSAGE|MISSING_PREKEY|INVALID_KEY|DECRYPTION_FAILED)$/,
+      );
     }
     expect(bob.record.hasCurrentSession()).toBe(false);
     expect(await bob.receive(m)).toBe("x");
@@ -347,7 +359,8 @@ describe("restarts: the record serialises to bytes and back", () => {
   it("refuses truncated, extended, re-versioned or random bytes with INVALID_STATE", async () => {
     const { bob } = await established();
     const bytes = bob.record.serialize();
-    for (let n = 0; n < bytes.length; n += 37) expect(await codeOf(() => SessionRecord.deserialize(bytes.subarray(0, n)))).toBe("INVALID_STATE");
+    for (let n = 0; n < bytes.length; n += 37)
+      expect(await codeOf(() => SessionRecord.deserialize(bytes.subarray(0, n)))).toBe("INVALID_STATE");
     const longer = new Uint8Array(bytes.length + 1);
     longer.set(bytes);
     expect(await codeOf(() => SessionRecord.deserialize(longer))).toBe("INVALID_STATE");
@@ -379,7 +392,10 @@ describe("identity key changes", () => {
     expect(await bob.receive(alice.send("still you?"))).toBe("still you?");
     // After the user compares the new safety number and accepts it:
     const newKey = reinstalled.identity.identityKeyPair.publicKey;
-    await initiateSession(alice.device.identity, reinstalled.bundle(), { record: alice.record, trustedIdentityKey: newKey });
+    await initiateSession(alice.device.identity, reinstalled.bundle(), {
+      record: alice.record,
+      trustedIdentityKey: newKey,
+    });
     expect(toHex(alice.record.remoteIdentityKey()!)).toBe(toHex(newKey));
     expect(alice.record.previous.length).toBe(0); // sessions with the old identity are gone
     const nb = party(reinstalled);
@@ -469,7 +485,8 @@ describe("Sesame: several sessions per device", () => {
     const aDev = makeDevice();
     const bDev = makeDevice();
     const record = new SessionRecord();
-    for (let i = 0; i < MAX_ARCHIVED_SESSIONS + 3; i++) await initiateSession(aDev.identity, bDev.bundle({ withPreKey: false, lastResort: true }), { record });
+    for (let i = 0; i < MAX_ARCHIVED_SESSIONS + 3; i++)
+      await initiateSession(aDev.identity, bDev.bundle({ withPreKey: false, lastResort: true }), { record });
     expect(record.previous.length).toBe(MAX_ARCHIVED_SESSIONS);
     const restored = SessionRecord.deserialize(record.serialize());
     expect(restored.previous.length).toBe(MAX_ARCHIVED_SESSIONS);
@@ -493,9 +510,15 @@ describe("Sesame: several sessions per device", () => {
     ]);
     const out = encryptForDevices(records, utf8("to every device"));
     expect(out.map((m) => m.destinationDeviceId)).toEqual([1, 2]);
-    expect(out.map((m) => m.destinationRegistrationId)).toEqual([phone.identity.registrationId, laptop.identity.registrationId]);
+    expect(out.map((m) => m.destinationRegistrationId)).toEqual([
+      phone.identity.registrationId,
+      laptop.identity.registrationId,
+    ]);
     expect(toHex(out[0]!.body)).not.toBe(toHex(out[1]!.body));
-    for (const [m, dev] of [[out[0]!, phone], [out[1]!, laptop]] as const) {
+    for (const [m, dev] of [
+      [out[0]!, phone],
+      [out[1]!, laptop],
+    ] as const) {
       const res = await sessionDecrypt(new SessionRecord(), dev.identity, dev.store, m.type, m.body);
       expect(fromUtf8(res.plaintext)).toBe("to every device");
     }

@@ -4,9 +4,9 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { concatBytes, fromHex, randomBytes, toHex } from "../../src/crypto/bytes.js";
-import { ecPublicKeyFromPrivate, encodeEcPublicKey, generateEcKeyPair } from "../../src/crypto/keys.js";
-import { montgomeryUToEdwards, xeddsaSign, xeddsaVerify } from "../../src/crypto/xeddsa.js";
+import { concatBytes, fromHex, randomBytes, toHex } from "../../src/crypto/bytes.ts";
+import { ecPublicKeyFromPrivate, encodeEcPublicKey, generateEcKeyPair } from "../../src/crypto/keys.ts";
+import { montgomeryUToEdwards, xeddsaSign, xeddsaVerify } from "../../src/crypto/xeddsa.ts";
 
 const P = 2n ** 255n - 19n;
 const L = 2n ** 252n + 27742317777372353535851937790883648493n;
@@ -124,7 +124,8 @@ describe("every single-bit change is refused", () => {
       const msg = randomBytes(24);
       const sig = xeddsaSign(privateKey, msg);
       expect(xeddsaVerify(publicKey, msg, sig)).toBe(true);
-      for (let bit = 0; bit < msg.length * 8; bit++) expect(xeddsaVerify(publicKey, flipBit(msg, bit), sig)).toBe(false);
+      for (let bit = 0; bit < msg.length * 8; bit++)
+        expect(xeddsaVerify(publicKey, flipBit(msg, bit), sig)).toBe(false);
       for (let bit = 0; bit < 512; bit++) expect(xeddsaVerify(publicKey, msg, flipBit(sig, bit))).toBe(false);
       for (let bit = 0; bit < 33 * 8; bit++) expect(xeddsaVerify(flipBit(publicKey, bit), msg, sig)).toBe(false);
     });
@@ -162,7 +163,8 @@ describe("strict verification returns false and never throws", () => {
     const high = good.publicKey.slice();
     high[32]! |= 0x80;
     expect(xeddsaVerify(high, msg, sig)).toBe(false);
-    for (const n of [P, P + 1n, P + 18n, 2n ** 255n - 1n, 2n ** 256n - 1n]) expect(xeddsaVerify(le(n), msg, sig)).toBe(false);
+    for (const n of [P, P + 1n, P + 18n, 2n ** 255n - 1n, 2n ** 256n - 1n])
+      expect(xeddsaVerify(le(n), msg, sig)).toBe(false);
   });
   it("u = p − 1, where u + 1 = 0 has no inverse", () => {
     expect(montgomeryUToEdwards(le(P - 1n), 0)).toBeNull();
@@ -179,7 +181,7 @@ describe("strict verification returns false and never throws", () => {
     fromLe(fromHex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157")),
   ];
   it("small-order keys refuse even the (identity R, S = 0) forgery a cofactored check would accept for any message", () => {
-    const identityR = fromHex("01" + "00".repeat(31));
+    const identityR = fromHex(`01${"00".repeat(31)}`);
     for (const u of SMALL_ORDER_U) {
       for (const signBit of [0, 1]) {
         const forged = concatBytes(identityR, new Uint8Array(32));
@@ -229,9 +231,14 @@ describe("strict verification returns false and never throws", () => {
         fc.uint8Array({ minLength: 0, maxLength: 70 }),
         fc.uint8Array({ minLength: 0, maxLength: 70 }),
         (key, m, s) => {
-          const keyVariants = [key, key.length >= 32 ? key.subarray(0, 32) : key, concatBytes(new Uint8Array([5]), key.subarray(0, 32))];
+          const keyVariants = [
+            key,
+            key.length >= 32 ? key.subarray(0, 32) : key,
+            concatBytes(new Uint8Array([5]), key.subarray(0, 32)),
+          ];
           const sigVariants = [s, s.length >= 64 ? s.subarray(0, 64) : concatBytes(s, new Uint8Array(64 - s.length))];
-          for (const k of keyVariants) for (const g of sigVariants) expect(typeof xeddsaVerify(k, m, g)).toBe("boolean");
+          for (const k of keyVariants)
+            for (const g of sigVariants) expect(typeof xeddsaVerify(k, m, g)).toBe("boolean");
         },
       ),
       { numRuns: 200 },

@@ -9,11 +9,10 @@ import { promisify } from "node:util";
 import * as tus from "tus-js-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unstable_startWorker } from "wrangler";
-import { toBase64 } from "../../src/crypto/bytes.ts";
+import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
 import { generateEcKeyPair, generateKemKeyPair } from "../../src/crypto/keys.ts";
 import { xeddsaSign } from "../../src/crypto/xeddsa.ts";
-import { decodeBase64 } from "../../src/protocol/base64.ts";
-import { REGISTRATION_PROOF_CONTEXT } from "../../src/protocol/limits.ts";
+import { registrationProofMessage } from "../../src/protocol/limits.ts";
 import { solvePow } from "../../src/protocol/pow.ts";
 
 // Offline, wrangler would wait 3 s for Cloudflare's cf.json and print a stack; the relay needs none of it.
@@ -27,10 +26,14 @@ let base: string;
 
 beforeAll(async () => {
   // The schema goes into the local D1 first, in the directory the Worker then persists to.
-  await promisify(execFile)("npx", ["wrangler", "d1", "execute", "DB_0", "--local", "--persist-to", persist, "--file", "schema.sql"], {
-    cwd: root,
-    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false" },
-  });
+  await promisify(execFile)(
+    "npx",
+    ["wrangler", "d1", "execute", "DB_0", "--local", "--persist-to", persist, "--file", "schema.sql"],
+    {
+      cwd: root,
+      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+    },
+  );
   worker = await unstable_startWorker({
     config: join(root, "wrangler.toml"),
     dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false, watch: false, persist },
@@ -62,10 +65,9 @@ async function register(): Promise<string> {
   const spk = generateEcKeyPair().publicKey;
   const lastResort = generateKemKeyPair().publicKey;
   const ch = await post<{ challenge: string; difficulty: number }>("/v1/challenges");
-  const challenge = decodeBase64(ch.challenge);
+  const challenge = fromBase64(ch.challenge);
   const nonce = await solvePow(challenge, ch.difficulty);
-  const context = new TextEncoder().encode(REGISTRATION_PROOF_CONTEXT);
-  const proofMessage = new Uint8Array([...context, ...challenge, ...identity.publicKey]);
+  const proofMessage = registrationProofMessage(challenge, identity.publicKey);
   const password = toBase64(randomBytes(18));
   const r = await post<{ accountId: string; deviceId: number }>("/v1/registration", {
     identityKey: toBase64(identity.publicKey),
@@ -115,7 +117,9 @@ describe("tus-js-client against the locally running relay", () => {
     expect(createHash("sha256").update(back).digest("hex")).toBe(createHash("sha256").update(file).digest("hex"));
     expect(back.equals(file)).toBe(true);
 
-    const ranged = await fetch(`${base}/v1/attachments/${id}`, { headers: { Range: `bytes=${33 * MiB}-${33 * MiB + 99}` } });
+    const ranged = await fetch(`${base}/v1/attachments/${id}`, {
+      headers: { Range: `bytes=${33 * MiB}-${33 * MiB + 99}` },
+    });
     expect(ranged.status).toBe(206);
     expect(Buffer.from(await ranged.arrayBuffer()).equals(file.subarray(33 * MiB, 33 * MiB + 100))).toBe(true);
 

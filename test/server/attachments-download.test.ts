@@ -1,7 +1,18 @@
 // Downloads: unauthenticated, byte for byte, single ranges (206, suffix, open-ended, 416), ETag and
 // If-None-Match, cache headers, and one identical 404 for unknown, unfinished, expired and deleted ids.
 import { beforeAll, describe, expect, it } from "vitest";
-import { bytesOf, createUpload, download, expectPatched, expectSameBytes, patch, randomBytes, tus, uploadFrom, type Vars } from "./attachments-helpers.ts";
+import {
+  bytesOf,
+  createUpload,
+  download,
+  expectPatched,
+  expectSameBytes,
+  patch,
+  randomBytes,
+  tus,
+  uploadFrom,
+  type Vars,
+} from "./attachments-helpers.ts";
 import { registerAccount, type TestAccount } from "./helpers.ts";
 
 let a: TestAccount;
@@ -17,7 +28,12 @@ beforeAll(async () => {
 async function notFoundShape(res: Response) {
   const body = (await res.json()) as Record<string, unknown>;
   delete body.requestId;
-  return { status: res.status, body, cacheControl: res.headers.get("cache-control"), contentType: res.headers.get("content-type") };
+  return {
+    status: res.status,
+    body,
+    cacheControl: res.headers.get("cache-control"),
+    contentType: res.headers.get("content-type"),
+  };
 }
 
 describe("whole downloads", () => {

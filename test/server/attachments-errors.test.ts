@@ -72,20 +72,36 @@ describe("offsets", () => {
 describe("size limits", () => {
   it("Upload-Length above MAX_ATTACHMENT_BYTES is refused with 413 UPLOAD_TOO_LARGE", async () => {
     const a = await registerAccount();
-    const res = await tus("POST", "/v1/attachments/tus/", { auth: a.auth, headers: { "Upload-Length": String(2 * 1024 * MiB + 1) } });
-    expect(await errorOf(res)).toMatchObject({ status: 413, code: "UPLOAD_TOO_LARGE", body: { limitBytes: 2147483648 } });
+    const res = await tus("POST", "/v1/attachments/tus/", {
+      auth: a.auth,
+      headers: { "Upload-Length": String(2 * 1024 * MiB + 1) },
+    });
+    expect(await errorOf(res)).toMatchObject({
+      status: 413,
+      code: "UPLOAD_TOO_LARGE",
+      body: { limitBytes: 2147483648 },
+    });
     // Exactly the limit is accepted.
     await createUpload(a.auth, 2 * 1024 * MiB, { vars: { UPLOAD_QUOTA_BYTES: String(4 * 1024 * MiB) } });
     const vars = { MAX_ATTACHMENT_BYTES: "1000" };
-    expect((await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "1001" } })).status).toBe(413);
+    expect(
+      (await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "1001" } })).status,
+    ).toBe(413);
     await createUpload(a.auth, 1000, { vars });
   });
 
   it("an upload needing more than R2's 10,000 parts is refused", async () => {
     const a = await registerAccount();
-    const vars = { ...SMALL, MAX_ATTACHMENT_BYTES: String(100 * 1024 * MiB), UPLOAD_QUOTA_BYTES: String(200 * 1024 * MiB), STORAGE_QUOTA_BYTES: String(200 * 1024 * MiB) };
+    const vars = {
+      ...SMALL,
+      MAX_ATTACHMENT_BYTES: String(100 * 1024 * MiB),
+      UPLOAD_QUOTA_BYTES: String(200 * 1024 * MiB),
+      STORAGE_QUOTA_BYTES: String(200 * 1024 * MiB),
+    };
     const over = 10_000 * 5 * MiB + 1;
-    const e = await errorOf(await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": String(over) } }));
+    const e = await errorOf(
+      await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": String(over) } }),
+    );
     expect(e).toMatchObject({ status: 413, code: "UPLOAD_TOO_LARGE", body: { limitBytes: 10_000 * 5 * MiB } });
   });
 
@@ -123,8 +139,14 @@ describe("quotas", () => {
     const a = await registerAccount();
     const vars = { UPLOAD_QUOTA_BYTES: "10000" };
     const first = await createUpload(a.auth, 6000, { vars });
-    const e = await errorOf(await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "4001" } }));
-    expect(e).toMatchObject({ status: 413, code: "QUOTA_EXCEEDED", body: { quota: "upload", limitBytes: 10000, usedBytes: 6000 } });
+    const e = await errorOf(
+      await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "4001" } }),
+    );
+    expect(e).toMatchObject({
+      status: 413,
+      code: "QUOTA_EXCEEDED",
+      body: { quota: "upload", limitBytes: 10000, usedBytes: 6000 },
+    });
     await createUpload(a.auth, 4000, { vars });
     // Another account has its own quota.
     const b = await registerAccount();
@@ -139,10 +161,18 @@ describe("quotas", () => {
     const vars = { STORAGE_QUOTA_BYTES: "10000" };
     const stored = await createUpload(a.auth, 7000, { vars });
     await uploadFrom(a.auth, stored.id, randomBytes(7000), 7000, 0, vars);
-    const e = await errorOf(await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "3001" } }));
-    expect(e).toMatchObject({ status: 413, code: "QUOTA_EXCEEDED", body: { quota: "storage", limitBytes: 10000, usedBytes: 7000 } });
+    const e = await errorOf(
+      await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "3001" } }),
+    );
+    expect(e).toMatchObject({
+      status: 413,
+      code: "QUOTA_EXCEEDED",
+      body: { quota: "storage", limitBytes: 10000, usedBytes: 7000 },
+    });
     const pending = await createUpload(a.auth, 3000, { vars });
-    expect((await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "1" } })).status).toBe(413);
+    expect(
+      (await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "1" } })).status,
+    ).toBe(413);
     expect((await tus("DELETE", `/v1/attachments/${stored.id}`, { auth: a.auth, vars })).status).toBe(204);
     await createUpload(a.auth, 7000, { vars });
     expect(await indexRow(a.accountId, pending.id)).toMatchObject({ state: "uploading" });
@@ -152,7 +182,9 @@ describe("quotas", () => {
     const a = await registerAccount();
     const vars = { UPLOAD_QUOTA_BYTES: "10000" };
     const results = await Promise.all(
-      Array.from({ length: 8 }, () => tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "3000" } })),
+      Array.from({ length: 8 }, () =>
+        tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "3000" } }),
+      ),
     );
     expect(results.filter((r) => r.status === 201).length).toBe(3);
     expect(results.filter((r) => r.status === 413).length).toBe(5);
@@ -167,11 +199,16 @@ describe("checksums", () => {
     await uploadFrom(a.auth, id, data.subarray(0, 3 * MiB), 3 * MiB, 0, SMALL);
     const chunk = data.subarray(3 * MiB, 7 * MiB); // would complete the first 5 MiB part
     const wrong = await sha256Base64(randomBytes(16));
-    const e = await errorOf(await patch(a.auth, id, 3 * MiB, chunk, { vars: SMALL, headers: { "Upload-Checksum": `sha256 ${wrong}` } }));
+    const e = await errorOf(
+      await patch(a.auth, id, 3 * MiB, chunk, { vars: SMALL, headers: { "Upload-Checksum": `sha256 ${wrong}` } }),
+    );
     expect(e).toMatchObject({ status: 460, code: "CHECKSUM_MISMATCH" });
     expect(await headOffset(a.auth, id)).toBe(3 * MiB);
     // Different bytes with a matching checksum then take their place; the result has the right bytes only.
-    const good = await patch(a.auth, id, 3 * MiB, chunk, { vars: SMALL, headers: { "Upload-Checksum": `sha256 ${await sha256Base64(chunk)}` } });
+    const good = await patch(a.auth, id, 3 * MiB, chunk, {
+      vars: SMALL,
+      headers: { "Upload-Checksum": `sha256 ${await sha256Base64(chunk)}` },
+    });
     await expectPatched(good, 7 * MiB);
     await uploadFrom(a.auth, id, data, MiB, 7 * MiB, SMALL);
     expectSameBytes(await bytesOf(await download(id)), data);
@@ -181,17 +218,30 @@ describe("checksums", () => {
     const a = await registerAccount();
     const data = randomBytes(1000);
     const { id } = await createUpload(a.auth, data.length);
-    const e = await errorOf(await patch(a.auth, id, 0, data, { headers: { "Upload-Checksum": `sha256 ${await sha256Base64(randomBytes(3))}` } }));
+    const e = await errorOf(
+      await patch(a.auth, id, 0, data, {
+        headers: { "Upload-Checksum": `sha256 ${await sha256Base64(randomBytes(3))}` },
+      }),
+    );
     expect(e.status).toBe(460);
     expect((await download(id)).status).toBe(404);
-    await expectPatched(await patch(a.auth, id, 0, data, { headers: { "Upload-Checksum": `sha256 ${await sha256Base64(data)}` } }), 1000);
+    await expectPatched(
+      await patch(a.auth, id, 0, data, { headers: { "Upload-Checksum": `sha256 ${await sha256Base64(data)}` } }),
+      1000,
+    );
     expectSameBytes(await bytesOf(await download(id)), data);
   });
 
   it("an unsupported algorithm or a malformed digest is a 400", async () => {
     const a = await registerAccount();
     const { id } = await createUpload(a.auth, 100);
-    for (const header of ["md5 1B2M2Y8AsgTpgAmY7PhCfg==", "sha1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=", "sha256 notbase64!", "sha256 AAAA", "sha256"]) {
+    for (const header of [
+      "md5 1B2M2Y8AsgTpgAmY7PhCfg==",
+      "sha1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=",
+      "sha256 notbase64!",
+      "sha256 AAAA",
+      "sha256",
+    ]) {
       const e = await errorOf(await patch(a.auth, id, 0, randomBytes(10), { headers: { "Upload-Checksum": header } }));
       expect(e, header).toMatchObject({ status: 400, code: "BAD_REQUEST" });
     }
@@ -203,7 +253,11 @@ describe("protocol", () => {
   it("a tus request without Tus-Resumable 1.0.0 gets 412 with Tus-Version", async () => {
     const a = await registerAccount();
     for (const headers of [{}, { "Tus-Resumable": "0.2.2" }] as Record<string, string>[]) {
-      const res = await tus("POST", "/v1/attachments/tus/", { auth: a.auth, noTus: true, headers: { "Upload-Length": "10", ...headers } });
+      const res = await tus("POST", "/v1/attachments/tus/", {
+        auth: a.auth,
+        noTus: true,
+        headers: { "Upload-Length": "10", ...headers },
+      });
       expect(res.status).toBe(412);
       expect(res.headers.get("tus-version")).toBe("1.0.0");
       expect(((await res.json()) as { code: string }).code).toBe("PRECONDITION_FAILED");
@@ -220,17 +274,31 @@ describe("protocol", () => {
     expect((await errorOf(await post({ "Upload-Length": "10", "Upload-Concat": "partial" }))).code).toBe("BAD_REQUEST");
     expect((await errorOf(await post({ "Upload-Length": "10", "Upload-Metadata": "a !!!" }))).code).toBe("BAD_REQUEST");
     expect((await errorOf(await post({ "Upload-Length": "10", "Upload-Metadata": "a,a" }))).code).toBe("BAD_REQUEST");
-    expect((await errorOf(await post({ "Upload-Length": "10", "Upload-Metadata": `k ${"QUFB".repeat(300)}` }))).code).toBe("BAD_REQUEST");
+    expect(
+      (await errorOf(await post({ "Upload-Length": "10", "Upload-Metadata": `k ${"QUFB".repeat(300)}` }))).code,
+    ).toBe("BAD_REQUEST");
   });
 
   it("a PATCH needs Content-Type application/offset+octet-stream and Upload-Offset", async () => {
     const a = await registerAccount();
     const { id } = await createUpload(a.auth, 100);
-    const noType = await tus("PATCH", uploadPath(id), { auth: a.auth, body: randomBytes(10), headers: { "Upload-Offset": "0", "Content-Type": "application/json" } });
+    const noType = await tus("PATCH", uploadPath(id), {
+      auth: a.auth,
+      body: randomBytes(10),
+      headers: { "Upload-Offset": "0", "Content-Type": "application/json" },
+    });
     expect(await errorOf(noType)).toMatchObject({ status: 415, code: "UNSUPPORTED_MEDIA_TYPE" });
-    const noOffset = await tus("PATCH", uploadPath(id), { auth: a.auth, body: randomBytes(10), headers: { "Content-Type": "application/offset+octet-stream" } });
+    const noOffset = await tus("PATCH", uploadPath(id), {
+      auth: a.auth,
+      body: randomBytes(10),
+      headers: { "Content-Type": "application/offset+octet-stream" },
+    });
     expect((await errorOf(noOffset)).code).toBe("BAD_REQUEST");
-    const badBody = await tus("POST", "/v1/attachments/tus/", { auth: a.auth, body: "{}", headers: { "Upload-Length": "10", "Content-Type": "application/json" } });
+    const badBody = await tus("POST", "/v1/attachments/tus/", {
+      auth: a.auth,
+      body: "{}",
+      headers: { "Upload-Length": "10", "Content-Type": "application/json" },
+    });
     expect((await errorOf(badBody)).status).toBe(415);
   });
 
@@ -239,7 +307,10 @@ describe("protocol", () => {
     const data = randomBytes(100);
     const { id, res } = await createUpload(a.auth, 100, {
       body: data,
-      headers: { "Content-Type": "application/offset+octet-stream", "Upload-Checksum": `sha256 ${await sha256Base64(randomBytes(1))}` },
+      headers: {
+        "Content-Type": "application/offset+octet-stream",
+        "Upload-Checksum": `sha256 ${await sha256Base64(randomBytes(1))}`,
+      },
     });
     expect(res.headers.get("upload-offset")).toBe("0");
     await expectPatched(await patch(a.auth, id, 0, data), 100);

@@ -44,14 +44,25 @@ export interface TusOptions {
 export function tus(method: string, path: string, o: TusOptions = {}): Promise<Response> {
   const headers: Record<string, string> = { ...(o.noTus ? {} : { "Tus-Resumable": "1.0.0" }), ...(o.headers ?? {}) };
   if (o.auth) headers.authorization = o.auth;
-  return send(new Request(`${BASE}${path}`, { method, headers, ...(o.body !== undefined ? { body: o.body } : {}) }), o.vars);
+  return send(
+    new Request(`${BASE}${path}`, { method, headers, ...(o.body !== undefined ? { body: o.body } : {}) }),
+    o.vars,
+  );
 }
 
 export const uploadPath = (id: string) => `/v1/attachments/tus/${id}`;
 
 /** Creates an upload and returns its id (asserting 201 and a Location under the tus endpoint). */
-export async function createUpload(auth: string, length: number, o: TusOptions = {}): Promise<{ id: string; res: Response }> {
-  const res = await tus("POST", "/v1/attachments/tus/", { ...o, auth, headers: { "Upload-Length": String(length), ...(o.headers ?? {}) } });
+export async function createUpload(
+  auth: string,
+  length: number,
+  o: TusOptions = {},
+): Promise<{ id: string; res: Response }> {
+  const res = await tus("POST", "/v1/attachments/tus/", {
+    ...o,
+    auth,
+    headers: { "Upload-Length": String(length), ...(o.headers ?? {}) },
+  });
   const text = res.status === 201 ? "" : await res.text();
   expect(res.status, `create → ${res.status} ${text}`).toBe(201);
   const location = res.headers.get("location")!;
@@ -60,7 +71,13 @@ export async function createUpload(auth: string, length: number, o: TusOptions =
   return { id: m![1]!, res };
 }
 
-export function patch(auth: string, id: string, offset: number, bytes: Uint8Array | ReadableStream, o: TusOptions = {}): Promise<Response> {
+export function patch(
+  auth: string,
+  id: string,
+  offset: number,
+  bytes: Uint8Array | ReadableStream,
+  o: TusOptions = {},
+): Promise<Response> {
   return tus("PATCH", uploadPath(id), {
     ...o,
     auth,
@@ -81,7 +98,14 @@ export async function expectPatched(res: Response, offset: number): Promise<void
 }
 
 /** Uploads `data` in PATCHes of `chunk` bytes from `from`, asserting each. */
-export async function uploadFrom(auth: string, id: string, data: Uint8Array, chunk: number, from = 0, vars?: Vars): Promise<void> {
+export async function uploadFrom(
+  auth: string,
+  id: string,
+  data: Uint8Array,
+  chunk: number,
+  from = 0,
+  vars?: Vars,
+): Promise<void> {
   for (let off = from; off < data.length; ) {
     const end = Math.min(data.length, off + chunk);
     await expectPatched(await patch(auth, id, off, data.subarray(off, end), { vars }), end);
@@ -155,6 +179,8 @@ export function indexRow(accountId: string, id: string) {
   // The index lives on the account's shard; looking on every shard keeps the helper independent of SHARD_MAP.
   const e = env as unknown as Record<string, D1Database>;
   return Promise.all(
-    (JSON.parse(env.TEST_SHARDS) as string[]).map((s) => e[s]!.prepare("SELECT * FROM attachments WHERE id = ?1 AND account_id = ?2").bind(id, accountId).first()),
+    (JSON.parse(env.TEST_SHARDS) as string[]).map((s) =>
+      e[s]!.prepare("SELECT * FROM attachments WHERE id = ?1 AND account_id = ?2").bind(id, accountId).first(),
+    ),
   ).then((rows) => rows.find((r) => r !== null) ?? null);
 }

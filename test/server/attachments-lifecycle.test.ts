@@ -4,7 +4,20 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { scheduled } from "../../src/server/index.ts";
-import { SMALL, bytesOf, createUpload, download, expectPatched, expectSameBytes, indexRow, patch, randomBytes, tus, uploadFrom, uploadPath } from "./attachments-helpers.ts";
+import {
+  SMALL,
+  bytesOf,
+  createUpload,
+  download,
+  expectPatched,
+  expectSameBytes,
+  indexRow,
+  patch,
+  randomBytes,
+  tus,
+  uploadFrom,
+  uploadPath,
+} from "./attachments-helpers.ts";
 import { call, registerAccount } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
@@ -73,7 +86,9 @@ describe("expiry", () => {
     const { id, res } = await createUpload(a.auth, 8 * MiB, { vars });
     expect(Date.parse(res.headers.get("upload-expires")!)).toBeLessThanOrEqual(Date.now() + 3000);
     await expectPatched(await patch(a.auth, id, 0, bytes, { vars }), 6 * MiB);
-    expect((await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "1" } })).status).toBe(413);
+    expect(
+      (await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "1" } })).status,
+    ).toBe(413);
     await sleep(3100);
     // Past its deadline it is gone to the client at once, before the alarm has run.
     expect((await tus("HEAD", uploadPath(id), { auth: a.auth })).status).toBe(404);

@@ -9,7 +9,9 @@ describe("upload capabilities", () => {
     expect((await tus("POST", "/v1/attachments/tus/", { headers: { "Upload-Length": "10" } })).status).toBe(401);
     const a = await registerAccount();
     const wrong = basic(a.accountId, 1, "AAAAAAAAAAAAAAAAAAAAAAAA");
-    expect((await tus("POST", "/v1/attachments/tus/", { auth: wrong, headers: { "Upload-Length": "10" } })).status).toBe(401);
+    expect(
+      (await tus("POST", "/v1/attachments/tus/", { auth: wrong, headers: { "Upload-Length": "10" } })).status,
+    ).toBe(401);
   });
 
   it("another account cannot HEAD, PATCH or terminate an upload, and learns nothing from trying", async () => {
@@ -34,10 +36,19 @@ describe("upload capabilities", () => {
     const a = await registerAccount();
     const { id } = await createUpload(a.auth, 100);
     expect((await tus("HEAD", uploadPath(id))).status).toBe(401);
-    expect((await tus("PATCH", uploadPath(id), { body: randomBytes(1), headers: { "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0" } })).status).toBe(401);
+    expect(
+      (
+        await tus("PATCH", uploadPath(id), {
+          body: randomBytes(1),
+          headers: { "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0" },
+        })
+      ).status,
+    ).toBe(401);
     expect((await tus("DELETE", uploadPath(id))).status).toBe(401);
     // Credentials are checked before the tus version, as on every other route.
-    expect((await tus("POST", "/v1/attachments/tus/", { noTus: true, headers: { "Upload-Length": "1" } })).status).toBe(401);
+    expect((await tus("POST", "/v1/attachments/tus/", { noTus: true, headers: { "Upload-Length": "1" } })).status).toBe(
+      401,
+    );
   });
 
   it("a malformed upload id is the same 404", async () => {

@@ -35,7 +35,13 @@ describe("tus discovery", () => {
       expect(res.status).toBe(204);
       expect(res.headers.get("tus-resumable")).toBe("1.0.0");
       expect(res.headers.get("tus-version")).toBe("1.0.0");
-      expect(res.headers.get("tus-extension")!.split(",")).toEqual(["creation", "creation-with-upload", "termination", "expiration", "checksum"]);
+      expect(res.headers.get("tus-extension")!.split(",")).toEqual([
+        "creation",
+        "creation-with-upload",
+        "termination",
+        "expiration",
+        "checksum",
+      ]);
       expect(res.headers.get("tus-max-size")).toBe("2147483648");
       expect(res.headers.get("tus-checksum-algorithm")).toBe("sha256");
     }
@@ -47,7 +53,11 @@ describe("tus discovery", () => {
   it("a CORS preflight is still answered as one", async () => {
     const res = await tus("OPTIONS", "/v1/attachments/tus/", {
       noTus: true,
-      headers: { Origin: "https://app.example", "Access-Control-Request-Method": "PATCH", "Access-Control-Request-Headers": "upload-offset" },
+      headers: {
+        Origin: "https://app.example",
+        "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "upload-offset",
+      },
     });
     expect(res.status).toBe(204);
     expect(res.headers.get("access-control-allow-methods")).toContain("PATCH");
@@ -135,7 +145,10 @@ describe("uploading", () => {
     const data = randomBytes(3000);
     const { id, res } = await createUpload(a.auth, data.length, {
       body: data.subarray(0, 1000),
-      headers: { "Content-Type": "application/offset+octet-stream", "Upload-Checksum": `sha256 ${await sha256Base64(data.subarray(0, 1000))}` },
+      headers: {
+        "Content-Type": "application/offset+octet-stream",
+        "Upload-Checksum": `sha256 ${await sha256Base64(data.subarray(0, 1000))}`,
+      },
     });
     expect(res.headers.get("upload-offset")).toBe("1000");
     await uploadFrom(a.auth, id, data, 2000, 1000);
@@ -150,7 +163,10 @@ describe("uploading", () => {
       [4 * MiB, 6 * MiB],
     ] as const) {
       const chunk = data.subarray(from, to);
-      const res = await patch(a.auth, id, from, chunk, { vars: SMALL, headers: { "Upload-Checksum": `sha256 ${await sha256Base64(chunk)}` } });
+      const res = await patch(a.auth, id, from, chunk, {
+        vars: SMALL,
+        headers: { "Upload-Checksum": `sha256 ${await sha256Base64(chunk)}` },
+      });
       await expectPatched(res, to);
     }
     expectSameBytes(await bytesOf(await download(id)), data);
@@ -174,7 +190,9 @@ describe("resuming", () => {
     expect(offset).toBeGreaterThanOrEqual(MiB);
     expect(offset).toBeLessThanOrEqual(MiB + sent);
     // A stale offset is refused; the stored one is accepted.
-    expect((await patch(a.auth, id, MiB, data.subarray(MiB, MiB + 10), { vars: SMALL })).status).toBe(offset === MiB ? 204 : 409);
+    expect((await patch(a.auth, id, MiB, data.subarray(MiB, MiB + 10), { vars: SMALL })).status).toBe(
+      offset === MiB ? 204 : 409,
+    );
     const resumeAt = await headOffset(a.auth, id);
     await uploadFrom(a.auth, id, data, 3 * MiB, resumeAt, SMALL);
     expectSameBytes(await bytesOf(await download(id)), data);
@@ -225,7 +243,10 @@ describe("resuming", () => {
 describe("API document and settings", () => {
   it("the OpenAPI document describes the tus routes, their octet-stream bodies and the chunkSize advice", async () => {
     const doc = (await (await tus("GET", "/v1/openapi.json", { noTus: true })).json()) as {
-      paths: Record<string, Record<string, { description?: string; requestBody?: { content: Record<string, unknown> } }>>;
+      paths: Record<
+        string,
+        Record<string, { description?: string; requestBody?: { content: Record<string, unknown> } }>
+      >;
     };
     const upload = doc.paths["/v1/attachments/tus/{id}"]!;
     expect(Object.keys(upload).sort()).toEqual(["delete", "get", "patch"]);

@@ -15,11 +15,15 @@ interface Schema {
   items?: Schema;
 }
 interface Doc {
-  paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: Schema }> }; security?: unknown[] }>>;
+  paths: Record<
+    string,
+    Record<string, { requestBody?: { content: Record<string, { schema: Schema }> }; security?: unknown[] }>
+  >;
   components: { schemas: Record<string, Schema> };
 }
 
-const resolve = (s: Schema | undefined): Schema | undefined => (s?.$ref ? doc.components.schemas[s.$ref.split("/").pop()!] : s);
+const resolve = (s: Schema | undefined): Schema | undefined =>
+  s?.$ref ? doc.components.schemas[s.$ref.split("/").pop()!] : s;
 
 let a: TestAccount;
 /** A second account, the recipient of the sample sends. */
@@ -27,7 +31,7 @@ let b: TestAccount;
 let doc: Doc;
 const samples: Record<string, () => Promise<Record<string, unknown>>> = {};
 /** Routes whose bodies are not JSON; their own test files throw bad input at them (named here so none is forgotten). */
-export const NON_JSON_BODY_ROUTES = new Set<string>([]);
+const NON_JSON_BODY_ROUTES = new Set<string>([]);
 
 /**
  * Row counts of everything a request could write: every D1 table on every shard, both R2 buckets, and both
@@ -37,15 +41,27 @@ async function snapshot(): Promise<string> {
   const counts: Record<string, number> = {};
   for (const name of ["DB_0", "DB_1", "DB_2"] as const) {
     const db = env[name];
-    const tables = await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").all<{ name: string }>();
-    for (const { name: t } of tables.results) counts[`${name}.${t}`] = (await db.prepare(`SELECT count(*) AS n FROM ${t}`).first<{ n: number }>())!.n;
+    const tables = await db
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'",
+      )
+      .all<{ name: string }>();
+    for (const { name: t } of tables.results)
+      counts[`${name}.${t}`] = (await db.prepare(`SELECT count(*) AS n FROM ${t}`).first<{ n: number }>())!.n;
   }
   counts["r2.KEY_PAGES"] = (await env.KEY_PAGES.list()).objects.length;
   counts["r2.ATTACHMENTS"] = (await env.ATTACHMENTS.list()).objects.length;
   for (const acct of [a, b]) {
     await runInDurableObject(env.ACCOUNT.getByName(acct.accountId), (_o, state) => {
-      const tables = state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name != 'rate_events'").toArray();
-      for (const { name: t } of tables) counts[`${acct === a ? "a" : "b"}.${t}`] = state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${t}`).one().n;
+      const tables = state.storage.sql
+        .exec<{ name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name != 'rate_events'",
+        )
+        .toArray();
+      for (const { name: t } of tables)
+        counts[`${acct === a ? "a" : "b"}.${t}`] = state.storage.sql
+          .exec<{ n: number }>(`SELECT count(*) AS n FROM ${t}`)
+          .one().n;
     });
   }
   return JSON.stringify(counts);
@@ -55,13 +71,27 @@ beforeAll(async () => {
   a = await registerAccount();
   b = await registerAccount();
   doc = await callJson<Doc>("GET", "/v1/openapi.json");
-  const link = await callJson<{ linkToken: string }>("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: toBase64(new Uint8Array(48)) } });
+  const link = await callJson<{ linkToken: string }>("POST", "/v1/devices/link", {
+    auth: a.auth,
+    body: { envelope: toBase64(new Uint8Array(48)) },
+  });
   samples["post /v1/registration"] = async () => await registrationBody();
   samples["post /v1/devices/link"] = async () => ({ envelope: toBase64(new Uint8Array(48)) });
   samples["post /v1/devices/link/envelope"] = async () => ({ accountId: a.accountId, linkToken: link.linkToken });
-  samples["put /v1/devices/link"] = async () => ({ accountId: a.accountId, linkToken: link.linkToken, ...deviceKeys(a.identity) });
+  samples["put /v1/devices/link"] = async () => ({
+    accountId: a.accountId,
+    linkToken: link.linkToken,
+    ...deviceKeys(a.identity),
+  });
   const send = () => ({
-    messages: [{ type: 2, destinationDeviceId: 1, destinationRegistrationId: b.keys.registrationId, content: toBase64(new Uint8Array(64)) }],
+    messages: [
+      {
+        type: 2,
+        destinationDeviceId: 1,
+        destinationRegistrationId: b.keys.registrationId,
+        content: toBase64(new Uint8Array(64)),
+      },
+    ],
     timestamp: Date.now(),
     online: false,
     urgent: true,
@@ -74,12 +104,20 @@ beforeAll(async () => {
   samples["put /v1/devices/push"] = async () => ({ endpoint: "https://push.example/subscription" });
   samples["put /v2/keys"] = async () => {
     const k = deviceKeys(a.identity);
-    return { signedPreKey: k.signedPreKey, pqLastResortPreKey: k.pqLastResortPreKey, preKeys: k.preKeys, pqPreKeys: k.pqPreKeys };
+    return {
+      signedPreKey: k.signedPreKey,
+      pqLastResortPreKey: k.pqLastResortPreKey,
+      preKeys: k.preKeys,
+      pqPreKeys: k.pqPreKeys,
+    };
   };
 });
 
 const toPath = (p: string) =>
-  p.replace(/\{accountId\}/g, () => b.accountId).replace(/\{deviceId\}/g, "2").replace(/\{[^}]+\}/g, "00000000000000000000000000000000");
+  p
+    .replace(/\{accountId\}/g, () => b.accountId)
+    .replace(/\{deviceId\}/g, "2")
+    .replace(/\{[^}]+\}/g, "00000000000000000000000000000000");
 
 /** Free-length fields where a longer or shorter string can still be valid. */
 const FREE_LENGTH = new Set(["password", "envelope", "nonce", "content", "endpoint"]);
@@ -93,7 +131,8 @@ function wrongTypes(v: unknown, key: string): unknown[] {
   if (typeof v !== "string") out.push("a string");
   if (typeof v !== "number") out.push(12345);
   if (!Array.isArray(v)) out.push([1, 2]);
-  if (typeof v === "string" && !FREE_LENGTH.has(key)) out.push(v.slice(0, Math.max(0, v.length - 4)), `${v}AAAA`, v.replace(/[A-Za-z]/, "!"));
+  if (typeof v === "string" && !FREE_LENGTH.has(key))
+    out.push(v.slice(0, Math.max(0, v.length - 4)), `${v}AAAA`, v.replace(/[A-Za-z]/, "!"));
   if (typeof v === "number") out.push(-1, 1.5, ...(FREE_NUMBER.has(key) ? [] : [2 ** 40]));
   return out;
 }
@@ -110,7 +149,8 @@ function mutations(body: Record<string, unknown>, schema: Schema | undefined): {
     if (s?.required?.includes(k)) out.push({ what: `${k} missing`, body: without });
     const fieldSchema = resolve(s?.properties?.[k]);
     const innerSchema = resolve(Array.isArray(v) ? resolve(fieldSchema?.items) : fieldSchema);
-    for (const w of wrongTypes(v, k)) out.push({ what: `${k}=${JSON.stringify(w).slice(0, 30)}`, body: { ...body, [k]: w } });
+    for (const w of wrongTypes(v, k))
+      out.push({ what: `${k}=${JSON.stringify(w).slice(0, 30)}`, body: { ...body, [k]: w } });
     const inner = Array.isArray(v) ? v[0] : v;
     if (inner && typeof inner === "object") {
       for (const [ik, iv] of Object.entries(inner as Record<string, unknown>)) {
@@ -118,7 +158,10 @@ function mutations(body: Record<string, unknown>, schema: Schema | undefined): {
         for (const w of [...(required ? [undefined] : []), ...wrongTypes(iv, ik)]) {
           const mutated = { ...(inner as Record<string, unknown>), [ik]: w };
           if (w === undefined) delete mutated[ik];
-          out.push({ what: `${k}.${ik}=${String(JSON.stringify(w)).slice(0, 30)}`, body: { ...body, [k]: Array.isArray(v) ? [mutated, ...v.slice(1)] : mutated } });
+          out.push({
+            what: `${k}.${ik}=${String(JSON.stringify(w)).slice(0, 30)}`,
+            body: { ...body, [k]: Array.isArray(v) ? [mutated, ...v.slice(1)] : mutated },
+          });
         }
       }
     }
@@ -144,25 +187,33 @@ describe("bad input at every route", () => {
     for (const [p, methods] of Object.entries(doc.paths))
       for (const [m, op] of Object.entries(methods)) {
         const key = `${m} ${p}`;
-        if (op.requestBody?.content["application/json"] && !NON_JSON_BODY_ROUTES.has(key)) expect(samples, `add a sample body for ${key}`).toHaveProperty(key);
+        if (op.requestBody?.content["application/json"] && !NON_JSON_BODY_ROUTES.has(key))
+          expect(samples, `add a sample body for ${key}`).toHaveProperty(key);
       }
   });
 
   it("every JSON body route refuses malformed, truncated, mistyped, oversized and non-JSON bodies and changes nothing", async () => {
-    const bodies = await Promise.all(Object.entries(samples).map(async ([key, sample]) => [key, await sample()] as const));
+    const bodies = await Promise.all(
+      Object.entries(samples).map(async ([key, sample]) => [key, await sample()] as const),
+    );
     const before = await snapshot();
     for (const [key, body] of bodies) {
       const [method, p] = key.split(" ") as [string, string];
       const path = toPath(p);
       const text = JSON.stringify(body);
-      const send = (raw: BodyInit, type = "application/json") => call(method.toUpperCase(), path, { auth: a.auth, raw, headers: { "content-type": type } });
+      const send = (raw: BodyInit, type = "application/json") =>
+        call(method.toUpperCase(), path, { auth: a.auth, raw, headers: { "content-type": type } });
       expect(await expect4xx(await send("{"), `${key} malformed`)).toBe("INVALID_JSON");
-      expect(await expect4xx(await send(text.slice(0, Math.floor(text.length / 2))), `${key} truncated`)).toBe("INVALID_JSON");
+      expect(await expect4xx(await send(text.slice(0, Math.floor(text.length / 2))), `${key} truncated`)).toBe(
+        "INVALID_JSON",
+      );
       expect(await expect4xx(await send(""), `${key} empty`)).toMatch(/INVALID_JSON|BAD_REQUEST/);
       expect(await expect4xx(await send("[]"), `${key} array`)).toBe("BAD_REQUEST");
       expect(await expect4xx(await send("12"), `${key} number`)).toBe("BAD_REQUEST");
       expect(await expect4xx(await send(text, "text/plain"), `${key} text/plain`)).toBe("UNSUPPORTED_MEDIA_TYPE");
-      expect(await expect4xx(await send(JSON.stringify({ ...body, pad: "x".repeat(8_500_000) })), `${key} oversized`)).toBe("PAYLOAD_TOO_LARGE");
+      expect(
+        await expect4xx(await send(JSON.stringify({ ...body, pad: "x".repeat(8_500_000) })), `${key} oversized`),
+      ).toBe("PAYLOAD_TOO_LARGE");
       const schema = doc.paths[p]![method]!.requestBody!.content["application/json"]!.schema;
       for (const m of mutations(body, schema)) await expect4xx(await send(JSON.stringify(m.body)), `${key} ${m.what}`);
     }
@@ -176,13 +227,25 @@ describe("bad input at every route", () => {
         if (p.includes("{")) {
           for (const bad of ["0", "128", "-1", "abc", "%00", "1.5", "x".repeat(300)]) {
             const path = p.replace(/\{[^}]+\}/g, bad);
-            await expect4xx(await call(m.toUpperCase(), path, { auth: a.auth, ...(op.requestBody ? { raw: "{}", headers: { "content-type": "application/json" } } : {}) }), `${m} ${path}`);
+            await expect4xx(
+              await call(m.toUpperCase(), path, {
+                auth: a.auth,
+                ...(op.requestBody ? { raw: "{}", headers: { "content-type": "application/json" } } : {}),
+              }),
+              `${m} ${path}`,
+            );
           }
         }
         if (op.security?.length && !op.security.some((alt) => Object.keys(alt as object).length === 0)) {
           // The WebSocket route is asked as a WebSocket would ask it, so what is refused is the missing credential.
           const upgrade: Record<string, string> = p === "/v1/websocket" ? { upgrade: "websocket" } : {};
-          const res = await call(m.toUpperCase(), toPath(p), op.requestBody ? { raw: "{}", headers: { "content-type": "application/json", ...upgrade } } : { headers: upgrade });
+          const res = await call(
+            m.toUpperCase(),
+            toPath(p),
+            op.requestBody
+              ? { raw: "{}", headers: { "content-type": "application/json", ...upgrade } }
+              : { headers: upgrade },
+          );
           expect(await expect4xx(res, `${m} ${p} without credentials`)).toBe("UNAUTHORIZED");
         }
       }
@@ -191,7 +254,12 @@ describe("bad input at every route", () => {
   });
 
   it("unknown routes and methods answer JSON 404, never HTML", async () => {
-    for (const [m, p] of [["GET", "/nope"], ["DELETE", "/v2/keys"], ["PATCH", "/v1/devices"], ["GET", "/v1/registration"]] as const) {
+    for (const [m, p] of [
+      ["GET", "/nope"],
+      ["DELETE", "/v2/keys"],
+      ["PATCH", "/v1/devices"],
+      ["GET", "/v1/registration"],
+    ] as const) {
       expect(await expect4xx(await call(m, p, { auth: a.auth }), `${m} ${p}`)).toBe("NOT_FOUND");
     }
   });

@@ -6,7 +6,8 @@ import { ConfigSchema, loadConfig } from "../../src/server/config.ts";
 
 import { fetchWithEnv } from "./helpers.ts";
 
-const fetchWith = (vars: Record<string, unknown>, path: string, init: RequestInit = {}) => fetchWithEnv({ ...env, ...vars } as Cloudflare.Env, path, init);
+const fetchWith = (vars: Record<string, unknown>, path: string, init: RequestInit = {}) =>
+  fetchWithEnv({ ...env, ...vars } as Cloudflare.Env, path, init);
 
 const BAD: [string, unknown, RegExp][] = [
   ["MAX_DEVICES", "six", /whole number/],
@@ -58,14 +59,21 @@ describe("configuration", () => {
       ] as const) {
         const res = await fetchWith({ [variable]: value }, path, { method });
         expect(res.status).toBe(503);
-        const body = (await res.json()) as { code: string; message: string; problems: { variable: string; problem: string }[] };
+        const body = (await res.json()) as {
+          code: string;
+          message: string;
+          problems: { variable: string; problem: string }[];
+        };
         expect(body.code).toBe("MISCONFIGURED");
         expect(body.message).toContain(variable);
         expect(body.problems.find((p) => p.variable === variable)?.problem).toMatch(problem);
       }
       const health = await fetchWith({ [variable]: value }, "/health");
       expect(health.status).toBe(503);
-      const h = (await health.json()) as { status: string; config: { valid: boolean; problems: { variable: string; problem: string }[] } };
+      const h = (await health.json()) as {
+        status: string;
+        config: { valid: boolean; problems: { variable: string; problem: string }[] };
+      };
       expect(h.status).toBe("misconfigured");
       expect(h.config.valid).toBe(false);
       expect(h.config.problems.find((p) => p.variable === variable)?.problem).toMatch(problem);
@@ -73,13 +81,20 @@ describe("configuration", () => {
   }
 
   it("names every bad variable at once", async () => {
-    const res = await fetchWith({ MAX_DEVICES: "x", LINK_TOKEN_TTL_SECONDS: "1" }, "/v1/challenges", { method: "POST" });
+    const res = await fetchWith({ MAX_DEVICES: "x", LINK_TOKEN_TTL_SECONDS: "1" }, "/v1/challenges", {
+      method: "POST",
+    });
     const body = (await res.json()) as { problems: { variable: string }[] };
     expect(body.problems.map((p) => p.variable).sort()).toEqual(["LINK_TOKEN_TTL_SECONDS", "MAX_DEVICES"]);
   });
 
   it("accepts proof-of-work difficulty 0 and generous limits, so benchmarks can turn the brakes off", async () => {
-    const vars = { POW_DIFFICULTY_BITS: "0", REGISTRATIONS_PER_IP_LIMIT: "1000000000", PREKEY_CLAIMS_PER_PAIR_LIMIT: "1000000000", MAX_DEVICES: "127" };
+    const vars = {
+      POW_DIFFICULTY_BITS: "0",
+      REGISTRATIONS_PER_IP_LIMIT: "1000000000",
+      PREKEY_CLAIMS_PER_PAIR_LIMIT: "1000000000",
+      MAX_DEVICES: "127",
+    };
     expect(loadConfig({ ...env, ...vars }).ok).toBe(true);
     const res = await fetchWith(vars, "/v1/challenges", { method: "POST" });
     expect(res.status).toBe(200);
@@ -89,10 +104,16 @@ describe("configuration", () => {
   it("the cron sweep refuses to run on a bad configuration and removes expired challenges on a good one", async () => {
     const { scheduled } = await import("../../src/server/index.ts");
     expect(await scheduled({ ...env, SHARD_MAP: "bad" } as Cloudflare.Env)).toMatchObject({ challenges: 0 });
-    await env.DB_1.prepare("INSERT INTO pow_challenges (challenge, difficulty, expires_at) VALUES ('expired', 4, 5), ('live', 4, ?1)").bind(Date.now() + 60_000).run();
+    await env.DB_1.prepare(
+      "INSERT INTO pow_challenges (challenge, difficulty, expires_at) VALUES ('expired', 4, 5), ('live', 4, ?1)",
+    )
+      .bind(Date.now() + 60_000)
+      .run();
     const r = await scheduled(env);
     expect(r.challenges).toBeGreaterThanOrEqual(1);
-    const left = await env.DB_1.prepare("SELECT challenge FROM pow_challenges WHERE challenge IN ('expired', 'live')").all<{ challenge: string }>();
+    const left = await env.DB_1.prepare(
+      "SELECT challenge FROM pow_challenges WHERE challenge IN ('expired', 'live')",
+    ).all<{ challenge: string }>();
     expect(left.results.map((x) => x.challenge)).toEqual(["live"]);
   });
 });

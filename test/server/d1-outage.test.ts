@@ -10,7 +10,11 @@ import { basic, callJson, deviceKeys, fetchWithEnv, registerAccount } from "./he
 const down = () => {
   throw new Error("D1_ERROR: the database is unavailable");
 };
-const brokenD1 = { prepare: down, batch: () => Promise.reject(new Error("D1_ERROR: unavailable")), exec: down } as unknown as D1Database;
+const brokenD1 = {
+  prepare: down,
+  batch: () => Promise.reject(new Error("D1_ERROR: unavailable")),
+  exec: down,
+} as unknown as D1Database;
 const brokenEnv = { ...env, DB_0: brokenD1, DB_1: brokenD1, DB_2: brokenD1 } as Cloudflare.Env;
 const fetchBroken = (path: string, init: RequestInit = {}) => fetchWithEnv(brokenEnv, path, init);
 
@@ -33,7 +37,9 @@ describe("while D1 is down", () => {
     expect(who.status).toBe(200);
     expect(await who.json()).toEqual({ accountId: a.accountId, deviceId: 1 });
     expect((await fetchBroken("/v1/devices", { headers: { authorization: a.auth } })).status).toBe(200);
-    const wrong = await fetchBroken("/v1/devices", { headers: { authorization: basic(a.accountId, 1, "B".repeat(24)) } });
+    const wrong = await fetchBroken("/v1/devices", {
+      headers: { authorization: basic(a.accountId, 1, "B".repeat(24)) },
+    });
     expect(wrong.status).toBe(401);
     const counts = await fetchBroken("/v2/keys", { headers: { authorization: a.auth } });
     expect(counts.status).toBe(503);
@@ -41,7 +47,11 @@ describe("while D1 is down", () => {
     expect(counts.headers.get("retry-after")).toBe("1");
     const health = await fetchBroken("/health");
     expect(health.status).toBe(503);
-    expect(((await health.json()) as { status: string; shards: Record<string, boolean> }).shards).toEqual({ DB_0: false, DB_1: false, DB_2: false });
+    expect(((await health.json()) as { status: string; shards: Record<string, boolean> }).shards).toEqual({
+      DB_0: false,
+      DB_1: false,
+      DB_2: false,
+    });
     await healObject(a.accountId);
   });
 
@@ -57,11 +67,13 @@ describe("while D1 is down", () => {
     });
     expect(start.status).toBe(200);
     const { linkToken } = (await start.json()) as { linkToken: string };
-    const env2 = (await (await fetchBroken("/v1/devices/link/envelope", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ accountId: a.accountId, linkToken }),
-    })).json()) as { envelope: string };
+    const env2 = (await (
+      await fetchBroken("/v1/devices/link/envelope", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ accountId: a.accountId, linkToken }),
+      })
+    ).json()) as { envelope: string };
     expect(new TextDecoder().decode(openLinkEnvelope(secret, fromBase64(env2.envelope)))).toBe("hand-over");
     const keys = deviceKeys(a.identity, { preKeys: 2, pqPreKeys: 1 });
     const linked = await fetchBroken("/v1/devices/link", {
@@ -71,7 +83,10 @@ describe("while D1 is down", () => {
     });
     expect(linked.status).toBe(200);
     // The new device authenticates at once, D1 or not.
-    expect((await fetchBroken("/v1/accounts/whoami", { headers: { authorization: basic(a.accountId, 2, keys.password) } })).status).toBe(200);
+    expect(
+      (await fetchBroken("/v1/accounts/whoami", { headers: { authorization: basic(a.accountId, 2, keys.password) } }))
+        .status,
+    ).toBe(200);
     const stub = env.ACCOUNT.getByName(a.accountId);
     expect(await stub.pendingOutbox()).toBe(1);
     // D1 comes back: the alarm drains the outbox and the new device's keys are served.
@@ -85,7 +100,11 @@ describe("while D1 is down", () => {
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await stub.pendingOutbox()).toBe(0);
     const b = await registerAccount();
-    const bundle = await callJson<{ devices: { deviceId: number; preKey?: { keyId: number } }[] }>("GET", `/v2/keys/${a.accountId}/2`, { auth: b.auth });
+    const bundle = await callJson<{ devices: { deviceId: number; preKey?: { keyId: number } }[] }>(
+      "GET",
+      `/v2/keys/${a.accountId}/2`,
+      { auth: b.auth },
+    );
     expect(bundle.devices[0]!.preKey?.keyId).toBe(keys.preKeys[0]!.keyId);
   });
 });

@@ -6,7 +6,17 @@ import { describe, expect, it } from "vitest";
 import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
 import { openLinkEnvelope, sealLinkEnvelope } from "../../src/crypto/link-envelope.ts";
 import vectors from "../vectors/libsignal-registration.json";
-import { basic, call, callJson, deviceKeys, expectError, newPassword, registerAccount, type Identity, type TestAccount } from "./helpers.ts";
+import {
+  basic,
+  call,
+  callJson,
+  deviceKeys,
+  expectError,
+  newPassword,
+  registerAccount,
+  type Identity,
+  type TestAccount,
+} from "./helpers.ts";
 
 interface HandOver {
   identityPrivateKey: string;
@@ -16,17 +26,34 @@ interface HandOver {
 /** What the linking device does: seal the identity key pair under a fresh secret, leave it, get a token. */
 async function startLink(a: TestAccount) {
   const secret = crypto.getRandomValues(new Uint8Array(32));
-  const handOver: HandOver = { identityPrivateKey: toBase64(a.identity.privateKey), identityKey: toBase64(a.identity.publicKey) };
+  const handOver: HandOver = {
+    identityPrivateKey: toBase64(a.identity.privateKey),
+    identityKey: toBase64(a.identity.publicKey),
+  };
   const sealed = sealLinkEnvelope(secret, new TextEncoder().encode(JSON.stringify(handOver)));
-  const r = await callJson<{ linkToken: string; expiresAt: number }>("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: toBase64(sealed) } });
+  const r = await callJson<{ linkToken: string; expiresAt: number }>("POST", "/v1/devices/link", {
+    auth: a.auth,
+    body: { envelope: toBase64(sealed) },
+  });
   return { secret, ...r };
 }
 
 /** What the new device does with the link code: fetch and open the hand-over, sign its own keys, register. */
-async function completeLink(accountId: string, link: { secret: Uint8Array; linkToken: string }, registrationId?: number) {
-  const { envelope } = await callJson<{ envelope: string }>("POST", "/v1/devices/link/envelope", { body: { accountId, linkToken: link.linkToken } });
-  const handOver = JSON.parse(new TextDecoder().decode(openLinkEnvelope(link.secret, fromBase64(envelope)))) as HandOver;
-  const identity: Identity = { privateKey: fromBase64(handOver.identityPrivateKey), publicKey: fromBase64(handOver.identityKey) };
+async function completeLink(
+  accountId: string,
+  link: { secret: Uint8Array; linkToken: string },
+  registrationId?: number,
+) {
+  const { envelope } = await callJson<{ envelope: string }>("POST", "/v1/devices/link/envelope", {
+    body: { accountId, linkToken: link.linkToken },
+  });
+  const handOver = JSON.parse(
+    new TextDecoder().decode(openLinkEnvelope(link.secret, fromBase64(envelope))),
+  ) as HandOver;
+  const identity: Identity = {
+    privateKey: fromBase64(handOver.identityPrivateKey),
+    publicKey: fromBase64(handOver.identityKey),
+  };
   const keys = deviceKeys(identity, registrationId !== undefined ? { registrationId } : {});
   const res = await call("PUT", "/v1/devices/link", { body: { accountId, linkToken: link.linkToken, ...keys } });
   return { res, keys, identity };
@@ -44,16 +71,20 @@ describe("linking a device", () => {
     expect(identity.publicKey).toEqual(a.identity.publicKey);
     // The relay holds only ciphertext: the stored envelope does not contain the private key.
     const auth2 = basic(a.accountId, 2, keys.password);
-    expect(await callJson("GET", "/v1/accounts/whoami", { auth: auth2 })).toEqual({ accountId: a.accountId, deviceId: 2 });
-    const list = await callJson<{ devices: { deviceId: number; registrationId: number }[] }>("GET", "/v1/devices", { auth: a.auth });
+    expect(await callJson("GET", "/v1/accounts/whoami", { auth: auth2 })).toEqual({
+      accountId: a.accountId,
+      deviceId: 2,
+    });
+    const list = await callJson<{ devices: { deviceId: number; registrationId: number }[] }>("GET", "/v1/devices", {
+      auth: a.auth,
+    });
     expect(list.devices.map((d) => d.deviceId)).toEqual([1, 2]);
     // Someone else can now fetch both devices' bundles, the new one with its own keys.
     const b = await registerAccount();
-    const bundle = await callJson<{ identityKey: string; devices: { deviceId: number; registrationId: number; signedPreKey: unknown }[] }>(
-      "GET",
-      `/v2/keys/${a.accountId}/*`,
-      { auth: b.auth },
-    );
+    const bundle = await callJson<{
+      identityKey: string;
+      devices: { deviceId: number; registrationId: number; signedPreKey: unknown }[];
+    }>("GET", `/v2/keys/${a.accountId}/*`, { auth: b.auth });
     expect(bundle.identityKey).toBe(toBase64(a.identity.publicKey));
     expect(bundle.devices.map((d) => d.deviceId)).toEqual([1, 2]);
     expect(bundle.devices[1]!.signedPreKey).toEqual(keys.signedPreKey);
@@ -63,7 +94,9 @@ describe("linking a device", () => {
   it("the envelope is opaque to the relay and tampering is detected by the new device", async () => {
     const a = await registerAccount();
     const link = await startLink(a);
-    const { envelope } = await callJson<{ envelope: string }>("POST", "/v1/devices/link/envelope", { body: { accountId: a.accountId, linkToken: link.linkToken } });
+    const { envelope } = await callJson<{ envelope: string }>("POST", "/v1/devices/link/envelope", {
+      body: { accountId: a.accountId, linkToken: link.linkToken },
+    });
     const bytes = fromBase64(envelope);
     expect(new TextDecoder().decode(bytes)).not.toContain(toBase64(a.identity.privateKey));
     bytes[bytes.length - 1]! ^= 1;
@@ -80,7 +113,13 @@ describe("linking a device", () => {
       403,
       "LINK_TOKEN_INVALID",
     );
-    await expectError(await call("PUT", "/v1/devices/link", { body: { accountId: a.accountId, linkToken: link.linkToken, ...deviceKeys(a.identity) } }), 403, "LINK_TOKEN_INVALID");
+    await expectError(
+      await call("PUT", "/v1/devices/link", {
+        body: { accountId: a.accountId, linkToken: link.linkToken, ...deviceKeys(a.identity) },
+      }),
+      403,
+      "LINK_TOKEN_INVALID",
+    );
   });
 
   it("an expired link token is refused", async () => {
@@ -96,14 +135,26 @@ describe("linking a device", () => {
       403,
       "LINK_TOKEN_INVALID",
     );
-    await expectError(await call("PUT", "/v1/devices/link", { body: { accountId: a.accountId, linkToken: link.linkToken, ...deviceKeys(a.identity) } }), 403, "LINK_TOKEN_INVALID");
+    await expectError(
+      await call("PUT", "/v1/devices/link", {
+        body: { accountId: a.accountId, linkToken: link.linkToken, ...deviceKeys(a.identity) },
+      }),
+      403,
+      "LINK_TOKEN_INVALID",
+    );
   });
 
   it("a token for one account does not link to another", async () => {
     const a = await registerAccount();
     const b = await registerAccount();
     const link = await startLink(a);
-    await expectError(await call("PUT", "/v1/devices/link", { body: { accountId: b.accountId, linkToken: link.linkToken, ...deviceKeys(b.identity) } }), 403, "LINK_TOKEN_INVALID");
+    await expectError(
+      await call("PUT", "/v1/devices/link", {
+        body: { accountId: b.accountId, linkToken: link.linkToken, ...deviceKeys(b.identity) },
+      }),
+      403,
+      "LINK_TOKEN_INVALID",
+    );
   });
 
   it("refuses a new device whose keys are not signed by the account identity key, and keeps the token", async () => {
@@ -111,7 +162,9 @@ describe("linking a device", () => {
     const link = await startLink(a);
     const stranger = (await registerAccount()).identity;
     await expectError(
-      await call("PUT", "/v1/devices/link", { body: { accountId: a.accountId, linkToken: link.linkToken, ...deviceKeys(stranger) } }),
+      await call("PUT", "/v1/devices/link", {
+        body: { accountId: a.accountId, linkToken: link.linkToken, ...deviceKeys(stranger) },
+      }),
       422,
       "INVALID_SIGNATURE",
     );
@@ -144,21 +197,38 @@ describe("linking a device", () => {
   it("limits link tokens per account", async () => {
     const a = await registerAccount();
     for (let i = 0; i < 10; i++) await startLink(a);
-    const res = await call("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: toBase64(new Uint8Array(64)) } });
+    const res = await call("POST", "/v1/devices/link", {
+      auth: a.auth,
+      body: { envelope: toBase64(new Uint8Array(64)) },
+    });
     await expectError(res, 429, "RATE_LIMITED");
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
   });
 
   it("refuses an envelope over MAX_LINK_ENVELOPE_BYTES and an empty one", async () => {
     const a = await registerAccount();
-    await expectError(await call("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: toBase64(new Uint8Array(65_537)) } }), 413, "PAYLOAD_TOO_LARGE");
-    await expectError(await call("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: "" } }), 400, "BAD_REQUEST");
-    expect((await call("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: toBase64(new Uint8Array(65_536)) } })).status).toBe(200);
+    await expectError(
+      await call("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: toBase64(new Uint8Array(65_537)) } }),
+      413,
+      "PAYLOAD_TOO_LARGE",
+    );
+    await expectError(
+      await call("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: "" } }),
+      400,
+      "BAD_REQUEST",
+    );
+    expect(
+      (await call("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: toBase64(new Uint8Array(65_536)) } }))
+        .status,
+    ).toBe(200);
   });
 
   it("links a device whose keys libsignal made", async () => {
     const acct = vectors.accounts[0]!;
-    const identity: Identity = { privateKey: fromBase64(acct.identityPrivateKey), publicKey: fromBase64(acct.identityKey) };
+    const identity: Identity = {
+      privateKey: fromBase64(acct.identityPrivateKey),
+      publicKey: fromBase64(acct.identityKey),
+    };
     const a = await registerAccount();
     // Register the libsignal identity as its own account first (through the registration fixture test path).
     const { registrationBody } = await import("./helpers.ts");
@@ -192,11 +262,20 @@ describe("removing devices and accounts", () => {
     expect((await call("DELETE", "/v1/devices/2", { auth: a.auth })).status).toBe(204);
     await expectError(await call("GET", "/v1/accounts/whoami", { auth: auth2 }), 401, "UNAUTHORIZED");
     const b = await registerAccount();
-    const bundle = await callJson<{ devices: { deviceId: number }[] }>("GET", `/v2/keys/${a.accountId}/*`, { auth: b.auth });
+    const bundle = await callJson<{ devices: { deviceId: number }[] }>("GET", `/v2/keys/${a.accountId}/*`, {
+      auth: b.auth,
+    });
     expect(bundle.devices.map((d) => d.deviceId)).toEqual([1]);
     await expectError(await call("GET", `/v2/keys/${a.accountId}/2`, { auth: b.auth }), 404, "NOT_FOUND");
     // Its directory rows are gone from D1.
-    const rows = await Promise.all([env.DB_0, env.DB_1, env.DB_2].map((db) => db.prepare("SELECT count(*) AS n FROM devices WHERE account_id = ?1 AND device_id = 2").bind(a.accountId).first<{ n: number }>()));
+    const rows = await Promise.all(
+      [env.DB_0, env.DB_1, env.DB_2].map((db) =>
+        db
+          .prepare("SELECT count(*) AS n FROM devices WHERE account_id = ?1 AND device_id = 2")
+          .bind(a.accountId)
+          .first<{ n: number }>(),
+      ),
+    );
     expect(rows.reduce((s, r) => s + r!.n, 0)).toBe(0);
   });
 
@@ -205,7 +284,11 @@ describe("removing devices and accounts", () => {
     const d2 = await completeLink(a.accountId, await startLink(a), 3001);
     const d3 = await completeLink(a.accountId, await startLink(a), 3002);
     await expectError(await call("DELETE", "/v1/devices/1", { auth: a.auth }), 403, "PRIMARY_DEVICE");
-    await expectError(await call("DELETE", "/v1/devices/3", { auth: basic(a.accountId, 2, d2.keys.password) }), 403, "FORBIDDEN");
+    await expectError(
+      await call("DELETE", "/v1/devices/3", { auth: basic(a.accountId, 2, d2.keys.password) }),
+      403,
+      "FORBIDDEN",
+    );
     await expectError(await call("DELETE", "/v1/devices/9", { auth: a.auth }), 404, "NOT_FOUND");
     // A linked device may remove itself.
     expect((await call("DELETE", "/v1/devices/3", { auth: basic(a.accountId, 3, d3.keys.password) })).status).toBe(204);
@@ -220,9 +303,20 @@ describe("removing devices and accounts", () => {
     await expectError(await call("GET", "/v1/accounts/whoami", { auth: a.auth }), 401, "UNAUTHORIZED");
     const b = await registerAccount();
     await expectError(await call("GET", `/v2/keys/${a.accountId}/*`, { auth: b.auth }), 404, "NOT_FOUND");
-    for (const table of ["accounts", "devices", "signed_prekeys", "kem_last_resort_keys", "ec_prekeys", "kem_prekey_pages", "kem_prekey_ids"]) {
+    for (const table of [
+      "accounts",
+      "devices",
+      "signed_prekeys",
+      "kem_last_resort_keys",
+      "ec_prekeys",
+      "kem_prekey_pages",
+      "kem_prekey_ids",
+    ]) {
       for (const db of [env.DB_0, env.DB_1, env.DB_2]) {
-        const r = await db.prepare(`SELECT count(*) AS n FROM ${table} WHERE account_id = ?1`).bind(a.accountId).first<{ n: number }>();
+        const r = await db
+          .prepare(`SELECT count(*) AS n FROM ${table} WHERE account_id = ?1`)
+          .bind(a.accountId)
+          .first<{ n: number }>();
         expect(r!.n, table).toBe(0);
       }
     }
@@ -230,7 +324,11 @@ describe("removing devices and accounts", () => {
     const { runInDurableObject } = await import("cloudflare:test");
     // The object is empty again: not even its tables remain.
     await runInDurableObject(env.ACCOUNT.getByName(a.accountId), (_o, state) => {
-      expect(state.storage.sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'").one().n).toBe(0);
+      expect(
+        state.storage.sql
+          .exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'")
+          .one().n,
+      ).toBe(0);
     });
     expect(await runDurableObjectAlarm(env.ACCOUNT.getByName(a.accountId))).toBe(false);
   });
@@ -243,10 +341,23 @@ describe("objects for ids nobody registered", () => {
     const ghost = crypto.randomUUID();
     await expectError(await call("GET", "/v1/devices", { auth: basic(ghost, 1, newPassword()) }), 401, "UNAUTHORIZED");
     await expectError(await call("GET", `/v2/keys/${ghost}/*`, { auth: b.auth }), 404, "NOT_FOUND");
-    await expectError(await call("POST", "/v1/devices/link/envelope", { body: { accountId: ghost, linkToken: toBase64(new Uint8Array(32)) } }), 403, "LINK_TOKEN_INVALID");
+    await expectError(
+      await call("POST", "/v1/devices/link/envelope", {
+        body: { accountId: ghost, linkToken: toBase64(new Uint8Array(32)) },
+      }),
+      403,
+      "LINK_TOKEN_INVALID",
+    );
     const send = await call("PUT", `/v1/messages/${ghost}`, {
       auth: b.auth,
-      body: { messages: [{ type: 2, destinationDeviceId: 1, destinationRegistrationId: 1, content: toBase64(new Uint8Array(8)) }], timestamp: 1, online: false, urgent: true },
+      body: {
+        messages: [
+          { type: 2, destinationDeviceId: 1, destinationRegistrationId: 1, content: toBase64(new Uint8Array(8)) },
+        ],
+        timestamp: 1,
+        online: false,
+        urgent: true,
+      },
     });
     expect(send.status).toBe(404);
     await runInDurableObject(env.ACCOUNT.getByName(ghost), (_o, state) => {

@@ -1,11 +1,10 @@
 // Shared test helpers for the workerd tests: calling the Worker, and making accounts with real keys.
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import { toBase64 } from "../../src/crypto/bytes.ts";
+import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
 import { generateEcKeyPair, generateKemKeyPair } from "../../src/crypto/keys.ts";
 import { xeddsaSign } from "../../src/crypto/xeddsa.ts";
-import { decodeBase64 } from "../../src/protocol/base64.ts";
-import { REGISTRATION_PROOF_CONTEXT } from "../../src/protocol/limits.ts";
+import { registrationProofMessage } from "../../src/protocol/limits.ts";
 import { solvePow } from "../../src/protocol/pow.ts";
 
 export const BASE = "https://relay.test";
@@ -26,7 +25,9 @@ export async function call(method: string, path: string, opts: CallOptions = {})
     body = JSON.stringify(opts.body);
     headers["content-type"] ??= "application/json";
   }
-  return exports.default.fetch(new Request(`${BASE}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) }));
+  return exports.default.fetch(
+    new Request(`${BASE}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) }),
+  );
 }
 
 /**
@@ -38,13 +39,22 @@ export async function fetchWithEnv(e: Cloudflare.Env, path: string, init: Reques
   const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} } as unknown as ExecutionContext;
   const headers = new Headers(init.headers);
   if (!headers.has("cf-connecting-ip")) headers.set("cf-connecting-ip", randomIp());
-  const req = new Request(`${BASE}${path}`, { ...init, headers }) as unknown as Request<unknown, IncomingRequestCfProperties>;
+  const req = new Request(`${BASE}${path}`, { ...init, headers }) as unknown as Request<
+    unknown,
+    IncomingRequestCfProperties
+  >;
   return worker.fetch(req, e, ctx);
 }
 
-export const randomIp = () => `10.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
+export const randomIp = () =>
+  `10.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
 
-export async function callJson<T = Record<string, unknown>>(method: string, path: string, opts: CallOptions = {}, status = 200): Promise<T> {
+export async function callJson<T = Record<string, unknown>>(
+  method: string,
+  path: string,
+  opts: CallOptions = {},
+  status = 200,
+): Promise<T> {
   const res = await call(method, path, opts);
   const text = await res.text();
   expect(res.status, `${method} ${path} → ${res.status} ${text}`).toBe(status);
@@ -61,7 +71,8 @@ export async function expectError(res: Response, status: number, code: string) {
   return body;
 }
 
-export const basic = (accountId: string, deviceId: number, password: string) => `Basic ${btoa(`${accountId}.${deviceId}:${password}`)}`;
+export const basic = (accountId: string, deviceId: number, password: string) =>
+  `Basic ${btoa(`${accountId}.${deviceId}:${password}`)}`;
 
 export const newPassword = () => toBase64(crypto.getRandomValues(new Uint8Array(18)));
 
@@ -77,7 +88,10 @@ export function newIdentity(): Identity {
 let keyIdCounter = 1000;
 
 /** A device's publishable keys, signed by `identity`: signed prekey, last-resort KEM key, one-time keys. */
-export function deviceKeys(identity: Identity, opts: { preKeys?: number; pqPreKeys?: number; registrationId?: number } = {}) {
+export function deviceKeys(
+  identity: Identity,
+  opts: { preKeys?: number; pqPreKeys?: number; registrationId?: number } = {},
+) {
   const sign = (bytes: Uint8Array) => toBase64(xeddsaSign(identity.privateKey, bytes));
   const spk = generateEcKeyPair().publicKey;
   const lr = generateKemKeyPair().publicKey;
@@ -86,7 +100,10 @@ export function deviceKeys(identity: Identity, opts: { preKeys?: number; pqPreKe
     password: newPassword(),
     signedPreKey: { keyId: keyIdCounter++, publicKey: toBase64(spk), signature: sign(spk) },
     pqLastResortPreKey: { keyId: keyIdCounter++, publicKey: toBase64(lr), signature: sign(lr) },
-    preKeys: Array.from({ length: opts.preKeys ?? 3 }, () => ({ keyId: keyIdCounter++, publicKey: toBase64(generateEcKeyPair().publicKey) })),
+    preKeys: Array.from({ length: opts.preKeys ?? 3 }, () => ({
+      keyId: keyIdCounter++,
+      publicKey: toBase64(generateEcKeyPair().publicKey),
+    })),
     pqPreKeys: Array.from({ length: opts.pqPreKeys ?? 2 }, () => {
       const k = generateKemKeyPair().publicKey;
       return { keyId: keyIdCounter++, publicKey: toBase64(k), signature: sign(k) };
@@ -95,19 +112,15 @@ export function deviceKeys(identity: Identity, opts: { preKeys?: number; pqPreKe
 }
 
 export async function solvedChallenge(ip = randomIp()) {
-  const ch = await callJson<{ challenge: string; difficulty: number }>("POST", "/v1/challenges", { headers: { "cf-connecting-ip": ip } });
-  const nonce = await solvePow(decodeBase64(ch.challenge), ch.difficulty);
+  const ch = await callJson<{ challenge: string; difficulty: number }>("POST", "/v1/challenges", {
+    headers: { "cf-connecting-ip": ip },
+  });
+  const nonce = await solvePow(fromBase64(ch.challenge), ch.difficulty);
   return { challenge: ch.challenge, nonce: toBase64(nonce) };
 }
 
 export function registrationProof(identity: Identity, challenge: string): string {
-  const ctx = new TextEncoder().encode(REGISTRATION_PROOF_CONTEXT);
-  const ch = decodeBase64(challenge);
-  const msg = new Uint8Array(ctx.length + ch.length + identity.publicKey.length);
-  msg.set(ctx, 0);
-  msg.set(ch, ctx.length);
-  msg.set(identity.publicKey, ctx.length + ch.length);
-  return toBase64(xeddsaSign(identity.privateKey, msg));
+  return toBase64(xeddsaSign(identity.privateKey, registrationProofMessage(fromBase64(challenge), identity.publicKey)));
 }
 
 export async function registrationBody(identity = newIdentity(), keys = deviceKeys(identity), ip = randomIp()) {
@@ -124,7 +137,9 @@ export interface TestAccount {
   keys: ReturnType<typeof deviceKeys>;
 }
 
-export async function registerAccount(opts: { preKeys?: number; pqPreKeys?: number; ip?: string } = {}): Promise<TestAccount> {
+export async function registerAccount(
+  opts: { preKeys?: number; pqPreKeys?: number; ip?: string } = {},
+): Promise<TestAccount> {
   const identity = newIdentity();
   const keys = deviceKeys(identity, opts);
   const body = await registrationBody(identity, keys, opts.ip);

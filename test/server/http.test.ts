@@ -9,7 +9,11 @@ import { call, callJson, fetchWithEnv, registerAccount } from "./helpers.ts";
 describe("browsers", () => {
   it("answers CORS preflights for any origin, allowing the credential and tus headers", async () => {
     const res = await call("OPTIONS", "/v2/keys", {
-      headers: { origin: "https://app.example", "access-control-request-method": "PUT", "access-control-request-headers": "authorization, content-type" },
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "PUT",
+        "access-control-request-headers": "authorization, content-type",
+      },
     });
     expect(res.status).toBeLessThan(300);
     expect(res.headers.get("access-control-allow-origin")).toBe("*");
@@ -42,34 +46,63 @@ describe("browsers", () => {
 
 describe("the API document", () => {
   it("is OpenAPI 3.1 and lists exactly the routes the Worker serves", async () => {
-    const doc = await callJson<{ openapi: string; paths: Record<string, Record<string, unknown>> }>("GET", "/v1/openapi.json");
+    const doc = await callJson<{ openapi: string; paths: Record<string, Record<string, unknown>> }>(
+      "GET",
+      "/v1/openapi.json",
+    );
     expect(doc.openapi).toBe("3.1.0");
-    const documented = new Set(Object.entries(doc.paths).flatMap(([p, ms]) => Object.keys(ms).map((m) => `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ":$1")}`)));
+    const documented = new Set(
+      Object.entries(doc.paths).flatMap(([p, ms]) =>
+        Object.keys(ms).map((m) => `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ":$1")}`),
+      ),
+    );
     const served = new Set(
       app.routes
         .filter((r) => r.method !== "ALL" && !["/v1/openapi.json", "/v1/asyncapi.json"].includes(r.path))
         .map((r) => `${r.method} ${r.path}`),
     );
-    expect([...served].filter((r) => !documented.has(r)), "served but not documented").toEqual([]);
-    expect([...documented].filter((r) => !served.has(r)), "documented but not served").toEqual([]);
+    expect(
+      [...served].filter((r) => !documented.has(r)),
+      "served but not documented",
+    ).toEqual([]);
+    expect(
+      [...documented].filter((r) => !served.has(r)),
+      "documented but not served",
+    ).toEqual([]);
   });
 
   it("documents every error code a route can answer with the shared error schema", async () => {
-    const doc = await callJson<{ paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>; components: { schemas: Record<string, unknown> } }>(
-      "GET",
-      "/v1/openapi.json",
-    );
+    const doc = await callJson<{
+      paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>;
+      components: { schemas: Record<string, unknown> };
+    }>("GET", "/v1/openapi.json");
     expect(doc.components.schemas).toHaveProperty("Error");
     const mentioned = new Set<string>();
-    for (const ms of Object.values(doc.paths)) for (const op of Object.values(ms)) for (const r of Object.values(op.responses)) for (const m of r.description.matchAll(/`([A-Z_]+)`/g)) mentioned.add(m[1]!);
+    for (const ms of Object.values(doc.paths))
+      for (const op of Object.values(ms))
+        for (const r of Object.values(op.responses))
+          for (const m of r.description.matchAll(/`([A-Z_]+)`/g)) mentioned.add(m[1]!);
     for (const code of mentioned) expect(ERROR_CODES).toContain(code);
     // Any route can meet the configuration gate, so every operation but /health (which reports it itself) says so.
     for (const [p, ms] of Object.entries(doc.paths))
       for (const [m, op] of Object.entries(ms)) {
         if (p === "/health") continue;
-        expect(Object.values(op.responses).map((r) => r.description).join(" "), `${m} ${p}`).toContain("`MISCONFIGURED`");
+        expect(
+          Object.values(op.responses)
+            .map((r) => r.description)
+            .join(" "),
+          `${m} ${p}`,
+        ).toContain("`MISCONFIGURED`");
       }
-    for (const code of ["INVALID_SIGNATURE", "CHALLENGE_INVALID", "RATE_LIMITED", "LINK_TOKEN_INVALID", "TOO_MANY_DEVICES", "UNAUTHORIZED"]) expect(mentioned).toContain(code);
+    for (const code of [
+      "INVALID_SIGNATURE",
+      "CHALLENGE_INVALID",
+      "RATE_LIMITED",
+      "LINK_TOKEN_INVALID",
+      "TOO_MANY_DEVICES",
+      "UNAUTHORIZED",
+    ])
+      expect(mentioned).toContain(code);
   });
 });
 
@@ -111,7 +144,13 @@ describe("logs", () => {
       expect(line, lines.join("\n")).toBeDefined();
       const entry = JSON.parse(line!) as Record<string, unknown>;
       expect(Object.keys(entry).sort()).toEqual(["durationMs", "level", "method", "requestId", "route", "status"]);
-      expect(entry).toMatchObject({ level: "info", method: "PUT", route: "/v2/keys", status: 204, requestId: res.headers.get("x-request-id") });
+      expect(entry).toMatchObject({
+        level: "info",
+        method: "PUT",
+        route: "/v2/keys",
+        status: 204,
+        requestId: res.headers.get("x-request-id"),
+      });
       for (const l of lines) {
         expect(l).not.toContain("198.51.100.77");
         expect(l).not.toContain(a.password);
@@ -135,7 +174,9 @@ describe("logs", () => {
       const logged = await fetchWithEnv(atInfo, "/health");
       expect(out.mock.calls.some((c) => String(c[0]).includes(logged.headers.get("x-request-id")!))).toBe(true);
       // A misconfigured relay answers 503 on every request, and each is logged as an error.
-      const broken = await fetchWithEnv({ ...env, MAX_DEVICES: "many" } as Cloudflare.Env, "/v1/challenges", { method: "POST" });
+      const broken = await fetchWithEnv({ ...env, MAX_DEVICES: "many" } as Cloudflare.Env, "/v1/challenges", {
+        method: "POST",
+      });
       expect(broken.status).toBe(503);
       const line = err.mock.calls.map((c) => String(c[0])).find((l) => l.includes(broken.headers.get("x-request-id")!));
       expect(line).toBeDefined();

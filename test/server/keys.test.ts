@@ -19,7 +19,8 @@ interface Bundle {
 }
 
 const sign = (id: Identity, b: Uint8Array) => toBase64(xeddsaSign(id.privateKey, b));
-const ecPreKeys = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ keyId: from + i, publicKey: toBase64(generateEcKeyPair().publicKey) }));
+const ecPreKeys = (from: number, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ keyId: from + i, publicKey: toBase64(generateEcKeyPair().publicKey) }));
 const kemPreKeys = (id: Identity, from: number, n: number) =>
   Array.from({ length: n }, (_, i) => {
     const k = generateKemKeyPair().publicKey;
@@ -35,7 +36,17 @@ describe("publishing prekeys", () => {
     expect((await call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: ec, pqPreKeys: kem } })).status).toBe(204);
     expect(await callJson("GET", "/v2/keys", { auth: a.auth })).toEqual({ count: 10, pqCount: 4 });
     // Re-sent, overlapping with new ones: only the new ids count.
-    expect((await call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: [...ec.slice(5), ...ecPreKeys(11, 2)], pqPreKeys: [...kem, ...kemPreKeys(a.identity, 5, 1)] } })).status).toBe(204);
+    expect(
+      (
+        await call("PUT", "/v2/keys", {
+          auth: a.auth,
+          body: {
+            preKeys: [...ec.slice(5), ...ecPreKeys(11, 2)],
+            pqPreKeys: [...kem, ...kemPreKeys(a.identity, 5, 1)],
+          },
+        })
+      ).status,
+    ).toBe(204);
     expect(await callJson("GET", "/v2/keys", { auth: a.auth })).toEqual({ count: 12, pqCount: 5 });
   });
 
@@ -43,7 +54,9 @@ describe("publishing prekeys", () => {
     const a = await registerAccount({ preKeys: 0, pqPreKeys: 0 });
     const ec = ecPreKeys(500, 20);
     const kem = kemPreKeys(a.identity, 500, 5);
-    const res = await Promise.all(Array.from({ length: 8 }, () => call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: ec, pqPreKeys: kem } })));
+    const res = await Promise.all(
+      Array.from({ length: 8 }, () => call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: ec, pqPreKeys: kem } })),
+    );
     expect(res.map((r) => r.status)).toEqual(Array(8).fill(204));
     expect(await callJson("GET", "/v2/keys", { auth: a.auth })).toEqual({ count: 20, pqCount: 5 });
     // And claims hand out 5 distinct KEM keys, then the last-resort key.
@@ -62,7 +75,9 @@ describe("publishing prekeys", () => {
     const lr = generateKemKeyPair().publicKey;
     const signedPreKey = { keyId: 77, publicKey: toBase64(spk), signature: sign(a.identity, spk) };
     const pqLastResortPreKey = { keyId: 78, publicKey: toBase64(lr), signature: sign(a.identity, lr) };
-    expect((await call("PUT", "/v2/keys", { auth: a.auth, body: { signedPreKey, pqLastResortPreKey } })).status).toBe(204);
+    expect((await call("PUT", "/v2/keys", { auth: a.auth, body: { signedPreKey, pqLastResortPreKey } })).status).toBe(
+      204,
+    );
     const b = await registerAccount();
     const bundle = await callJson<Bundle>("GET", `/v2/keys/${a.accountId}/1`, { auth: b.auth });
     expect(bundle.devices[0]!.signedPreKey).toEqual(signedPreKey);
@@ -80,7 +95,8 @@ describe("publishing prekeys", () => {
       { pqLastResortPreKey: { keyId: 2, publicKey: toBase64(lr), signature: sign(other, lr) } },
       { preKeys: ecPreKeys(1, 3), pqPreKeys: [...kemPreKeys(a.identity, 1, 2), ...kemPreKeys(other, 3, 1)] },
     ];
-    for (const body of cases) await expectError(await call("PUT", "/v2/keys", { auth: a.auth, body }), 422, "INVALID_SIGNATURE");
+    for (const body of cases)
+      await expectError(await call("PUT", "/v2/keys", { auth: a.auth, body }), 422, "INVALID_SIGNATURE");
     expect(await callJson("GET", "/v2/keys", { auth: a.auth })).toEqual({ count: 0, pqCount: 0 });
     const b = await registerAccount();
     const bundle = await callJson<Bundle>("GET", `/v2/keys/${a.accountId}/1`, { auth: b.auth });
@@ -91,11 +107,18 @@ describe("publishing prekeys", () => {
     const a = await registerAccount({ preKeys: 0, pqPreKeys: 0 });
     const bad = generateEcKeyPair().publicKey;
     bad[0] = 0x08;
-    await expectError(await call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: [{ keyId: 1, publicKey: toBase64(bad) }] } }), 422, "INVALID_KEY");
+    await expectError(
+      await call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: [{ keyId: 1, publicKey: toBase64(bad) }] } }),
+      422,
+      "INVALID_KEY",
+    );
     const kem = generateKemKeyPair().publicKey;
     kem[0] = 0x09;
     await expectError(
-      await call("PUT", "/v2/keys", { auth: a.auth, body: { pqPreKeys: [{ keyId: 1, publicKey: toBase64(kem), signature: sign(a.identity, kem) }] } }),
+      await call("PUT", "/v2/keys", {
+        auth: a.auth,
+        body: { pqPreKeys: [{ keyId: 1, publicKey: toBase64(kem), signature: sign(a.identity, kem) }] },
+      }),
       422,
       "INVALID_KEY",
     );
@@ -105,7 +128,11 @@ describe("publishing prekeys", () => {
   it("refuses a body over MAX_KEYS_REQUEST_BYTES before reading it whole", async () => {
     const a = await registerAccount({ preKeys: 0, pqPreKeys: 0 });
     const big = JSON.stringify({ preKeys: [], padding: "x".repeat(393_217) });
-    await expectError(await call("PUT", "/v2/keys", { auth: a.auth, raw: big, headers: { "content-type": "application/json" } }), 413, "PAYLOAD_TOO_LARGE");
+    await expectError(
+      await call("PUT", "/v2/keys", { auth: a.auth, raw: big, headers: { "content-type": "application/json" } }),
+      413,
+      "PAYLOAD_TOO_LARGE",
+    );
     // Streamed without a Content-Length, it is still cut off.
     const stream = new ReadableStream<Uint8Array>({
       start(c) {
@@ -113,15 +140,25 @@ describe("publishing prekeys", () => {
         c.close();
       },
     });
-    await expectError(await call("PUT", "/v2/keys", { auth: a.auth, raw: stream, headers: { "content-type": "application/json" } }), 413, "PAYLOAD_TOO_LARGE");
+    await expectError(
+      await call("PUT", "/v2/keys", { auth: a.auth, raw: stream, headers: { "content-type": "application/json" } }),
+      413,
+      "PAYLOAD_TOO_LARGE",
+    );
   });
 });
 
 describe("claiming bundles", () => {
   it("claims one-time keys oldest first, then serves no EC key and the last-resort KEM key", async () => {
     const a = await registerAccount({ preKeys: 0, pqPreKeys: 0 });
-    await call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: ecPreKeys(30, 2), pqPreKeys: kemPreKeys(a.identity, 40, 2) } });
-    await call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: ecPreKeys(10, 1), pqPreKeys: kemPreKeys(a.identity, 20, 1) } });
+    await call("PUT", "/v2/keys", {
+      auth: a.auth,
+      body: { preKeys: ecPreKeys(30, 2), pqPreKeys: kemPreKeys(a.identity, 40, 2) },
+    });
+    await call("PUT", "/v2/keys", {
+      auth: a.auth,
+      body: { preKeys: ecPreKeys(10, 1), pqPreKeys: kemPreKeys(a.identity, 20, 1) },
+    });
     const b = await registerAccount();
     const got: [number | undefined, number][] = [];
     for (let i = 0; i < 4; i++) {
@@ -140,9 +177,16 @@ describe("claiming bundles", () => {
 
   it("never hands a one-time key out twice to 50 concurrent claims", async () => {
     const a = await registerAccount({ preKeys: 0, pqPreKeys: 0 });
-    await call("PUT", "/v2/keys", { auth: a.auth, body: { preKeys: ecPreKeys(1, 40), pqPreKeys: kemPreKeys(a.identity, 1, 30) } });
-    const requesters = await Promise.all(Array.from({ length: 50 }, () => registerAccount({ preKeys: 0, pqPreKeys: 0 })));
-    const bundles = await Promise.all(requesters.map((r) => callJson<Bundle>("GET", `/v2/keys/${a.accountId}/1`, { auth: r.auth })));
+    await call("PUT", "/v2/keys", {
+      auth: a.auth,
+      body: { preKeys: ecPreKeys(1, 40), pqPreKeys: kemPreKeys(a.identity, 1, 30) },
+    });
+    const requesters = await Promise.all(
+      Array.from({ length: 50 }, () => registerAccount({ preKeys: 0, pqPreKeys: 0 })),
+    );
+    const bundles = await Promise.all(
+      requesters.map((r) => callJson<Bundle>("GET", `/v2/keys/${a.accountId}/1`, { auth: r.auth })),
+    );
     const ec = bundles.map((b) => b.devices[0]!.preKey?.keyId).filter((k): k is number => k !== undefined);
     const kem = bundles.map((b) => b.devices[0]!.pqPreKey.keyId);
     expect(ec).toHaveLength(40);
@@ -153,14 +197,19 @@ describe("claiming bundles", () => {
     expect(kem.filter((k) => k === a.keys.pqLastResortPreKey.keyId)).toHaveLength(20);
     expect(await callJson("GET", "/v2/keys", { auth: a.auth })).toEqual({ count: 0, pqCount: 0 });
     // A fully claimed KEM page is deleted from R2 (after the claim answered, in the background).
-    await expect.poll(async () => (await env.KEY_PAGES.list({ prefix: `kem/${a.accountId}/` })).objects.length, { timeout: 10_000 }).toBe(0);
+    await expect
+      .poll(async () => (await env.KEY_PAGES.list({ prefix: `kem/${a.accountId}/` })).objects.length, {
+        timeout: 10_000,
+      })
+      .toBe(0);
   });
 
   it("limits claims exactly per (requesting account, target account)", async () => {
     const a = await registerAccount({ preKeys: 10, pqPreKeys: 0 });
     const b = await registerAccount();
     const t0 = Date.now();
-    for (let i = 0; i < 6; i++) expect((await call("GET", `/v2/keys/${a.accountId}/*`, { auth: b.auth })).status).toBe(200);
+    for (let i = 0; i < 6; i++)
+      expect((await call("GET", `/v2/keys/${a.accountId}/*`, { auth: b.auth })).status).toBe(200);
     const res = await call("GET", `/v2/keys/${a.accountId}/1`, { auth: b.auth });
     await expectError(res, 429, "RATE_LIMITED");
     const retry = Number(res.headers.get("retry-after"));
@@ -191,7 +240,9 @@ describe("claiming bundles", () => {
     for (const a of accounts) {
       const expected = bucketOf(a.accountId) <= 1364 ? 0 : bucketOf(a.accountId) <= 2729 ? 1 : 2;
       for (let i = 0; i < 3; i++) {
-        const n = (await shards[i]!.prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1").bind(a.accountId).first<{ n: number }>())!.n;
+        const n = (await shards[i]!.prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1")
+          .bind(a.accountId)
+          .first<{ n: number }>())!.n;
         expect(n, `account ${a.accountId} on DB_${i}`).toBe(i === expected ? 1 : 0);
       }
     }
@@ -205,14 +256,22 @@ describe("authentication", () => {
     const wrong = await call("GET", "/v2/keys", { auth: basic(a.accountId, 1, "A".repeat(24)) });
     const unknown = await call("GET", "/v2/keys", { auth: basic(crypto.randomUUID(), 1, a.password) });
     const otherDevice = await call("GET", "/v2/keys", { auth: basic(a.accountId, 2, a.password) });
-    const bodies = await Promise.all([wrong, unknown, otherDevice].map(async (r) => {
-      const j = (await r.json()) as { code: string; message: string };
-      return [r.status, j.code, j.message];
-    }));
+    const bodies = await Promise.all(
+      [wrong, unknown, otherDevice].map(async (r) => {
+        const j = (await r.json()) as { code: string; message: string };
+        return [r.status, j.code, j.message];
+      }),
+    );
     expect(bodies[0]).toEqual([401, "UNAUTHORIZED", "wrong credentials"]);
     expect(bodies[1]).toEqual(bodies[0]);
     expect(bodies[2]).toEqual(bodies[0]);
-    for (const header of ["Bearer x", "Basic !!!", `Basic ${btoa("nocolon")}`, `Basic ${btoa(`${a.accountId}.200:${a.password}`)}`, `Basic ${btoa(`x.1:${a.password}`)}`])
+    for (const header of [
+      "Bearer x",
+      "Basic !!!",
+      `Basic ${btoa("nocolon")}`,
+      `Basic ${btoa(`${a.accountId}.200:${a.password}`)}`,
+      `Basic ${btoa(`x.1:${a.password}`)}`,
+    ])
       await expectError(await call("GET", "/v2/keys", { headers: { authorization: header } }), 401, "UNAUTHORIZED");
   });
 
@@ -220,7 +279,9 @@ describe("authentication", () => {
     const a = await registerAccount();
     const { runInDurableObject } = await import("cloudflare:test");
     await runInDurableObject(env.ACCOUNT.getByName(a.accountId), (_o, state) => {
-      const row = state.storage.sql.exec<{ salt: ArrayBuffer; cred_hash: ArrayBuffer }>("SELECT salt, cred_hash FROM devices").one();
+      const row = state.storage.sql
+        .exec<{ salt: ArrayBuffer; cred_hash: ArrayBuffer }>("SELECT salt, cred_hash FROM devices")
+        .one();
       expect(new Uint8Array(row.salt)).toHaveLength(16);
       expect(new Uint8Array(row.cred_hash)).toHaveLength(32);
       const dump = JSON.stringify(state.storage.sql.exec("SELECT * FROM devices").toArray());
@@ -228,4 +289,3 @@ describe("authentication", () => {
     });
   });
 });
-

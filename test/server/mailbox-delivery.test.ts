@@ -4,7 +4,18 @@
 import { describe, expect, it } from "vitest";
 import type { MessageFrame } from "../../src/protocol/frames.ts";
 import { call, callJson } from "./helpers.ts";
-import { accountStub, ciphertext, connect, linkDevice, newAccount, primary, queueDepth, sendOk, to, withObjectVars } from "./ws-helpers.ts";
+import {
+  accountStub,
+  ciphertext,
+  connect,
+  linkDevice,
+  newAccount,
+  primary,
+  queueDepth,
+  sendOk,
+  to,
+  withObjectVars,
+} from "./ws-helpers.ts";
 
 describe("mailbox delivery", () => {
   it("delivers the backlog oldest first, then queue_empty, then live messages", async () => {
@@ -48,7 +59,13 @@ describe("mailbox delivery", () => {
     for (let i = 0; i < 1000; i++) {
       const m = to(bob, ciphertext(32));
       sent.push(m.content);
-      const r = await stub.deliver({ sender: { accountId: alice.accountId, deviceId: 1 }, messages: [m], timestamp: i, online: false, urgent: true });
+      const r = await stub.deliver({
+        sender: { accountId: alice.accountId, deviceId: 1 },
+        messages: [m],
+        timestamp: i,
+        online: false,
+        urgent: true,
+      });
       expect(r.ok).toBe(true);
     }
     // First connection: take about half, acking only some of what arrived, then drop.
@@ -68,7 +85,8 @@ describe("mailbox delivery", () => {
       if (f.type === "queue_empty") break;
       expect(f.type).toBe("message");
       seen.push(f as MessageFrame);
-      if (second.frames.filter((x) => x.type === "message").length % 100 === 0) second.ack(second.frames.flatMap((x) => (x.type === "message" ? [x.id] : [])).slice(-100));
+      if (second.frames.filter((x) => x.type === "message").length % 100 === 0)
+        second.ack(second.frames.flatMap((x) => (x.type === "message" ? [x.id] : [])).slice(-100));
     }
     const unique = new Map<string, string>();
     for (const f of seen) unique.set(f.id, f.envelope.content);
@@ -194,7 +212,7 @@ describe("mailbox delivery", () => {
     await expect(connect({ ticket: t.ticket })).rejects.toThrow(/401/);
     await expect(connect({ ticket: `${bob.accountId}.not-a-ticket` })).rejects.toThrow(/401/);
     await expect(connect({ ticket: "garbage" })).rejects.toThrow(/401/);
-    await expect(connect(alice.auth.slice(0, -4) + "AAAA")).rejects.toThrow(/401/);
+    await expect(connect(`${alice.auth.slice(0, -4)}AAAA`)).rejects.toThrow(/401/);
     expect((await call("GET", "/v1/websocket", { auth: bob.auth })).status).toBe(400); // not an upgrade
   });
 

@@ -10,7 +10,10 @@ interface AsyncApiDoc {
   asyncapi: string;
   channels: { mailbox: { address: string; messages: Record<string, unknown> } };
   operations: Record<string, { action: string; messages: { $ref: string }[] }>;
-  components: { schemas: Record<string, { properties?: Record<string, { const?: string }>; required?: string[] }>; messages: Record<string, { payload: { $ref: string } }> };
+  components: {
+    schemas: Record<string, { properties?: Record<string, { const?: string }>; required?: string[] }>;
+    messages: Record<string, { payload: { $ref: string } }>;
+  };
 }
 
 describe("mailbox documents", () => {
@@ -55,8 +58,13 @@ describe("mailbox documents", () => {
   });
 
   it("lists the send and WebSocket routes in the OpenAPI document", async () => {
-    const doc = await callJson<{ paths: Record<string, Record<string, { responses: Record<string, unknown> }>> }>("GET", "/v1/openapi.json");
-    expect(Object.keys(doc.paths["/v1/messages/{accountId}"]!.put!.responses)).toEqual(expect.arrayContaining(["200", "409", "410", "413", "422", "429", "507"]));
+    const doc = await callJson<{ paths: Record<string, Record<string, { responses: Record<string, unknown> }>> }>(
+      "GET",
+      "/v1/openapi.json",
+    );
+    expect(Object.keys(doc.paths["/v1/messages/{accountId}"]!.put!.responses)).toEqual(
+      expect.arrayContaining(["200", "409", "410", "413", "422", "429", "507"]),
+    );
     expect(doc.paths["/v1/messages/multi"]?.put).toBeDefined();
     expect(doc.paths["/v1/websocket"]?.get).toBeDefined();
     expect(doc.paths["/v1/websocket/ticket"]?.post).toBeDefined();

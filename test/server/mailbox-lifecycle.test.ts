@@ -4,9 +4,22 @@ import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } fro
 import { describe, expect, it } from "vitest";
 import type { MessageFrame } from "../../src/protocol/frames.ts";
 import { call } from "./helpers.ts";
-import { accountStub, ciphertext, connect, linkDevice, newAccount, primary, queueDepth, send, sendOk, to, withObjectVars } from "./ws-helpers.ts";
+import {
+  accountStub,
+  ciphertext,
+  connect,
+  linkDevice,
+  newAccount,
+  primary,
+  queueDepth,
+  send,
+  sendOk,
+  to,
+  withObjectVars,
+} from "./ws-helpers.ts";
 
-const alarmOf = (accountId: string) => runInDurableObject(accountStub(accountId), (_i, state) => state.storage.getAlarm());
+const alarmOf = (accountId: string) =>
+  runInDurableObject(accountStub(accountId), (_i, state) => state.storage.getAlarm());
 
 describe("mailbox lifecycle", () => {
   it("expires queued messages from the alarm, set to the earliest expiry; a sender may shorten the TTL", async () => {
@@ -25,7 +38,9 @@ describe("mailbox lifecycle", () => {
     await runDurableObjectAlarm(accountStub(bob.accountId));
     await expect.poll(async () => (await queueDepth(bob.accountId, 1)).messages, { timeout: 10_000 }).toBe(1);
     // Rescheduled for the next expiry, 30 days out by default (and not once more for the copy just expired).
-    await expect.poll(async () => (await alarmOf(bob.accountId)) ?? 0, { timeout: 10_000 }).toBeGreaterThan(Date.now() + 29 * 86_400_000);
+    await expect
+      .poll(async () => (await alarmOf(bob.accountId)) ?? 0, { timeout: 10_000 })
+      .toBeGreaterThan(Date.now() + 29 * 86_400_000);
     const conn = await connect(bob.auth);
     const [m] = (await conn.messages(1)) as [MessageFrame];
     expect(m.envelope.content).toBe(keep);

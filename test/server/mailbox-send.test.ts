@@ -4,7 +4,19 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { MessageFrame } from "../../src/protocol/frames.ts";
 import { call, callJson, expectError } from "./helpers.ts";
-import { ciphertext, connect, linkDevice, newAccount, primary, queueDepth, send, sendOk, to, withObjectVars, type Device } from "./ws-helpers.ts";
+import {
+  ciphertext,
+  connect,
+  linkDevice,
+  newAccount,
+  primary,
+  queueDepth,
+  send,
+  sendOk,
+  to,
+  withObjectVars,
+  type Device,
+} from "./ws-helpers.ts";
 
 async function twoDeviceAccount() {
   const acct = await newAccount();
@@ -20,12 +32,19 @@ describe("sending: device sets", () => {
     const missing = await expectError(await send(alice, bob.accountId, [to(d1)]), 409, "MISMATCHED_DEVICES");
     expect(missing).toMatchObject({ missingDevices: [2], extraDevices: [] });
     const ghost: Device = { ...d2, deviceId: 5 };
-    const extra = await expectError(await send(alice, bob.accountId, [to(d1), to(d2), to(ghost)]), 409, "MISMATCHED_DEVICES");
+    const extra = await expectError(
+      await send(alice, bob.accountId, [to(d1), to(d2), to(ghost)]),
+      409,
+      "MISMATCHED_DEVICES",
+    );
     expect(extra).toMatchObject({ missingDevices: [], extraDevices: [5] });
     const both = await expectError(await send(alice, bob.accountId, [to(d1), to(ghost)]), 409, "MISMATCHED_DEVICES");
     expect(both).toMatchObject({ missingDevices: [2], extraDevices: [5] });
     const stale = await expectError(
-      await send(alice, bob.accountId, [to(d1), to({ ...d2, registrationId: d2.registrationId === 1 ? 2 : d2.registrationId - 1 })]),
+      await send(alice, bob.accountId, [
+        to(d1),
+        to({ ...d2, registrationId: d2.registrationId === 1 ? 2 : d2.registrationId - 1 }),
+      ]),
       410,
       "STALE_DEVICES",
     );
@@ -66,25 +85,64 @@ describe("sending: device sets", () => {
     const alice = primary(await newAccount());
     const bob = primary(await newAccount());
     await expectError(await send(alice, crypto.randomUUID(), [to(bob)]), 404, "NOT_FOUND");
-    await expectError(await send({ ...alice, auth: alice.auth.slice(0, -4) + "AAAA" }, bob.accountId, [to(bob)]), 401, "UNAUTHORIZED");
+    await expectError(
+      await send({ ...alice, auth: `${alice.auth.slice(0, -4)}AAAA` }, bob.accountId, [to(bob)]),
+      401,
+      "UNAUTHORIZED",
+    );
     for (const type of [6, 1, 4, 9]) {
-      const res = await call("PUT", `/v1/messages/${bob.accountId}`, { auth: alice.auth, body: { messages: [{ ...to(bob), type }], timestamp: 1 } });
+      const res = await call("PUT", `/v1/messages/${bob.accountId}`, {
+        auth: alice.auth,
+        body: { messages: [{ ...to(bob), type }], timestamp: 1 },
+      });
       await expectError(res, 400, "BAD_REQUEST");
     }
-    for (const type of [2, 3, 7, 8] as const) await sendOk(alice, [bob]).then(() => send(alice, bob.accountId, [to(bob, ciphertext(), type)]));
-    await expectError(await call("PUT", `/v1/messages/${bob.accountId}`, { auth: alice.auth, raw: "{}", headers: { "content-type": "text/plain" } }), 415, "UNSUPPORTED_MEDIA_TYPE");
-    await expectError(await call("PUT", `/v1/messages/not-a-uuid`, { auth: alice.auth, body: { messages: [], timestamp: 1 } }), 400, "BAD_REQUEST");
-    await expectError(await call("PUT", `/v1/messages/${bob.accountId}`, { auth: alice.auth, body: { messages: [{ ...to(bob), content: "no base64!" }], timestamp: 1 } }), 400, "BAD_REQUEST");
+    for (const type of [2, 3, 7, 8] as const)
+      await sendOk(alice, [bob]).then(() => send(alice, bob.accountId, [to(bob, ciphertext(), type)]));
+    await expectError(
+      await call("PUT", `/v1/messages/${bob.accountId}`, {
+        auth: alice.auth,
+        raw: "{}",
+        headers: { "content-type": "text/plain" },
+      }),
+      415,
+      "UNSUPPORTED_MEDIA_TYPE",
+    );
+    await expectError(
+      await call("PUT", `/v1/messages/not-a-uuid`, { auth: alice.auth, body: { messages: [], timestamp: 1 } }),
+      400,
+      "BAD_REQUEST",
+    );
+    await expectError(
+      await call("PUT", `/v1/messages/${bob.accountId}`, {
+        auth: alice.auth,
+        body: { messages: [{ ...to(bob), content: "no base64!" }], timestamp: 1 },
+      }),
+      400,
+      "BAD_REQUEST",
+    );
   });
 
   it("each ciphertext is at most MAX_MESSAGE_BYTES (96 KiB) and the request at most MAX_SEND_REQUEST_BYTES (8 MiB)", async () => {
     const alice = primary(await newAccount());
     const bob = primary(await newAccount());
     await sendOk(alice, [bob], { content: ciphertext(98_304) });
-    const big = await expectError(await send(alice, bob.accountId, [to(bob, ciphertext(98_305))]), 413, "MESSAGE_TOO_LARGE");
+    const big = await expectError(
+      await send(alice, bob.accountId, [to(bob, ciphertext(98_305))]),
+      413,
+      "MESSAGE_TOO_LARGE",
+    );
     expect(big.limitBytes).toBe(98_304);
     const huge = JSON.stringify({ messages: [to(bob)], timestamp: 1, pad: "x".repeat(8_388_608) });
-    await expectError(await call("PUT", `/v1/messages/${bob.accountId}`, { auth: alice.auth, raw: huge, headers: { "content-type": "application/json" } }), 413, "PAYLOAD_TOO_LARGE");
+    await expectError(
+      await call("PUT", `/v1/messages/${bob.accountId}`, {
+        auth: alice.auth,
+        raw: huge,
+        headers: { "content-type": "application/json" },
+      }),
+      413,
+      "PAYLOAD_TOO_LARGE",
+    );
     expect((await queueDepth(bob.accountId, 1)).messages).toBe(1);
   });
 });
@@ -104,11 +162,21 @@ describe("sending: storage and idempotency", () => {
     expect(((await again.json()) as { serverTimestamp: number }).serverTimestamp).toBe(a.serverTimestamp);
     expect((await queueDepth(bob.accountId, 1)).messages).toBe(1);
     // The same key for a different request is refused rather than silently answered.
-    await expectError(await send(alice, bob.accountId, [to(bob)], { idempotencyKey: "retry-1", timestamp: 7 }), 422, "IDEMPOTENCY_KEY_REUSED");
+    await expectError(
+      await send(alice, bob.accountId, [to(bob)], { idempotencyKey: "retry-1", timestamp: 7 }),
+      422,
+      "IDEMPOTENCY_KEY_REUSED",
+    );
     // Keys are per sender: another device using the same key sends normally.
     const carol = primary(await newAccount());
-    expect((await send(carol, bob.accountId, [to(bob, content)], { idempotencyKey: "retry-1", timestamp: 7 })).status).toBe(200);
-    await expectError(await send(alice, bob.accountId, [to(bob)], { idempotencyKey: "bad key with spaces" }), 400, "BAD_REQUEST");
+    expect(
+      (await send(carol, bob.accountId, [to(bob, content)], { idempotencyKey: "retry-1", timestamp: 7 })).status,
+    ).toBe(200);
+    await expectError(
+      await send(alice, bob.accountId, [to(bob)], { idempotencyKey: "bad key with spaces" }),
+      400,
+      "BAD_REQUEST",
+    );
     const conn = await connect(bob.auth);
     const msgs = await conn.messages(2);
     expect(msgs.map((m) => m.envelope.sourceAccountId)).toEqual([alice.accountId, carol.accountId]);
@@ -186,15 +254,34 @@ describe("sending: groups", () => {
         { accountId: bob.accountId, messages: [to(bob)] },
         { accountId: nobody, messages: [to({ ...bob, accountId: nobody })] },
         { accountId: dave.accountId, messages: [to(dave1)] },
-        { accountId: carol.accountId, messages: [to({ ...carol, registrationId: carol.registrationId === 1 ? 2 : carol.registrationId - 1 })] },
+        {
+          accountId: carol.accountId,
+          messages: [to({ ...carol, registrationId: carol.registrationId === 1 ? 2 : carol.registrationId - 1 })],
+        },
       ],
     };
-    const r = await callJson<{ needsSync: boolean; results: Record<string, unknown>[] }>("PUT", "/v1/messages/multi", { auth: alice.auth, body });
+    const r = await callJson<{ needsSync: boolean; results: Record<string, unknown>[] }>("PUT", "/v1/messages/multi", {
+      auth: alice.auth,
+      body,
+    });
     expect(r.results).toEqual([
       { accountId: bob.accountId, status: 200, serverTimestamp: expect.any(Number) },
       { accountId: nobody, status: 404, code: "NOT_FOUND", message: expect.any(String) },
-      { accountId: dave.accountId, status: 409, code: "MISMATCHED_DEVICES", message: expect.any(String), missingDevices: [2], extraDevices: [] },
-      { accountId: carol.accountId, status: 410, code: "STALE_DEVICES", message: expect.any(String), staleDevices: [1] },
+      {
+        accountId: dave.accountId,
+        status: 409,
+        code: "MISMATCHED_DEVICES",
+        message: expect.any(String),
+        missingDevices: [2],
+        extraDevices: [],
+      },
+      {
+        accountId: carol.accountId,
+        status: 410,
+        code: "STALE_DEVICES",
+        message: expect.any(String),
+        staleDevices: [1],
+      },
     ]);
     const [m] = (await conn.messages(1)) as [MessageFrame];
     expect(m.envelope).toMatchObject({ sourceAccountId: alice.accountId, timestamp: 99 });
@@ -202,7 +289,13 @@ describe("sending: groups", () => {
     // Everyone valid: all delivered.
     const ok = await callJson<{ results: { status: number }[] }>("PUT", "/v1/messages/multi", {
       auth: alice.auth,
-      body: { timestamp: 1, recipients: [{ accountId: carol.accountId, messages: [to(carol)] }, { accountId: dave.accountId, messages: [to(dave1), to(dave2)] }] },
+      body: {
+        timestamp: 1,
+        recipients: [
+          { accountId: carol.accountId, messages: [to(carol)] },
+          { accountId: dave.accountId, messages: [to(dave1), to(dave2)] },
+        ],
+      },
     });
     expect(ok.results.map((x) => x.status)).toEqual([200, 200]);
     expect((await queueDepth(dave.accountId, 2)).messages).toBe(1);
@@ -214,8 +307,19 @@ describe("sending: groups", () => {
     const bob = primary(await newAccount());
     const carol = primary(await newAccount());
     await withObjectVars(carol.accountId, { SENDS_PER_PAIR_LIMIT: "1" });
-    const body = { timestamp: 5, recipients: [{ accountId: bob.accountId, messages: [to(bob)] }, { accountId: carol.accountId, messages: [to(carol)] }] };
-    const put = () => callJson<{ results: { status: number; serverTimestamp?: number; retryAfterSeconds?: number }[] }>("PUT", "/v1/messages/multi", { auth: alice.auth, body, headers: { "idempotency-key": "group-1" } });
+    const body = {
+      timestamp: 5,
+      recipients: [
+        { accountId: bob.accountId, messages: [to(bob)] },
+        { accountId: carol.accountId, messages: [to(carol)] },
+      ],
+    };
+    const put = () =>
+      callJson<{ results: { status: number; serverTimestamp?: number; retryAfterSeconds?: number }[] }>(
+        "PUT",
+        "/v1/messages/multi",
+        { auth: alice.auth, body, headers: { "idempotency-key": "group-1" } },
+      );
     const first = await put();
     expect(first.results.map((r) => r.status)).toEqual([200, 200]);
     const again = await put();
@@ -223,10 +327,14 @@ describe("sending: groups", () => {
     expect((await queueDepth(bob.accountId, 1)).messages).toBe(1);
     expect((await queueDepth(carol.accountId, 1)).messages).toBe(1);
     // A new group message: carol's pair limit (1 per window) answers 429 for her only.
-    const next = await callJson<{ results: { status: number; code?: string; retryAfterSeconds?: number }[] }>("PUT", "/v1/messages/multi", {
-      auth: alice.auth,
-      body: { ...body, timestamp: 6 },
-    });
+    const next = await callJson<{ results: { status: number; code?: string; retryAfterSeconds?: number }[] }>(
+      "PUT",
+      "/v1/messages/multi",
+      {
+        auth: alice.auth,
+        body: { ...body, timestamp: 6 },
+      },
+    );
     expect(next.results[0]!.status).toBe(200);
     expect(next.results[1]).toMatchObject({ status: 429, code: "RATE_LIMITED" });
     expect(next.results[1]!.retryAfterSeconds).toBeGreaterThan(0);
@@ -237,14 +345,28 @@ describe("sending: groups", () => {
     const alice = primary(await newAccount());
     const bob = primary(await newAccount());
     const many = Array.from({ length: 1001 }, () => ({ accountId: crypto.randomUUID(), messages: [to(bob)] }));
-    await expectError(await call("PUT", "/v1/messages/multi", { auth: alice.auth, body: { timestamp: 1, recipients: many } }), 400, "BAD_REQUEST");
-    const dup = [{ accountId: bob.accountId, messages: [to(bob)] }, { accountId: bob.accountId, messages: [to(bob)] }];
-    await expectError(await call("PUT", "/v1/messages/multi", { auth: alice.auth, body: { timestamp: 1, recipients: dup } }), 400, "BAD_REQUEST");
+    await expectError(
+      await call("PUT", "/v1/messages/multi", { auth: alice.auth, body: { timestamp: 1, recipients: many } }),
+      400,
+      "BAD_REQUEST",
+    );
+    const dup = [
+      { accountId: bob.accountId, messages: [to(bob)] },
+      { accountId: bob.accountId, messages: [to(bob)] },
+    ];
+    await expectError(
+      await call("PUT", "/v1/messages/multi", { auth: alice.auth, body: { timestamp: 1, recipients: dup } }),
+      400,
+      "BAD_REQUEST",
+    );
     // A wide fan-out (100 recipients, all but one unknown): answered per recipient, the real one delivered. (Each
     // unknown id starts an object; workerd under vitest slows sharply with hundreds of live objects, so the test
     // stays at 100 while the limit itself is checked above.)
     const wide = [{ accountId: bob.accountId, messages: [to(bob)] }, ...many.slice(0, 99)];
-    const r = await callJson<{ results: { status: number }[] }>("PUT", "/v1/messages/multi", { auth: alice.auth, body: { timestamp: 1, recipients: wide } });
+    const r = await callJson<{ results: { status: number }[] }>("PUT", "/v1/messages/multi", {
+      auth: alice.auth,
+      body: { timestamp: 1, recipients: wide },
+    });
     expect(r.results).toHaveLength(100);
     expect(r.results[0]!.status).toBe(200);
     expect(r.results.slice(1).every((x) => x.status === 404)).toBe(true);
@@ -285,7 +407,7 @@ describe("sending without D1", () => {
       await again.messages(1);
       again.close();
     } finally {
-      shards.forEach((s, i) => (e[s] = saved[i]));
+      for (const [i, s] of shards.entries()) e[s] = saved[i];
     }
     conn.close();
   });

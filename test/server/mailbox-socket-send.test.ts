@@ -4,16 +4,39 @@ import { describe, expect, it } from "vitest";
 import type { SendResultFrame, ServerFrame } from "../../src/protocol/frames.ts";
 import type { OutgoingMessage } from "../../src/protocol/messages.ts";
 import { call } from "./helpers.ts";
-import { ciphertext, connect, linkDevice, newAccount, primary, queueDepth, send, to, withObjectVars, type Conn, type Device } from "./ws-helpers.ts";
+import {
+  ciphertext,
+  connect,
+  linkDevice,
+  newAccount,
+  primary,
+  queueDepth,
+  send,
+  to,
+  withObjectVars,
+  type Conn,
+  type Device,
+} from "./ws-helpers.ts";
 
 let frameIds = 0;
 
 /** Sends a send frame on `conn` and waits for its send_result (other frames are left in place). */
-async function sendOver(conn: Conn, destination: string, messages: OutgoingMessage[], extra: { idempotencyKey?: string; online?: boolean; timestamp?: number } = {}) {
+async function sendOver(
+  conn: Conn,
+  destination: string,
+  messages: OutgoingMessage[],
+  extra: { idempotencyKey?: string; online?: boolean; timestamp?: number } = {},
+) {
   const id = `s${++frameIds}`;
   const { idempotencyKey, ...rest } = extra;
   conn.ws.send(
-    JSON.stringify({ type: "send", id, destination, ...(idempotencyKey ? { idempotencyKey } : {}), message: { messages, timestamp: rest.timestamp ?? Date.now(), ...rest } }),
+    JSON.stringify({
+      type: "send",
+      id,
+      destination,
+      ...(idempotencyKey ? { idempotencyKey } : {}),
+      message: { messages, timestamp: rest.timestamp ?? Date.now(), ...rest },
+    }),
   );
   return resultFor(conn, id);
 }
@@ -23,7 +46,8 @@ async function resultFor(conn: Conn, id: string, timeoutMs = 5000): Promise<Send
   for (;;) {
     const f = conn.frames.find((x): x is SendResultFrame => x.type === "send_result" && x.id === id);
     if (f) return f;
-    if (Date.now() > deadline) throw new Error(`no send_result for ${id}; frames: ${JSON.stringify(conn.frames).slice(0, 400)}`);
+    if (Date.now() > deadline)
+      throw new Error(`no send_result for ${id}; frames: ${JSON.stringify(conn.frames).slice(0, 400)}`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }
@@ -54,7 +78,12 @@ describe("sending over the connection", () => {
     expect(r).toMatchObject({ type: "send_result", status: 200, body: { needsSync: false } });
     const serverTimestamp = (r.body as { serverTimestamp: number }).serverTimestamp;
     const [m] = await b.messages(1);
-    expect(m!.envelope).toMatchObject({ content, sourceAccountId: alice.accountId, sourceDeviceId: alice.deviceId, serverTimestamp });
+    expect(m!.envelope).toMatchObject({
+      content,
+      sourceAccountId: alice.accountId,
+      sourceDeviceId: alice.deviceId,
+      serverTimestamp,
+    });
     b.ack([m!.id]);
     await b.settle();
     expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(0);
@@ -80,8 +109,14 @@ describe("sending over the connection", () => {
     const bob2 = await linkDevice(bobAcct, bob.registrationId === 16383 ? 1 : bob.registrationId + 1);
     const a = await connected(alice);
     const missing = await sendOver(a, bob.accountId, [to(bob)]);
-    expect(missing).toMatchObject({ status: 409, body: { code: "MISMATCHED_DEVICES", missingDevices: [bob2.deviceId], extraDevices: [] } });
-    const stale = await sendOver(a, bob.accountId, [to(bob), to({ ...bob2, registrationId: bob2.registrationId === 1 ? 2 : bob2.registrationId - 1 })]);
+    expect(missing).toMatchObject({
+      status: 409,
+      body: { code: "MISMATCHED_DEVICES", missingDevices: [bob2.deviceId], extraDevices: [] },
+    });
+    const stale = await sendOver(a, bob.accountId, [
+      to(bob),
+      to({ ...bob2, registrationId: bob2.registrationId === 1 ? 2 : bob2.registrationId - 1 }),
+    ]);
     expect(stale).toMatchObject({ status: 410, body: { code: "STALE_DEVICES", staleDevices: [bob2.deviceId] } });
     const nobody = await sendOver(a, crypto.randomUUID(), [to(bob)]);
     expect(nobody).toMatchObject({ status: 404, body: { code: "NOT_FOUND" } });
@@ -122,7 +157,14 @@ describe("sending over the connection", () => {
     const bob = primary(await newAccount());
     await withObjectVars(alice.accountId, { MAX_SEND_REQUEST_BYTES: "65536" });
     const a = await connected(alice);
-    a.ws.send(JSON.stringify({ type: "send", id: "big", destination: bob.accountId, message: { messages: [to(bob, ciphertext(60_000))], timestamp: Date.now() } }));
+    a.ws.send(
+      JSON.stringify({
+        type: "send",
+        id: "big",
+        destination: bob.accountId,
+        message: { messages: [to(bob, ciphertext(60_000))], timestamp: Date.now() },
+      }),
+    );
     const err = await nextOf(a, "error");
     expect(err).toMatchObject({ type: "error", code: "PAYLOAD_TOO_LARGE" });
     expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(0);
@@ -134,10 +176,30 @@ describe("sending over the connection", () => {
     const alice = primary(await newAccount());
     const bob = primary(await newAccount());
     const a = await connected(alice);
-    a.ws.send(JSON.stringify({ type: "send", id: "x", destination: "not-a-uuid", message: { messages: [to(bob)], timestamp: Date.now() } }));
-    expect(await nextOf(a, "error")).toMatchObject({ code: "BAD_REQUEST", message: expect.stringContaining("destination") });
-    a.ws.send(JSON.stringify({ type: "send", id: "y", destination: bob.accountId, message: { messages: [{ ...to(bob), type: 6 }], timestamp: Date.now() } }));
-    expect(await nextOf(a, "error")).toMatchObject({ code: "BAD_REQUEST", message: expect.stringContaining("message.messages.0.type") });
+    a.ws.send(
+      JSON.stringify({
+        type: "send",
+        id: "x",
+        destination: "not-a-uuid",
+        message: { messages: [to(bob)], timestamp: Date.now() },
+      }),
+    );
+    expect(await nextOf(a, "error")).toMatchObject({
+      code: "BAD_REQUEST",
+      message: expect.stringContaining("destination"),
+    });
+    a.ws.send(
+      JSON.stringify({
+        type: "send",
+        id: "y",
+        destination: bob.accountId,
+        message: { messages: [{ ...to(bob), type: 6 }], timestamp: Date.now() },
+      }),
+    );
+    expect(await nextOf(a, "error")).toMatchObject({
+      code: "BAD_REQUEST",
+      message: expect.stringContaining("message.messages.0.type"),
+    });
     expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(0);
     a.close();
   });
@@ -190,10 +252,21 @@ describe("sending over the connection", () => {
 });
 
 describe("group sends over the connection", () => {
-  async function sendMultiOver(conn: Conn, recipients: { accountId: string; messages: OutgoingMessage[] }[], extra: { idempotencyKey?: string; timestamp?: number } = {}) {
+  async function sendMultiOver(
+    conn: Conn,
+    recipients: { accountId: string; messages: OutgoingMessage[] }[],
+    extra: { idempotencyKey?: string; timestamp?: number } = {},
+  ) {
     const id = `m${++frameIds}`;
     const { idempotencyKey, timestamp } = extra;
-    conn.ws.send(JSON.stringify({ type: "send_multi", id, ...(idempotencyKey ? { idempotencyKey } : {}), message: { recipients, timestamp: timestamp ?? Date.now() } }));
+    conn.ws.send(
+      JSON.stringify({
+        type: "send_multi",
+        id,
+        ...(idempotencyKey ? { idempotencyKey } : {}),
+        message: { recipients, timestamp: timestamp ?? Date.now() },
+      }),
+    );
     return resultFor(conn, id);
   }
 
@@ -205,10 +278,15 @@ describe("group sends over the connection", () => {
     const r = await sendMultiOver(a, [
       { accountId: bob.accountId, messages: [to(bob)] },
       { accountId: ghost, messages: [to(bob)] },
-      { accountId: carol.accountId, messages: [to({ ...carol, registrationId: carol.registrationId === 1 ? 2 : carol.registrationId - 1 })] },
+      {
+        accountId: carol.accountId,
+        messages: [to({ ...carol, registrationId: carol.registrationId === 1 ? 2 : carol.registrationId - 1 })],
+      },
     ]);
     expect(r.status).toBe(200);
-    const results = (r.body as { results: { accountId: string; status: number; code?: string; staleDevices?: number[] }[] }).results;
+    const results = (
+      r.body as { results: { accountId: string; status: number; code?: string; staleDevices?: number[] }[] }
+    ).results;
     expect(results.map((x) => [x.accountId, x.status, x.code])).toEqual([
       [bob.accountId, 200, undefined],
       [ghost, 404, "NOT_FOUND"],
@@ -249,10 +327,16 @@ describe("group sends over the connection", () => {
     const recipients = [{ accountId: bob.accountId, messages: [to(bob)] }];
     const first = await sendMultiOver(a, recipients, { idempotencyKey: "g-1", timestamp });
     expect(first.status).toBe(200);
-    const retry = await call("PUT", "/v1/messages/multi", { auth: alice.auth, headers: { "idempotency-key": "g-1" }, body: { recipients, timestamp } });
+    const retry = await call("PUT", "/v1/messages/multi", {
+      auth: alice.auth,
+      headers: { "idempotency-key": "g-1" },
+      body: { recipients, timestamp },
+    });
     expect(retry.status).toBe(200);
     const body = (await retry.json()) as { results: { status: number; serverTimestamp: number }[] };
-    expect(body.results[0]!.serverTimestamp).toBe((first.body as { results: { serverTimestamp: number }[] }).results[0]!.serverTimestamp);
+    expect(body.results[0]!.serverTimestamp).toBe(
+      (first.body as { results: { serverTimestamp: number }[] }).results[0]!.serverTimestamp,
+    );
     expect((await queueDepth(bob.accountId, bob.deviceId)).messages).toBe(1);
     a.close();
   });

@@ -2,9 +2,8 @@
 // every way a registration is refused without changing anything.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { toBase64 } from "../../src/crypto/bytes.ts";
+import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
 import { generateEcKeyPair } from "../../src/crypto/keys.ts";
-import { decodeBase64 } from "../../src/protocol/base64.ts";
 import { powBits } from "../../src/protocol/pow.ts";
 import vectors from "../vectors/libsignal-registration.json";
 import {
@@ -24,7 +23,8 @@ import {
 
 async function countAccounts(): Promise<number> {
   let n = 0;
-  for (const db of [env.DB_0, env.DB_1, env.DB_2]) n += (await db.prepare("SELECT count(*) AS n FROM accounts").first<{ n: number }>())!.n;
+  for (const db of [env.DB_0, env.DB_1, env.DB_2])
+    n += (await db.prepare("SELECT count(*) AS n FROM accounts").first<{ n: number }>())!.n;
   return n;
 }
 
@@ -32,7 +32,7 @@ describe("proof-of-work challenges", () => {
   it("issues a 32-byte challenge with the configured difficulty and expiry", async () => {
     const before = Date.now();
     const ch = await callJson<{ challenge: string; difficulty: number; expiresAt: number }>("POST", "/v1/challenges");
-    expect(decodeBase64(ch.challenge)).toHaveLength(32);
+    expect(fromBase64(ch.challenge)).toHaveLength(32);
     expect(ch.difficulty).toBe(4);
     expect(ch.expiresAt).toBeGreaterThanOrEqual(before + 300_000);
     expect(ch.expiresAt).toBeLessThanOrEqual(Date.now() + 300_000);
@@ -40,12 +40,13 @@ describe("proof-of-work challenges", () => {
 
   it("a solved nonce has the leading zero bits the difficulty asks", async () => {
     const pow = await solvedChallenge();
-    expect(await powBits(decodeBase64(pow.challenge), decodeBase64(pow.nonce))).toBeGreaterThanOrEqual(4);
+    expect(await powBits(fromBase64(pow.challenge), fromBase64(pow.nonce))).toBeGreaterThanOrEqual(4);
   });
 
   it("limits challenges per client IP with 429 and Retry-After", async () => {
     const ip = "198.18.0.77";
-    for (let i = 0; i < 60; i++) expect((await call("POST", "/v1/challenges", { headers: { "cf-connecting-ip": ip } })).status).toBe(200);
+    for (let i = 0; i < 60; i++)
+      expect((await call("POST", "/v1/challenges", { headers: { "cf-connecting-ip": ip } })).status).toBe(200);
     const res = await call("POST", "/v1/challenges", { headers: { "cf-connecting-ip": ip } });
     await expectError(res, 429, "RATE_LIMITED");
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
@@ -58,18 +59,25 @@ describe("registration", () => {
   it("creates an account from an identity key and authenticates its device 1", async () => {
     const identity = newIdentity();
     const keys = deviceKeys(identity, { preKeys: 5, pqPreKeys: 4 });
-    const r = await callJson<{ accountId: string; deviceId: number }>("POST", "/v1/registration", { body: await registrationBody(identity, keys) });
+    const r = await callJson<{ accountId: string; deviceId: number }>("POST", "/v1/registration", {
+      body: await registrationBody(identity, keys),
+    });
     expect(r.accountId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(r.deviceId).toBe(1);
     const auth = basic(r.accountId, 1, keys.password);
     expect(await callJson("GET", "/v2/keys", { auth })).toEqual({ count: 5, pqCount: 4 });
-    const devices = await callJson<{ devices: { deviceId: number; registrationId: number }[] }>("GET", "/v1/devices", { auth });
+    const devices = await callJson<{ devices: { deviceId: number; registrationId: number }[] }>("GET", "/v1/devices", {
+      auth,
+    });
     expect(devices.devices.map((d) => [d.deviceId, d.registrationId])).toEqual([[1, keys.registrationId]]);
   });
 
   it("accepts keys and signatures made by libsignal itself", async () => {
     for (const acct of vectors.accounts) {
-      const identity: Identity = { privateKey: decodeBase64(acct.identityPrivateKey), publicKey: decodeBase64(acct.identityKey) };
+      const identity: Identity = {
+        privateKey: fromBase64(acct.identityPrivateKey),
+        publicKey: fromBase64(acct.identityKey),
+      };
       const pow = await solvedChallenge();
       const password = newPassword();
       const body = {
@@ -85,17 +93,19 @@ describe("registration", () => {
       };
       const r = await callJson<{ accountId: string }>("POST", "/v1/registration", { body });
       const auth = basic(r.accountId, 1, password);
-      expect(await callJson("GET", "/v2/keys", { auth })).toEqual({ count: acct.preKeys.length, pqCount: acct.pqPreKeys.length });
-      const bundle = await callJson<{ identityKey: string; devices: { signedPreKey: unknown; preKey: unknown; pqPreKey: { publicKey: string } }[] }>(
-        "GET",
-        `/v2/keys/${r.accountId}/1`,
-        { auth },
-      );
+      expect(await callJson("GET", "/v2/keys", { auth })).toEqual({
+        count: acct.preKeys.length,
+        pqCount: acct.pqPreKeys.length,
+      });
+      const bundle = await callJson<{
+        identityKey: string;
+        devices: { signedPreKey: unknown; preKey: unknown; pqPreKey: { publicKey: string } }[];
+      }>("GET", `/v2/keys/${r.accountId}/1`, { auth });
       expect(bundle.identityKey).toBe(acct.identityKey);
       expect(bundle.devices[0]!.signedPreKey).toEqual(acct.signedPreKey);
       expect(bundle.devices[0]!.preKey).toEqual(acct.preKeys[0]);
       expect(bundle.devices[0]!.pqPreKey).toEqual(acct.pqPreKeys[0]);
-      expect(decodeBase64(bundle.devices[0]!.pqPreKey.publicKey)[0]).toBe(0x08); // libsignal's Kyber1024 type byte
+      expect(fromBase64(bundle.devices[0]!.pqPreKey.publicKey)[0]).toBe(0x08); // libsignal's Kyber1024 type byte
     }
   });
 
@@ -122,17 +132,24 @@ describe("registration", () => {
     const before = await countAccounts();
     const unknown = toBase64(crypto.getRandomValues(new Uint8Array(32)));
     await expectError(
-      await call("POST", "/v1/registration", { body: { ...body, pow: { ...body.pow, challenge: unknown }, proof: registrationProof(identity, unknown) } }),
+      await call("POST", "/v1/registration", {
+        body: { ...body, pow: { ...body.pow, challenge: unknown }, proof: registrationProof(identity, unknown) },
+      }),
       403,
       "CHALLENGE_INVALID",
     );
     // Find a nonce that does NOT solve it (difficulty 4: most nonces fail).
-    const ch = decodeBase64(body.pow.challenge);
+    const ch = fromBase64(body.pow.challenge);
     let bad = new Uint8Array(8);
     for (let i = 0; (await powBits(ch, bad)) >= 4; i++) bad = new Uint8Array([i, 1, 2, 3, 4, 5, 6, 7]);
-    await expectError(await call("POST", "/v1/registration", { body: { ...body, pow: { ...body.pow, nonce: toBase64(bad) } } }), 403, "CHALLENGE_INVALID");
+    await expectError(
+      await call("POST", "/v1/registration", { body: { ...body, pow: { ...body.pow, nonce: toBase64(bad) } } }),
+      403,
+      "CHALLENGE_INVALID",
+    );
     // Expire the challenge in storage, then try it.
-    for (const db of [env.DB_0, env.DB_1, env.DB_2]) await db.prepare("UPDATE pow_challenges SET expires_at = 1 WHERE challenge = ?1").bind(body.pow.challenge).run();
+    for (const db of [env.DB_0, env.DB_1, env.DB_2])
+      await db.prepare("UPDATE pow_challenges SET expires_at = 1 WHERE challenge = ?1").bind(body.pow.challenge).run();
     await expectError(await call("POST", "/v1/registration", { body }), 403, "CHALLENGE_INVALID");
     expect(await countAccounts()).toBe(before);
   });
@@ -143,12 +160,18 @@ describe("registration", () => {
     const before = await countAccounts();
     const other = generateEcKeyPair();
     await expectError(
-      await call("POST", "/v1/registration", { body: { ...body, proof: registrationProof(other, body.pow.challenge) } }),
+      await call("POST", "/v1/registration", {
+        body: { ...body, proof: registrationProof(other, body.pow.challenge) },
+      }),
       422,
       "PROOF_INVALID",
     );
     // A prekey signature (over the signed prekey) can never stand in for the proof: different message.
-    await expectError(await call("POST", "/v1/registration", { body: { ...body, proof: body.signedPreKey.signature } }), 422, "PROOF_INVALID");
+    await expectError(
+      await call("POST", "/v1/registration", { body: { ...body, proof: body.signedPreKey.signature } }),
+      422,
+      "PROOF_INVALID",
+    );
     expect(await countAccounts()).toBe(before);
     // The refused attempts did not use the challenge up.
     await callJson("POST", "/v1/registration", { body });
@@ -175,14 +198,21 @@ describe("registration", () => {
   it("refuses keys with the wrong type byte with 422 INVALID_KEY", async () => {
     const identity = newIdentity();
     const keys = deviceKeys(identity);
-    const spk = decodeBase64(keys.signedPreKey.publicKey);
+    const spk = fromBase64(keys.signedPreKey.publicKey);
     spk[0] = 0x06;
-    const body = await registrationBody(identity, { ...keys, signedPreKey: { ...keys.signedPreKey, publicKey: toBase64(spk) } });
+    const body = await registrationBody(identity, {
+      ...keys,
+      signedPreKey: { ...keys.signedPreKey, publicKey: toBase64(spk) },
+    });
     await expectError(await call("POST", "/v1/registration", { body }), 422, "INVALID_KEY");
     const idk = identity.publicKey.slice();
     idk[0] = 0x07;
     const body2 = await registrationBody(identity, keys);
-    await expectError(await call("POST", "/v1/registration", { body: { ...body2, identityKey: toBase64(idk) } }), 422, "INVALID_KEY");
+    await expectError(
+      await call("POST", "/v1/registration", { body: { ...body2, identityKey: toBase64(idk) } }),
+      422,
+      "INVALID_KEY",
+    );
   });
 
   it("limits registrations per client IP", async () => {
@@ -191,7 +221,10 @@ describe("registration", () => {
     // 20 attempts count (here refused for a bad proof, cheaply); the 21st is rate-limited before anything else.
     for (let i = 0; i < 20; i++) {
       const body = await registrationBody(identity, deviceKeys(identity, { preKeys: 0, pqPreKeys: 0 }));
-      const res = await call("POST", "/v1/registration", { body: { ...body, proof: body.signedPreKey.signature }, headers: { "cf-connecting-ip": ip } });
+      const res = await call("POST", "/v1/registration", {
+        body: { ...body, proof: body.signedPreKey.signature },
+        headers: { "cf-connecting-ip": ip },
+      });
       expect(res.status).toBe(422);
     }
     const body = await registrationBody(identity, deviceKeys(identity));
@@ -211,11 +244,23 @@ describe("registration", () => {
 
   it("accepts difficulty 0 when an operator turns proof of work off", async () => {
     const e = { ...env, POW_DIFFICULTY_BITS: "0" } as Cloudflare.Env;
-    const ch = (await (await fetchWithEnv(e, "/v1/challenges", { method: "POST" })).json()) as { challenge: string; difficulty: number };
+    const ch = (await (await fetchWithEnv(e, "/v1/challenges", { method: "POST" })).json()) as {
+      challenge: string;
+      difficulty: number;
+    };
     expect(ch.difficulty).toBe(0);
     const identity = newIdentity();
-    const body = { identityKey: toBase64(identity.publicKey), ...deviceKeys(identity), pow: { challenge: ch.challenge, nonce: "" }, proof: registrationProof(identity, ch.challenge) };
-    const res = await fetchWithEnv(e, "/v1/registration", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const body = {
+      identityKey: toBase64(identity.publicKey),
+      ...deviceKeys(identity),
+      pow: { challenge: ch.challenge, nonce: "" },
+      proof: registrationProof(identity, ch.challenge),
+    };
+    const res = await fetchWithEnv(e, "/v1/registration", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     expect(res.status).toBe(200);
   });
 });

@@ -5,8 +5,16 @@ import { call, callJson, fetchWithEnv, registerAccount } from "./helpers.ts";
 
 describe("smoke", () => {
   it("health answers ok with every shard and bucket, naming bindings only", async () => {
-    const h = await callJson<{ status: string; shards: Record<string, boolean>; r2: Record<string, boolean> }>("GET", "/health");
-    expect(h).toEqual({ status: "ok", config: { valid: true, problems: [] }, shards: { DB_0: true, DB_1: true, DB_2: true }, r2: { KEY_PAGES: true, ATTACHMENTS: true } });
+    const h = await callJson<{ status: string; shards: Record<string, boolean>; r2: Record<string, boolean> }>(
+      "GET",
+      "/health",
+    );
+    expect(h).toEqual({
+      status: "ok",
+      config: { valid: true, problems: [] },
+      shards: { DB_0: true, DB_1: true, DB_2: true },
+      r2: { KEY_PAGES: true, ATTACHMENTS: true },
+    });
   });
 
   it("health says degraded (503) when a bucket does not answer", async () => {

@@ -17,8 +17,9 @@ interface Meter {
  */
 async function settled(accountId: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    const pending = await runInDurableObject(env.ACCOUNT.getByName(accountId), (_o, state) =>
-      state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n,
+    const pending = await runInDurableObject(
+      env.ACCOUNT.getByName(accountId),
+      (_o, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM outbox").one().n,
     );
     if (pending === 0) return;
     await new Promise((r) => setTimeout(r, 25));
@@ -76,7 +77,12 @@ describe("storage cost of a message", () => {
     }
     const s = await senderMeter.read();
     const r = await recipientMeter.read();
-    const perMessage = { senderRowsWritten: s.rowsWritten / N, recipientRowsWritten: r.rowsWritten / N, recipientRowsRead: r.rowsRead / N, statements: (s.statements + r.statements) / N };
+    const perMessage = {
+      senderRowsWritten: s.rowsWritten / N,
+      recipientRowsWritten: r.rowsWritten / N,
+      recipientRowsRead: r.rowsRead / N,
+      statements: (s.statements + r.statements) / N,
+    };
     console.warn(`storage per live message: ${JSON.stringify(perMessage)}`);
     expect(await conn.quiet(50)).toBe(true);
     expect(perMessage.senderRowsWritten).toBeLessThanOrEqual(1);
@@ -104,7 +110,9 @@ describe("storage cost of a message", () => {
     await conn.next("queue_empty");
     await conn.settle();
     const r = await recipientMeter.read();
-    console.warn(`storage per queued message: ${JSON.stringify({ recipientRowsWritten: r.rowsWritten / N, recipientRowsRead: r.rowsRead / N })}`);
+    console.warn(
+      `storage per queued message: ${JSON.stringify({ recipientRowsWritten: r.rowsWritten / N, recipientRowsRead: r.rowsRead / N })}`,
+    );
     // Measured 3: the same; what went out on a connection is one number on the socket, not an UPDATE per copy.
     expect(r.rowsWritten / N).toBeLessThanOrEqual(3);
   });

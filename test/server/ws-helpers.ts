@@ -8,10 +8,12 @@ import { PING_FRAME } from "../../src/protocol/frames.ts";
 import type { OutgoingMessage } from "../../src/protocol/messages.ts";
 import { BASE, basic, call, callJson, deviceKeys, registerAccount, type TestAccount } from "./helpers.ts";
 
-const randomIp = () => `10.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
+const randomIp = () =>
+  `10.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
 
 /** A fresh account with one device; its own address so per-IP registration limits never bite. */
-export const newAccount = (opts: { preKeys?: number; pqPreKeys?: number } = {}) => registerAccount({ ...opts, ip: randomIp() });
+export const newAccount = (opts: { preKeys?: number; pqPreKeys?: number } = {}) =>
+  registerAccount({ ...opts, ip: randomIp() });
 
 export interface Device {
   accountId: string;
@@ -20,14 +22,29 @@ export interface Device {
   auth: string;
 }
 
-export const primary = (a: TestAccount): Device => ({ accountId: a.accountId, deviceId: a.deviceId, registrationId: a.keys.registrationId, auth: a.auth });
+export const primary = (a: TestAccount): Device => ({
+  accountId: a.accountId,
+  deviceId: a.deviceId,
+  registrationId: a.keys.registrationId,
+  auth: a.auth,
+});
 
 /** Links a new device to `a` through the real link flow; its registration id differs from every other. */
 export async function linkDevice(a: TestAccount, registrationId: number): Promise<Device> {
-  const { linkToken } = await callJson<{ linkToken: string }>("POST", "/v1/devices/link", { auth: a.auth, body: { envelope: btoa("hand-over") } });
+  const { linkToken } = await callJson<{ linkToken: string }>("POST", "/v1/devices/link", {
+    auth: a.auth,
+    body: { envelope: btoa("hand-over") },
+  });
   const keys = deviceKeys(a.identity, { registrationId });
-  const r = await callJson<{ deviceId: number }>("PUT", "/v1/devices/link", { body: { accountId: a.accountId, linkToken, ...keys } });
-  return { accountId: a.accountId, deviceId: r.deviceId, registrationId, auth: basic(a.accountId, r.deviceId, keys.password) };
+  const r = await callJson<{ deviceId: number }>("PUT", "/v1/devices/link", {
+    body: { accountId: a.accountId, linkToken, ...keys },
+  });
+  return {
+    accountId: a.accountId,
+    deviceId: r.deviceId,
+    registrationId,
+    auth: basic(a.accountId, r.deviceId, keys.password),
+  };
 }
 
 let counter = 0;
@@ -56,7 +73,12 @@ export interface SendOptions {
   idempotencyKey?: string;
 }
 
-export function send(from: Device, accountId: string, messages: OutgoingMessage[], opts: SendOptions = {}): Promise<Response> {
+export function send(
+  from: Device,
+  accountId: string,
+  messages: OutgoingMessage[],
+  opts: SendOptions = {},
+): Promise<Response> {
   const { idempotencyKey, ...rest } = opts;
   return call("PUT", `/v1/messages/${accountId}`, {
     auth: from.auth,
@@ -65,8 +87,17 @@ export function send(from: Device, accountId: string, messages: OutgoingMessage[
   });
 }
 
-export async function sendOk(from: Device, recipients: Device[], opts: SendOptions & { content?: string } = {}): Promise<{ serverTimestamp: number; needsSync: boolean }> {
-  const res = await send(from, recipients[0]!.accountId, recipients.map((d) => to(d, opts.content)), opts);
+export async function sendOk(
+  from: Device,
+  recipients: Device[],
+  opts: SendOptions & { content?: string } = {},
+): Promise<{ serverTimestamp: number; needsSync: boolean }> {
+  const res = await send(
+    from,
+    recipients[0]!.accountId,
+    recipients.map((d) => to(d, opts.content)),
+    opts,
+  );
   const text = await res.text();
   expect(res.status, text).toBe(200);
   return JSON.parse(text) as { serverTimestamp: number; needsSync: boolean };
@@ -96,11 +127,15 @@ export interface Conn {
 
 /** Opens the mailbox socket with Basic credentials (or a ticket) and starts buffering frames. */
 export async function connect(auth: string | { ticket: string }): Promise<Conn> {
-  const url = typeof auth === "string" ? `${BASE}/v1/websocket` : `${BASE}/v1/websocket?ticket=${encodeURIComponent(auth.ticket)}`;
+  const url =
+    typeof auth === "string"
+      ? `${BASE}/v1/websocket`
+      : `${BASE}/v1/websocket?ticket=${encodeURIComponent(auth.ticket)}`;
   const headers: Record<string, string> = { upgrade: "websocket" };
   if (typeof auth === "string") headers.authorization = auth;
   const res = await exports.default.fetch(url, { headers });
-  if (res.status !== 101 || !res.webSocket) throw new Error(`expected 101 with a WebSocket, got ${res.status}: ${await res.text()}`);
+  if (res.status !== 101 || !res.webSocket)
+    throw new Error(`expected 101 with a WebSocket, got ${res.status}: ${await res.text()}`);
   const ws = res.webSocket;
   ws.accept();
   const frames: ServerFrame[] = [];
@@ -122,10 +157,15 @@ export async function connect(auth: string | { ticket: string }): Promise<Conn> 
   const next = async (what = "a frame", timeoutMs = 5000): Promise<ServerFrame> => {
     const deadline = Date.now() + timeoutMs;
     while (taken >= frames.length) {
-      if (closeInfo) throw new Error(`waiting for ${what}: the socket closed (${closeInfo.code} ${closeInfo.reason}) after ${frames.length} frames`);
+      if (closeInfo)
+        throw new Error(
+          `waiting for ${what}: the socket closed (${closeInfo.code} ${closeInfo.reason}) after ${frames.length} frames`,
+        );
       const left = deadline - Date.now();
       if (left <= 0)
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${frames.length} frames so far, last: ${JSON.stringify(frames.at(-1) ?? null)?.slice(0, 200)}`);
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for ${what}; ${frames.length} frames so far, last: ${JSON.stringify(frames.at(-1) ?? null)?.slice(0, 200)}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         wake = () => {
@@ -145,7 +185,8 @@ export async function connect(auth: string | { ticket: string }): Promise<Conn> 
       const out: MessageFrame[] = [];
       while (out.length < n) {
         const f = await next(`message ${out.length + 1} of ${n}`, timeoutMs);
-        if (f.type !== "message") throw new Error(`expected message ${out.length + 1} of ${n}, got ${JSON.stringify(f).slice(0, 200)}`);
+        if (f.type !== "message")
+          throw new Error(`expected message ${out.length + 1} of ${n}, got ${JSON.stringify(f).slice(0, 200)}`);
         out.push(f);
       }
       return out;
@@ -191,7 +232,10 @@ export async function withObjectVars(accountId: string, vars: Record<string, str
   await runInDurableObject(accountStub(accountId), async (instance) => {
     // `env` is a readonly field in the type but an ordinary property at run time; replacing it is the point.
     const o = instance as unknown as { env: object };
-    o.env = Object.create(o.env, Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { value: v, enumerable: true }])));
+    o.env = Object.create(
+      o.env,
+      Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { value: v, enumerable: true }])),
+    );
   });
 }
 

@@ -65,7 +65,9 @@ export async function startRelay(options: StartRelayOptions = {}): Promise<Relay
   const serve = async (): Promise<Worker> => {
     const worker = await wrangler.unstable_startWorker({
       config: CONFIG,
-      bindings: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { type: "plain_text" as const, value: v }])),
+      bindings: Object.fromEntries(
+        Object.entries(vars).map(([k, v]) => [k, { type: "plain_text" as const, value: v }]),
+      ),
       dev: {
         server: { hostname: "127.0.0.1", port },
         inspector: false,
@@ -108,7 +110,11 @@ async function applySchema(wrangler: Wrangler, stateDir: string): Promise<void> 
   const statements = splitSqlStatements(readFileSync(join(ROOT, "schema.sql"), "utf8"));
   const config = wrangler.unstable_readConfig({ config: CONFIG });
   const proxy = await quietly(false, () =>
-    wrangler.getPlatformProxy<Record<string, D1Like>>({ configPath: CONFIG, persist: { path: join(stateDir, "v3") }, remoteBindings: false }),
+    wrangler.getPlatformProxy<Record<string, D1Like>>({
+      configPath: CONFIG,
+      persist: { path: join(stateDir, "v3") },
+      remoteBindings: false,
+    }),
   );
   try {
     for (const db of config.d1_databases) {
@@ -140,7 +146,8 @@ async function quietly<T>(show: boolean | undefined, fn: () => Promise<T>): Prom
   const write = process.stderr.write.bind(process.stderr);
   const consoleError = console.error;
   const consoleWarn = console.warn;
-  const text = (chunk: unknown) => (typeof chunk === "string" ? chunk : chunk instanceof Uint8Array ? new TextDecoder().decode(chunk) : String(chunk));
+  const text = (chunk: unknown) =>
+    typeof chunk === "string" ? chunk : chunk instanceof Uint8Array ? new TextDecoder().decode(chunk) : String(chunk);
   process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
     if (noise.test(text(chunk))) return true;
     return (write as (...a: unknown[]) => boolean)(chunk, ...rest);

@@ -1,7 +1,17 @@
 // The account's Durable Object, as the runtime instantiates it: the directory duties of AccountDirectory plus
 // the mailbox: a queue per device in SQLite and the account's device WebSockets on the Hibernation API.
 // Tables and SQL are in ../mailbox/store.ts; the device-set check and frames in ../mailbox/delivery.ts.
-import { CLIENT_FRAME_OVERHEAD_CHARS, CLOSE_CODES, ClientFrame, FRAME_TYPES, PING_FRAME, PONG_FRAME, type SendFrame, type SendMultiFrame, type SendResultFrame } from "../../protocol/frames.ts";
+import {
+  CLIENT_FRAME_OVERHEAD_CHARS,
+  CLOSE_CODES,
+  ClientFrame,
+  FRAME_TYPES,
+  PING_FRAME,
+  PONG_FRAME,
+  type SendFrame,
+  type SendMultiFrame,
+  type SendResultFrame,
+} from "../../protocol/frames.ts";
 import { statusOf, type ErrorCode } from "../../protocol/errors.ts";
 import type { Config } from "../config.ts";
 import { fail, type Failure } from "../errors.ts";
@@ -103,10 +113,15 @@ export class Account extends AccountDirectory {
     const idemKey = req.idempotency ? `${req.sender.accountId}.${req.sender.deviceId}:${req.idempotency.key}` : null;
     if (idemKey) {
       const seen = this.sql
-        .exec<{ digest: string; answer: string }>("SELECT digest, answer FROM mb_idempotency WHERE key = ? AND expires_at > ?", idemKey, now)
+        .exec<{ digest: string; answer: string }>(
+          "SELECT digest, answer FROM mb_idempotency WHERE key = ? AND expires_at > ?",
+          idemKey,
+          now,
+        )
         .toArray()[0];
       if (seen) {
-        if (seen.digest !== req.idempotency!.digest) return fail("IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used for a different request");
+        if (seen.digest !== req.idempotency!.digest)
+          return fail("IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used for a different request");
         return { ...(JSON.parse(seen.answer) as Delivered), replayed: true };
       }
     }
@@ -115,8 +130,14 @@ export class Account extends AccountDirectory {
     const mismatch = checkDeviceSet(devices, req.messages, self ? req.sender.deviceId : null);
     if (mismatch) return mismatch;
     if (!self) {
-      const rate = this.sendRates.take(`pair:${req.sender.accountId}`, cfg.SENDS_PER_PAIR_LIMIT, cfg.SENDS_PER_PAIR_WINDOW_SECONDS, now);
-      if (!rate.allowed) return fail("RATE_LIMITED", "too many messages from this sender to this account", {}, rate.retryAfterSeconds);
+      const rate = this.sendRates.take(
+        `pair:${req.sender.accountId}`,
+        cfg.SENDS_PER_PAIR_LIMIT,
+        cfg.SENDS_PER_PAIR_WINDOW_SECONDS,
+        now,
+      );
+      if (!rate.allowed)
+        return fail("RATE_LIMITED", "too many messages from this sender to this account", {}, rate.retryAfterSeconds);
     }
     const ttl = Math.min(req.ttlSeconds ?? cfg.MESSAGE_TTL_SECONDS, cfg.MESSAGE_TTL_SECONDS);
     const expiresAt = now + ttl * 1000;
@@ -125,14 +146,17 @@ export class Account extends AccountDirectory {
 
     if (req.online) {
       // Never stored: a device not connected now never sees it (Signal drops these too).
-      for (const m of req.messages) for (const ws of this.openSockets(m.destinationDeviceId)) safeSend(ws, messageFrame(crypto.randomUUID(), m, common));
+      for (const m of req.messages)
+        for (const ws of this.openSockets(m.destinationDeviceId))
+          safeSend(ws, messageFrame(crypto.randomUUID(), m, common));
       return answer;
     }
 
     const full: number[] = [];
     for (const m of req.messages) {
       const q = this.queueTotals(m.destinationDeviceId);
-      if (q.messages + 1 > cfg.QUEUE_MAX_MESSAGES || q.bytes + ciphertextBytes(m) > cfg.QUEUE_MAX_BYTES) full.push(m.destinationDeviceId);
+      if (q.messages + 1 > cfg.QUEUE_MAX_MESSAGES || q.bytes + ciphertextBytes(m) > cfg.QUEUE_MAX_BYTES)
+        full.push(m.destinationDeviceId);
     }
     if (full.length)
       return fail(
@@ -153,13 +177,15 @@ export class Account extends AccountDirectory {
         const frame = messageFrame(id, m, common);
         const seq = this.allocateSeq();
         store.insertMessage(this.sql, seq, id, m.destinationDeviceId, frame, ciphertextBytes(m), expiresAt);
-        if (this.earliest !== undefined) this.earliest = this.earliest === null ? expiresAt : Math.min(this.earliest, expiresAt);
+        if (this.earliest !== undefined)
+          this.earliest = this.earliest === null ? expiresAt : Math.min(this.earliest, expiresAt);
         const sockets = this.openSockets(m.destinationDeviceId);
         if (sockets.length === 0) asleep.push(m.destinationDeviceId);
         for (const ws of sockets) {
           const s = ws.deserializeAttachment() as SocketState;
           const state = this.live.get(s.c);
-          if (state && state.caughtUp && s.e === 1 && state.inflight < cfg.MAX_UNACKED_PER_CONNECTION) direct.push({ ws, frame, state, seq });
+          if (state?.caughtUp && s.e === 1 && state.inflight < cfg.MAX_UNACKED_PER_CONNECTION)
+            direct.push({ ws, frame, state, seq });
           else pumpAfter.push(ws);
         }
       }
@@ -205,13 +231,19 @@ export class Account extends AccountDirectory {
     const secret = base64url(crypto.getRandomValues(new Uint8Array(32)));
     const expiresAt = now + cfg.WS_TICKET_TTL_SECONDS * 1000;
     this.sql.exec("DELETE FROM mb_tickets WHERE expires_at <= ?", now);
-    this.sql.exec("INSERT INTO mb_tickets (hash, device_id, expires_at) VALUES (?, ?, ?)", await sha256Hex(secret), deviceId, expiresAt);
+    this.sql.exec(
+      "INSERT INTO mb_tickets (hash, device_id, expires_at) VALUES (?, ?, ?)",
+      await sha256Hex(secret),
+      deviceId,
+      expiresAt,
+    );
     return { ok: true, ticket: `${a.account_id}.${secret}`, expiresAt };
   }
 
   /** Only the WebSocket upgrade arrives by fetch, forwarded by the Worker after it authenticated the device. */
   override async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return failure(fail("BAD_REQUEST", "expected a WebSocket upgrade"));
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket")
+      return failure(fail("BAD_REQUEST", "expected a WebSocket upgrade"));
     const cfg = this.config();
     if ("ok" in cfg) return failure(cfg);
     const a = this.accountRow();
@@ -220,7 +252,11 @@ export class Account extends AccountDirectory {
     const ticket = request.headers.get(INTERNAL_TICKET_HEADER);
     if (ticket !== null) {
       const row = this.sql
-        .exec<{ device_id: number }>("DELETE FROM mb_tickets WHERE hash = ? AND expires_at > ? RETURNING device_id", await sha256Hex(ticket), Date.now())
+        .exec<{ device_id: number }>(
+          "DELETE FROM mb_tickets WHERE hash = ? AND expires_at > ? RETURNING device_id",
+          await sha256Hex(ticket),
+          Date.now(),
+        )
         .toArray()[0];
       if (!row) return failure(fail("UNAUTHORIZED", "the ticket is unknown, used or expired"));
       deviceId = row.device_id;
@@ -238,7 +274,13 @@ export class Account extends AccountDirectory {
     const client = pair[0];
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [deviceTag(deviceId)]);
-    const state: SocketState = { c: base64url(crypto.getRandomValues(new Uint8Array(9))), d: deviceId, t: Date.now(), e: 0, h: 0 };
+    const state: SocketState = {
+      c: base64url(crypto.getRandomValues(new Uint8Array(9))),
+      d: deviceId,
+      t: Date.now(),
+      e: 0,
+      h: 0,
+    };
     server.serializeAttachment(state);
     // Frames sent before the 101 goes out are buffered by the runtime and arrive in order after it.
     this.pump(server, cfg, Date.now());
@@ -269,7 +311,9 @@ export class Account extends AccountDirectory {
   private pushEndpoint(deviceId: number): string | undefined {
     if (!this.pushEndpoints) {
       this.pushEndpoints = new Map();
-      for (const r of this.sql.exec<{ device_id: number; endpoint: string }>("SELECT device_id, endpoint FROM push_endpoints"))
+      for (const r of this.sql.exec<{ device_id: number; endpoint: string }>(
+        "SELECT device_id, endpoint FROM push_endpoints",
+      ))
         this.pushEndpoints.set(r.device_id, r.endpoint);
     }
     return this.pushEndpoints.get(deviceId);
@@ -290,7 +334,11 @@ export class Account extends AccountDirectory {
     this.lastPush.set(deviceId, now);
     if (this.vapid?.key !== key) this.vapid = { key, signer: new VapidSigner(key) };
     const signer = this.vapid.signer;
-    const pushed = sendPush(signer, endpoint, { ttlSeconds: cfg.PUSH_TTL_SECONDS, urgent, subject: cfg.VAPID_SUBJECT }).then(
+    const pushed = sendPush(signer, endpoint, {
+      ttlSeconds: cfg.PUSH_TTL_SECONDS,
+      urgent,
+      subject: cfg.VAPID_SUBJECT,
+    }).then(
       (status) => {
         if (status === 404 || status === 410) {
           this.sql.exec("DELETE FROM push_endpoints WHERE device_id = ? AND endpoint = ?", deviceId, endpoint);
@@ -320,7 +368,10 @@ export class Account extends AccountDirectory {
     const out: { status: 200; body: SendResultFrame["body"]; replayed?: boolean } | Failure =
       !me || me.deleting || !this.deviceRow(s.d)
         ? fail("UNAUTHORIZED", "this device is no longer registered")
-        : this.takeSend(s.d, cfg) ?? (f.type === "send" ? await this.frameSend(me.account_id, s.d, cfg, f) : await this.frameSendMulti(me.account_id, s.d, cfg, f));
+        : (this.takeSend(s.d, cfg) ??
+          (f.type === "send"
+            ? await this.frameSend(me.account_id, s.d, cfg, f)
+            : await this.frameSendMulti(me.account_id, s.d, cfg, f)));
     if ("ok" in out) {
       status = statusOf(out.code);
       body = { code: out.code, message: out.message, requestId: f.id, ...out.extras };
@@ -329,16 +380,28 @@ export class Account extends AccountDirectory {
       body = out.body;
       if (out.replayed) extra.replayed = true;
     }
-    safeSend(ws, JSON.stringify({ type: FRAME_TYPES.send_result, id: f.id, status, body, ...extra } satisfies SendResultFrame));
+    safeSend(
+      ws,
+      JSON.stringify({ type: FRAME_TYPES.send_result, id: f.id, status, body, ...extra } satisfies SendResultFrame),
+    );
   }
 
   /** The per-device send window, shared by HTTP sends (authorizeSend) and frames: a Failure when it is spent. */
   private takeSend(deviceId: number, cfg: Config): Failure | null {
-    const rate = this.sendRates.take(`send:${deviceId}`, cfg.SENDS_PER_DEVICE_LIMIT, cfg.SENDS_PER_DEVICE_WINDOW_SECONDS);
+    const rate = this.sendRates.take(
+      `send:${deviceId}`,
+      cfg.SENDS_PER_DEVICE_LIMIT,
+      cfg.SENDS_PER_DEVICE_WINDOW_SECONDS,
+    );
     return rate.allowed ? null : fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds);
   }
 
-  private async frameSend(accountId: string, deviceId: number, cfg: Config, f: SendFrame): Promise<{ status: 200; body: SendResultFrame["body"]; replayed: boolean } | Failure> {
+  private async frameSend(
+    accountId: string,
+    deviceId: number,
+    cfg: Config,
+    f: SendFrame,
+  ): Promise<{ status: 200; body: SendResultFrame["body"]; replayed: boolean } | Failure> {
     const tooBig = checkSizes(cfg.MAX_MESSAGE_BYTES, f.message.messages, "message.");
     if (tooBig) return tooBig;
     const destination = f.destination.toLowerCase();
@@ -348,7 +411,9 @@ export class Account extends AccountDirectory {
       sender: { accountId, deviceId },
       messages: m.messages,
       ...fields,
-      idempotency: f.idempotencyKey ? { key: f.idempotencyKey, digest: await requestDigest(destination, m.messages, fields) } : undefined,
+      idempotency: f.idempotencyKey
+        ? { key: f.idempotencyKey, digest: await requestDigest(destination, m.messages, fields) }
+        : undefined,
     };
     const self = destination === accountId;
     let out: Delivered | Failure;
@@ -360,13 +425,24 @@ export class Account extends AccountDirectory {
     }
     if (!out.ok) return out;
     const linked = this.deviceRows().length - 1;
-    return { status: 200, body: { needsSync: !self && linked > 0, serverTimestamp: out.serverTimestamp }, replayed: out.replayed };
+    return {
+      status: 200,
+      body: { needsSync: !self && linked > 0, serverTimestamp: out.serverTimestamp },
+      replayed: out.replayed,
+    };
   }
 
-  private async frameSendMulti(accountId: string, deviceId: number, cfg: Config, f: SendMultiFrame): Promise<{ status: 200; body: SendResultFrame["body"] } | Failure> {
+  private async frameSendMulti(
+    accountId: string,
+    deviceId: number,
+    cfg: Config,
+    f: SendMultiFrame,
+  ): Promise<{ status: 200; body: SendResultFrame["body"] } | Failure> {
     const refused = checkGroupSend(cfg, f.message);
     if (refused) return refused;
-    const results = await fanOut(this.env.ACCOUNT, { accountId, deviceId }, f.message, f.idempotencyKey, (e) => log("error", { event: "fan_out_failed", error: String(e) }));
+    const results = await fanOut(this.env.ACCOUNT, { accountId, deviceId }, f.message, f.idempotencyKey, (e) =>
+      log("error", { event: "fan_out_failed", error: String(e) }),
+    );
     return { status: 200, body: { needsSync: this.deviceRows().length > 1, results } };
   }
 
@@ -378,7 +454,12 @@ export class Account extends AccountDirectory {
       const cfg = this.config();
       if ("ok" in cfg) return sendError(ws, cfg.code, cfg.message);
       const maxChars = cfg.MAX_SEND_REQUEST_BYTES + CLIENT_FRAME_OVERHEAD_CHARS;
-      if (data.length > maxChars) return sendError(ws, "PAYLOAD_TOO_LARGE", `a frame is at most ${maxChars} characters (MAX_SEND_REQUEST_BYTES + ${CLIENT_FRAME_OVERHEAD_CHARS})`);
+      if (data.length > maxChars)
+        return sendError(
+          ws,
+          "PAYLOAD_TOO_LARGE",
+          `a frame is at most ${maxChars} characters (MAX_SEND_REQUEST_BYTES + ${CLIENT_FRAME_OVERHEAD_CHARS})`,
+        );
       let json: unknown;
       try {
         json = JSON.parse(data);
@@ -451,7 +532,8 @@ export class Account extends AccountDirectory {
     const caughtUp = sent === rows.length && rows.length < room;
     this.live.set(s.c, { inflight: inflight + sent, caughtUp });
     if (caughtUp && s.e === 0) {
-      if (safeSend(ws, QUEUE_EMPTY_FRAME)) ws.serializeAttachment({ ...(ws.deserializeAttachment() as SocketState), e: 1 });
+      if (safeSend(ws, QUEUE_EMPTY_FRAME))
+        ws.serializeAttachment({ ...(ws.deserializeAttachment() as SocketState), e: 1 });
     }
   }
 
@@ -479,7 +561,9 @@ export class Account extends AccountDirectory {
     }
   }
 
-  protected override async onPreKeysClaimed(remaining: { deviceId: number; count: number; pqCount: number }[]): Promise<void> {
+  protected override async onPreKeysClaimed(
+    remaining: { deviceId: number; count: number; pqCount: number }[],
+  ): Promise<void> {
     const cfg = this.config();
     if ("ok" in cfg) return;
     const threshold = cfg.PREKEY_LOW_THRESHOLD;
@@ -636,7 +720,10 @@ function failure(f: Failure): Response {
 }
 
 function base64url(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 async function sha256Hex(text: string): Promise<string> {

@@ -15,7 +15,10 @@ export async function hashPassword(password: string): Promise<{ salt: Uint8Array
   return { salt, hash: await hmac(salt, password) };
 }
 
-export async function verifyPassword(password: string, stored: { salt: Uint8Array; hash: Uint8Array } | undefined): Promise<boolean> {
+export async function verifyPassword(
+  password: string,
+  stored: { salt: Uint8Array; hash: Uint8Array } | undefined,
+): Promise<boolean> {
   const s = stored ?? DUMMY;
   const got = await hmac(s.salt, password);
   let diff = got.length ^ s.hash.length;

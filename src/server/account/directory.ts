@@ -2,12 +2,25 @@
 // registration ids and credential hashes, and its link tokens. Authentication asks it and never D1. Device changes are made here first and then
 // reflected into the D1 directory through an outbox drained at once and retried from the alarm until it holds.
 import { DurableObject } from "cloudflare:workers";
-import type { DeviceInfo, ECPreKey, ECSignedPreKey, KEMSignedPreKey, PreKeyBundleResponse } from "../../protocol/directory.ts";
-import { decodeBase64, encodeBase64 } from "../../protocol/base64.ts";
+import type {
+  DeviceInfo,
+  ECPreKey,
+  ECSignedPreKey,
+  KEMSignedPreKey,
+  PreKeyBundleResponse,
+} from "../../protocol/directory.ts";
+import { toBase64, fromBase64 } from "../../crypto/bytes.ts";
 import { MAX_DEVICE_ID, PRIMARY_DEVICE_ID } from "../../protocol/limits.ts";
 import { loadConfig, type Config } from "../config.ts";
 import { deleteAccountAttachments } from "../db/attachments.ts";
-import { claimBundles, deleteAccountRows, deleteDeviceKeys, deviceRowStatements, putDeviceKeys, type DeviceKeysInput } from "../db/keys.ts";
+import {
+  claimBundles,
+  deleteAccountRows,
+  deleteDeviceKeys,
+  deviceRowStatements,
+  putDeviceKeys,
+  type DeviceKeysInput,
+} from "../db/keys.ts";
 import { shardFor } from "../db/shards.ts";
 import { fail, type Failure } from "../errors.ts";
 import { RateWindow } from "./rate-window.ts";
@@ -83,7 +96,8 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
     this.rates = new RateWindow(this.sql);
     // An object nobody registered stays empty. Creating tables here would store (and bill) a database for every
     // random account id anyone authenticates as or sends to; so tables exist only once an account does.
-    if (this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length) this.migrate();
+    if (this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length)
+      this.migrate();
   }
 
   /** Whether this object holds (or held) an account: false for an id nobody registered. */
@@ -143,7 +157,11 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
   }
 
   /** Creates the account with its primary device. The caller has checked the challenge and every signature. */
-  async register(accountId: string, identityKey: string, device: NewDevice): Promise<{ ok: true; deviceId: number } | Failure> {
+  async register(
+    accountId: string,
+    identityKey: string,
+    device: NewDevice,
+  ): Promise<{ ok: true; deviceId: number } | Failure> {
     if (this.accountRow()) return fail("FORBIDDEN", "account already exists");
     this.migrate();
     this.forgetState();
@@ -151,7 +169,12 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
     const cred = await hashPassword(device.password);
     const deviceUid = newDeviceUid();
     this.ctx.storage.transactionSync(() => {
-      this.sql.exec("INSERT INTO account (id, account_id, identity_key, created_at) VALUES (1, ?, ?, ?)", accountId, identityKey, now);
+      this.sql.exec(
+        "INSERT INTO account (id, account_id, identity_key, created_at) VALUES (1, ?, ?, ?)",
+        accountId,
+        identityKey,
+        now,
+      );
       this.insertDevice(PRIMARY_DEVICE_ID, deviceUid, device.registrationId, cred, now);
       this.enqueue({
         op: "device_added",
@@ -183,7 +206,10 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
   async authenticate(deviceId: number, password: string): Promise<AuthenticatedDevice | Failure> {
     const a = this.accountRow();
     const d = a && !a.deleting ? this.deviceRow(deviceId) : undefined;
-    const ok = await verifyPassword(password, d ? { salt: new Uint8Array(d.salt), hash: new Uint8Array(d.cred_hash) } : undefined);
+    const ok = await verifyPassword(
+      password,
+      d ? { salt: new Uint8Array(d.salt), hash: new Uint8Array(d.cred_hash) } : undefined,
+    );
     if (!ok || !a || !d) return fail("UNAUTHORIZED", "wrong credentials");
     const today = Math.floor(Date.now() / DAY_MS) * DAY_MS;
     if (d.last_seen < today) {
@@ -208,7 +234,13 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
     return this.state().devices;
   }
 
-  private insertDevice(deviceId: number, deviceUid: number, registrationId: number, cred: { salt: Uint8Array; hash: Uint8Array }, now: number) {
+  private insertDevice(
+    deviceId: number,
+    deviceUid: number,
+    registrationId: number,
+    cred: { salt: Uint8Array; hash: Uint8Array },
+    now: number,
+  ) {
     const today = Math.floor(now / DAY_MS) * DAY_MS;
     this.sql.exec(
       "INSERT INTO devices (device_id, device_uid, registration_id, salt, cred_hash, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -242,20 +274,34 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
     const cfg = this.config();
     if ("ok" in cfg) return cfg;
     const now = Date.now();
-    const rate = this.rates.take("link", cfg.LINK_TOKENS_PER_ACCOUNT_LIMIT, cfg.LINK_TOKENS_PER_ACCOUNT_WINDOW_SECONDS, now);
+    const rate = this.rates.take(
+      "link",
+      cfg.LINK_TOKENS_PER_ACCOUNT_LIMIT,
+      cfg.LINK_TOKENS_PER_ACCOUNT_WINDOW_SECONDS,
+      now,
+    );
     if (!rate.allowed) return fail("RATE_LIMITED", "too many link tokens for this account", {}, rate.retryAfterSeconds);
     const token = crypto.getRandomValues(new Uint8Array(32));
     const expiresAt = now + cfg.LINK_TOKEN_TTL_SECONDS * 1000;
     this.sql.exec("DELETE FROM link_tokens WHERE expires_at <= ?", now);
-    this.sql.exec("INSERT INTO link_tokens (token_hash, envelope, expires_at) VALUES (?, ?, ?)", await sha256Hex(token), envelope, expiresAt);
-    return { ok: true, linkToken: encodeBase64(token), expiresAt };
+    this.sql.exec(
+      "INSERT INTO link_tokens (token_hash, envelope, expires_at) VALUES (?, ?, ?)",
+      await sha256Hex(token),
+      envelope,
+      expiresAt,
+    );
+    return { ok: true, linkToken: toBase64(token), expiresAt };
   }
 
   private async liveToken(linkToken: string): Promise<{ hash: string; envelope: string } | undefined> {
     if (!this.accountRow()) return undefined;
-    const hash = await sha256Hex(decodeBase64(linkToken));
+    const hash = await sha256Hex(fromBase64(linkToken));
     const row = this.sql
-      .exec<{ envelope: string }>("SELECT envelope FROM link_tokens WHERE token_hash = ? AND expires_at > ?", hash, Date.now())
+      .exec<{ envelope: string }>(
+        "SELECT envelope FROM link_tokens WHERE token_hash = ? AND expires_at > ?",
+        hash,
+        Date.now(),
+      )
       .toArray()[0];
     return row && !this.accountRow()?.deleting ? { hash, envelope: row.envelope } : undefined;
   }
@@ -276,9 +322,11 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
     if (!a || !t) return fail("LINK_TOKEN_INVALID", "the link token is unknown, used or expired");
     const cred = await hashPassword(device.password);
     // Re-read after the await: another link may have used the token or taken an id meanwhile.
-    if (!(await this.liveToken(linkToken))) return fail("LINK_TOKEN_INVALID", "the link token is unknown, used or expired");
+    if (!(await this.liveToken(linkToken)))
+      return fail("LINK_TOKEN_INVALID", "the link token is unknown, used or expired");
     const devices = this.deviceRows();
-    if (devices.length >= cfg.MAX_DEVICES) return fail("TOO_MANY_DEVICES", `the account already has ${devices.length} devices`);
+    if (devices.length >= cfg.MAX_DEVICES)
+      return fail("TOO_MANY_DEVICES", `the account already has ${devices.length} devices`);
     if (devices.some((d) => d.registration_id === device.registrationId))
       return fail("REGISTRATION_ID_TAKEN", "another device of this account has that registration id");
     const used = new Set(devices.map((d) => d.device_id));
@@ -310,8 +358,10 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
   async removeDevice(byDeviceId: number, deviceId: number): Promise<{ ok: true } | Failure> {
     const a = this.accountRow();
     if (!a) return fail("NOT_FOUND", "no such account");
-    if (deviceId === PRIMARY_DEVICE_ID) return fail("PRIMARY_DEVICE", "device 1 cannot be removed; delete the account instead");
-    if (byDeviceId !== PRIMARY_DEVICE_ID && byDeviceId !== deviceId) return fail("FORBIDDEN", "only the primary device removes other devices");
+    if (deviceId === PRIMARY_DEVICE_ID)
+      return fail("PRIMARY_DEVICE", "device 1 cannot be removed; delete the account instead");
+    if (byDeviceId !== PRIMARY_DEVICE_ID && byDeviceId !== deviceId)
+      return fail("FORBIDDEN", "only the primary device removes other devices");
     const d = this.deviceRow(deviceId);
     if (!d) return fail("NOT_FOUND", `no device ${deviceId}`);
     this.ctx.storage.transactionSync(() => {
@@ -360,7 +410,10 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
    * Claims a bundle for one device or all (`deviceId` null), limited exactly per requesting account: the count
    * lives here, in the target's own object, so no approximation lets anyone drain this account's one-time keys.
    */
-  async claimBundle(requesterAccountId: string, deviceId: number | null): Promise<({ ok: true } & PreKeyBundleResponse) | Failure> {
+  async claimBundle(
+    requesterAccountId: string,
+    deviceId: number | null,
+  ): Promise<({ ok: true } & PreKeyBundleResponse) | Failure> {
     const cfg = this.config();
     if ("ok" in cfg) return cfg;
     const a = this.accountRow();
@@ -372,7 +425,8 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
       cfg.PREKEY_CLAIMS_PER_PAIR_LIMIT,
       cfg.PREKEY_CLAIMS_PER_PAIR_WINDOW_SECONDS,
     );
-    if (!rate.allowed) return fail("RATE_LIMITED", "too many prekey claims for this account", {}, rate.retryAfterSeconds);
+    if (!rate.allowed)
+      return fail("RATE_LIMITED", "too many prekey claims for this account", {}, rate.retryAfterSeconds);
     const pending: Promise<unknown>[] = [];
     const claimed = await claimBundles(
       shardFor(this.env, cfg, a.account_id),
@@ -410,7 +464,11 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
   private async drainOnce(): Promise<void> {
     if (!this.tablesReady) return;
     for (;;) {
-      const row = this.sql.exec<{ seq: number; body: string; attempts: number }>("SELECT seq, body, attempts FROM outbox ORDER BY seq LIMIT 1").toArray()[0];
+      const row = this.sql
+        .exec<{ seq: number; body: string; attempts: number }>(
+          "SELECT seq, body, attempts FROM outbox ORDER BY seq LIMIT 1",
+        )
+        .toArray()[0];
       if (!row) break;
       const op = JSON.parse(row.body) as OutboxOp;
       try {
@@ -418,7 +476,11 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
         this.sql.exec("DELETE FROM outbox WHERE seq = ?", row.seq);
       } catch (e) {
         const delay = OUTBOX_RETRY_MS[Math.min(row.attempts, OUTBOX_RETRY_MS.length - 1)]!;
-        this.sql.exec("UPDATE outbox SET attempts = attempts + 1, not_before = ? WHERE seq = ?", Date.now() + delay, row.seq);
+        this.sql.exec(
+          "UPDATE outbox SET attempts = attempts + 1, not_before = ? WHERE seq = ?",
+          Date.now() + delay,
+          row.seq,
+        );
         log("warn", { event: "outbox_retry", op: op.op, attempts: row.attempts + 1, error: String(e) });
         break;
       }
@@ -470,7 +532,8 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
       return;
     }
     const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > at || current < Date.now()) await this.ctx.storage.setAlarm(Math.max(at, Date.now() + 10));
+    if (current === null || current > at || current < Date.now())
+      await this.ctx.storage.setAlarm(Math.max(at, Date.now() + 10));
   }
 
   override async alarm(): Promise<void> {
@@ -485,7 +548,12 @@ export class AccountDirectory extends DurableObject<Cloudflare.Env> {
 }
 
 function pickKeys(d: NewDevice): DeviceKeysInput {
-  return { signedPreKey: d.signedPreKey, pqLastResortPreKey: d.pqLastResortPreKey, preKeys: d.preKeys, pqPreKeys: d.pqPreKeys };
+  return {
+    signedPreKey: d.signedPreKey,
+    pqLastResortPreKey: d.pqLastResortPreKey,
+    preKeys: d.preKeys,
+    pqPreKeys: d.pqPreKeys,
+  };
 }
 
 /** A random positive 48-bit integer: fits SQLite INTEGER and JSON numbers exactly. */

@@ -25,9 +25,16 @@ export class RateWindow {
     if (count >= limit) {
       // The event that must leave the window before one more fits.
       const oldest = this.sql
-        .exec<{ at: number }>("SELECT at FROM rate_events WHERE key = ? ORDER BY at ASC LIMIT 1 OFFSET ?", key, count - limit)
+        .exec<{ at: number }>(
+          "SELECT at FROM rate_events WHERE key = ? ORDER BY at ASC LIMIT 1 OFFSET ?",
+          key,
+          count - limit,
+        )
         .one().at;
-      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowSeconds * 1000 - now) / 1000)) };
+      return {
+        allowed: false,
+        retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowSeconds * 1000 - now) / 1000)),
+      };
     }
     this.sql.exec("INSERT INTO rate_events (key, at) VALUES (?, ?)", key, now);
     return { allowed: true, retryAfterSeconds: 0 };
@@ -58,7 +65,10 @@ export class MemoryRateWindow {
     if (list.length >= limit) {
       const oldest = list[list.length - limit]!;
       this.events.set(key, list);
-      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowSeconds * 1000 - now) / 1000)) };
+      return {
+        allowed: false,
+        retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowSeconds * 1000 - now) / 1000)),
+      };
     }
     list.push(now);
     this.events.set(key, list);

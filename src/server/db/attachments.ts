@@ -75,11 +75,20 @@ export async function reserveUpload(db: D1Database, r: Reservation): Promise<Res
   if (used.uploadingBytes + r.size > r.uploadQuotaBytes) {
     return { ok: false, quota: "upload", limitBytes: r.uploadQuotaBytes, usedBytes: used.uploadingBytes };
   }
-  return { ok: false, quota: "storage", limitBytes: r.storageQuotaBytes, usedBytes: used.uploadingBytes + used.storedBytes };
+  return {
+    ok: false,
+    quota: "storage",
+    limitBytes: r.storageQuotaBytes,
+    usedBytes: used.uploadingBytes + used.storedBytes,
+  };
 }
 
 /** Bytes an account holds: reserved by unfinished uploads, and stored. */
-export async function usage(db: D1Database, accountId: string, now: number): Promise<{ uploadingBytes: number; storedBytes: number }> {
+export async function usage(
+  db: D1Database,
+  accountId: string,
+  now: number,
+): Promise<{ uploadingBytes: number; storedBytes: number }> {
   const row = await db
     .prepare(
       `SELECT coalesce(sum(CASE WHEN state = 'uploading' THEN size END), 0) AS uploading,
@@ -121,7 +130,10 @@ async function removeEntries(env: Cloudflare.Env, db: D1Database, entries: Attac
   // The upload object aborts an unfinished multipart upload and clears what it keeps (staged bytes, owner).
   await Promise.all(entries.map((e) => env.UPLOAD.getByName(e.id).discard()));
   const ids = entries.map((e) => e.id);
-  await db.prepare(`DELETE FROM attachments WHERE id IN (${ids.map((_, i) => `?${i + 1}`).join(",")})`).bind(...ids).run();
+  await db
+    .prepare(`DELETE FROM attachments WHERE id IN (${ids.map((_, i) => `?${i + 1}`).join(",")})`)
+    .bind(...ids)
+    .run();
 }
 
 /** R2 deletes at most 1,000 keys per call; D1 binds at most 100 parameters per statement. */
@@ -147,11 +159,18 @@ export async function sweepAttachments(env: Cloudflare.Env, config: Config, now:
 }
 
 /** Account deletion: every attachment and unfinished upload of the account goes (idempotent). */
-export async function deleteAccountAttachments(env: Cloudflare.Env, config: Config, accountId: string): Promise<number> {
+export async function deleteAccountAttachments(
+  env: Cloudflare.Env,
+  config: Config,
+  accountId: string,
+): Promise<number> {
   const db = shardFor(env, config, accountId);
   let removed = 0;
   for (;;) {
-    const { results } = await db.prepare("SELECT * FROM attachments WHERE account_id = ?1 LIMIT ?2").bind(accountId, BATCH).all<Row>();
+    const { results } = await db
+      .prepare("SELECT * FROM attachments WHERE account_id = ?1 LIMIT ?2")
+      .bind(accountId, BATCH)
+      .all<Row>();
     await removeEntries(env, db, results.map(toEntry));
     removed += results.length;
     if (results.length < BATCH) return removed;

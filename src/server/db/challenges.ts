@@ -1,6 +1,6 @@
 // Proof-of-work challenges: issued with a difficulty and an expiry, stored on the shard their first bytes
 // pick, deleted by the registration that uses them (so each works once), swept by cron when they expire.
-import { encodeBase64 } from "../../protocol/base64.ts";
+import { toBase64 } from "../../crypto/bytes.ts";
 import { POW_CHALLENGE_BYTES } from "../../protocol/limits.ts";
 import type { Config } from "../config.ts";
 import { allShards, shardFor } from "./shards.ts";
@@ -9,7 +9,7 @@ const hexOf = (b: Uint8Array) => [...b.subarray(0, 2)].map((x) => x.toString(16)
 
 export async function issueChallenge(env: object, config: Config, now: number) {
   const bytes = crypto.getRandomValues(new Uint8Array(POW_CHALLENGE_BYTES));
-  const challenge = encodeBase64(bytes);
+  const challenge = toBase64(bytes);
   const expiresAt = now + config.POW_CHALLENGE_TTL_SECONDS * 1000;
   await shardFor(env, config, hexOf(bytes))
     .prepare("INSERT INTO pow_challenges (challenge, difficulty, expires_at) VALUES (?1, ?2, ?3)")

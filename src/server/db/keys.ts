@@ -2,7 +2,7 @@
 // statements (DELETE … RETURNING, UPDATE … RETURNING), so D1's one-writer order makes every one-time key go
 // to exactly one claimer, oldest first.
 import type { BundleDevice, ECPreKey, ECSignedPreKey, KEMSignedPreKey } from "../../protocol/directory.ts";
-import { decodeBase64, encodeBase64 } from "../../protocol/base64.ts";
+import { toBase64, fromBase64 } from "../../crypto/bytes.ts";
 import { KEM_PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "../../protocol/limits.ts";
 import { log } from "../log.ts";
 
@@ -18,12 +18,20 @@ export interface DeviceKeysInput {
 
 export const kemPagePrefix = (accountId: string, deviceUid?: number) =>
   deviceUid === undefined ? `kem/${accountId}/` : `kem/${accountId}/${deviceUid}/`;
-const kemPageKey = (accountId: string, deviceUid: number, pageId: string) => `${kemPagePrefix(accountId, deviceUid)}${pageId}`;
+const kemPageKey = (accountId: string, deviceUid: number, pageId: string) =>
+  `${kemPagePrefix(accountId, deviceUid)}${pageId}`;
 
 /** Writes the account row and the device row (idempotent upserts). */
 export function deviceRowStatements(
   db: D1Database,
-  a: { accountId: string; identityKey: string; deviceId: number; deviceUid: number; registrationId: number; createdAt: number },
+  a: {
+    accountId: string;
+    identityKey: string;
+    deviceId: number;
+    deviceUid: number;
+    registrationId: number;
+    createdAt: number;
+  },
 ): D1PreparedStatement[] {
   return [
     db
@@ -72,7 +80,9 @@ export async function putDeviceKeys(
   (keys.preKeys ?? []).forEach((k, i) => {
     stmts.push(
       db
-        .prepare("INSERT OR IGNORE INTO ec_prekeys (account_id, device_uid, key_id, seq, public_key) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .prepare(
+          "INSERT OR IGNORE INTO ec_prekeys (account_id, device_uid, key_id, seq, public_key) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
         .bind(accountId, deviceUid, k.keyId, base + i, k.publicKey),
     );
   });
@@ -85,7 +95,13 @@ export async function putDeviceKeys(
  * by a concurrent upload, because the id row is the primary key); only the keys whose ids were new go into the
  * page; the page becomes claimable once its object is written. If R2 fails, the id rows are taken back.
  */
-async function addKemPage(db: D1Database, pages: R2Bucket, accountId: string, deviceUid: number, keys: KEMSignedPreKey[]) {
+async function addKemPage(
+  db: D1Database,
+  pages: R2Bucket,
+  accountId: string,
+  deviceUid: number,
+  keys: KEMSignedPreKey[],
+) {
   const pageId = crypto.randomUUID();
   const now = Date.now();
   const results = await db.batch<{ key_id: number }>([
@@ -114,8 +130,8 @@ async function addKemPage(db: D1Database, pages: R2Bucket, accountId: string, de
   chosen.forEach((k, i) => {
     const off = i * KEM_RECORD_BYTES;
     new DataView(body.buffer).setUint32(off, k.keyId);
-    body.set(decodeBase64(k.publicKey), off + 4);
-    body.set(decodeBase64(k.signature), off + 4 + KEM_PUBLIC_KEY_BYTES);
+    body.set(fromBase64(k.publicKey), off + 4);
+    body.set(fromBase64(k.signature), off + 4 + KEM_PUBLIC_KEY_BYTES);
   });
   try {
     await pages.put(kemPageKey(accountId, deviceUid, pageId), body);
@@ -123,14 +139,25 @@ async function addKemPage(db: D1Database, pages: R2Bucket, accountId: string, de
     await db.batch(dropPageStatements(db, accountId, deviceUid, pageId));
     throw e;
   }
-  await db.prepare("UPDATE kem_prekey_pages SET key_count = ?2, ready = 1 WHERE page_id = ?1").bind(pageId, chosen.length).run();
+  await db
+    .prepare("UPDATE kem_prekey_pages SET key_count = ?2, ready = 1 WHERE page_id = ?1")
+    .bind(pageId, chosen.length)
+    .run();
 }
 
-export async function countPreKeys(db: D1Database, accountId: string, deviceUid: number): Promise<{ count: number; pqCount: number }> {
+export async function countPreKeys(
+  db: D1Database,
+  accountId: string,
+  deviceUid: number,
+): Promise<{ count: number; pqCount: number }> {
   const [ec, kem] = await db.batch<{ n: number }>([
-    db.prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, deviceUid),
     db
-      .prepare("SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1")
+      .prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2")
+      .bind(accountId, deviceUid),
+    db
+      .prepare(
+        "SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1",
+      )
       .bind(accountId, deviceUid),
   ]);
   return { count: ec!.results[0]?.n ?? 0, pqCount: kem!.results[0]?.n ?? 0 };
@@ -163,7 +190,9 @@ export async function claimBundles(
   const stmts: D1PreparedStatement[] = [];
   for (const t of targets) {
     stmts.push(
-      db.prepare("SELECT key_id, public_key, signature FROM signed_prekeys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, t.deviceUid),
+      db
+        .prepare("SELECT key_id, public_key, signature FROM signed_prekeys WHERE account_id = ?1 AND device_uid = ?2")
+        .bind(accountId, t.deviceUid),
       db
         .prepare(
           "DELETE FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 AND key_id = (SELECT key_id FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 ORDER BY seq LIMIT 1) RETURNING key_id, public_key",
@@ -176,10 +205,18 @@ export async function claimBundles(
            RETURNING page_id, next_index - 1 AS idx, key_count`,
         )
         .bind(accountId, t.deviceUid),
-      db.prepare("SELECT key_id, public_key, signature FROM kem_last_resort_keys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, t.deviceUid),
-      db.prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2").bind(accountId, t.deviceUid),
       db
-        .prepare("SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1")
+        .prepare(
+          "SELECT key_id, public_key, signature FROM kem_last_resort_keys WHERE account_id = ?1 AND device_uid = ?2",
+        )
+        .bind(accountId, t.deviceUid),
+      db
+        .prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2")
+        .bind(accountId, t.deviceUid),
+      db
+        .prepare(
+          "SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1",
+        )
         .bind(accountId, t.deviceUid),
     );
   }
@@ -203,12 +240,13 @@ export async function claimBundles(
           if (rec.length === KEM_RECORD_BYTES) {
             pq = {
               keyId: new DataView(rec.buffer, rec.byteOffset).getUint32(0),
-              publicKey: encodeBase64(rec.subarray(4, 4 + KEM_PUBLIC_KEY_BYTES)),
-              signature: encodeBase64(rec.subarray(4 + KEM_PUBLIC_KEY_BYTES)),
+              publicKey: toBase64(rec.subarray(4, 4 + KEM_PUBLIC_KEY_BYTES)),
+              signature: toBase64(rec.subarray(4 + KEM_PUBLIC_KEY_BYTES)),
             };
           }
         }
-        if (page.idx + 1 >= page.key_count) waitUntil(dropKemPage(db, pages, key, accountId, t.deviceUid, page.page_id));
+        if (page.idx + 1 >= page.key_count)
+          waitUntil(dropKemPage(db, pages, key, accountId, t.deviceUid, page.page_id));
       }
       pq ??= { keyId: lastResort.key_id, publicKey: lastResort.public_key, signature: lastResort.signature };
       out.push({
@@ -224,17 +262,31 @@ export async function claimBundles(
   return out.sort((a, b) => a.deviceId - b.deviceId);
 }
 
-function dropPageStatements(db: D1Database, accountId: string, deviceUid: number, pageId: string): D1PreparedStatement[] {
+function dropPageStatements(
+  db: D1Database,
+  accountId: string,
+  deviceUid: number,
+  pageId: string,
+): D1PreparedStatement[] {
   return [
     db
-      .prepare("DELETE FROM kem_prekey_ids WHERE account_id = ?1 AND device_uid = ?2 AND page_seq = (SELECT seq FROM kem_prekey_pages WHERE page_id = ?3)")
+      .prepare(
+        "DELETE FROM kem_prekey_ids WHERE account_id = ?1 AND device_uid = ?2 AND page_seq = (SELECT seq FROM kem_prekey_pages WHERE page_id = ?3)",
+      )
       .bind(accountId, deviceUid, pageId),
     db.prepare("DELETE FROM kem_prekey_pages WHERE page_id = ?1").bind(pageId),
   ];
 }
 
 /** A fully claimed page: its object and rows go (its ids may then be uploaded again, as claimed EC ids may). */
-async function dropKemPage(db: D1Database, pages: R2Bucket, key: string, accountId: string, deviceUid: number, pageId: string) {
+async function dropKemPage(
+  db: D1Database,
+  pages: R2Bucket,
+  key: string,
+  accountId: string,
+  deviceUid: number,
+  pageId: string,
+) {
   try {
     await pages.delete(key);
     await db.batch(dropPageStatements(db, accountId, deviceUid, pageId));
@@ -245,9 +297,17 @@ async function dropKemPage(db: D1Database, pages: R2Bucket, key: string, account
 }
 
 /** Removes every directory row and KEM page of one device (idempotent). */
-export async function deleteDeviceKeys(db: D1Database, pages: R2Bucket, accountId: string, deviceId: number, deviceUid: number) {
+export async function deleteDeviceKeys(
+  db: D1Database,
+  pages: R2Bucket,
+  accountId: string,
+  deviceId: number,
+  deviceUid: number,
+) {
   await db.batch([
-    db.prepare("DELETE FROM devices WHERE account_id = ?1 AND device_id = ?2 AND device_uid = ?3").bind(accountId, deviceId, deviceUid),
+    db
+      .prepare("DELETE FROM devices WHERE account_id = ?1 AND device_id = ?2 AND device_uid = ?3")
+      .bind(accountId, deviceId, deviceUid),
     ...["signed_prekeys", "kem_last_resort_keys", "ec_prekeys", "kem_prekey_pages", "kem_prekey_ids"].map((t) =>
       db.prepare(`DELETE FROM ${t} WHERE account_id = ?1 AND device_uid = ?2`).bind(accountId, deviceUid),
     ),
@@ -258,9 +318,15 @@ export async function deleteDeviceKeys(db: D1Database, pages: R2Bucket, accountI
 /** Removes every directory row and KEM page of an account (idempotent). */
 export async function deleteAccountRows(db: D1Database, pages: R2Bucket, accountId: string) {
   await db.batch(
-    ["accounts", "devices", "signed_prekeys", "kem_last_resort_keys", "ec_prekeys", "kem_prekey_pages", "kem_prekey_ids"].map((t) =>
-      db.prepare(`DELETE FROM ${t} WHERE account_id = ?1`).bind(accountId),
-    ),
+    [
+      "accounts",
+      "devices",
+      "signed_prekeys",
+      "kem_last_resort_keys",
+      "ec_prekeys",
+      "kem_prekey_pages",
+      "kem_prekey_ids",
+    ].map((t) => db.prepare(`DELETE FROM ${t} WHERE account_id = ?1`).bind(accountId)),
   );
   await deletePrefix(pages, kemPagePrefix(accountId));
 }

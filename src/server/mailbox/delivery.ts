@@ -1,7 +1,8 @@
 // Pure pieces of a send, kept apart from the Durable Object so they read and test on their own: the device-set
 // check (Signal-Server's 409/410 rules), the delivery frame built once at accept time, and the request digest
 // an idempotency key is bound to.
-import { base64DecodedBytes, type OutgoingMessage } from "../../protocol/messages.ts";
+import { decodedLength } from "../../protocol/base64.ts";
+import type { OutgoingMessage } from "../../protocol/messages.ts";
 import { FRAME_TYPES } from "../../protocol/frames.ts";
 import { fail, type Failure } from "../errors.ts";
 
@@ -31,8 +32,11 @@ export interface Delivered {
 /** Per-ciphertext size limit (MAX_MESSAGE_BYTES), checked on the base64 length without decoding. */
 export function checkSizes(maxBytes: number, list: OutgoingMessage[], where = ""): Failure | null {
   for (const [i, m] of list.entries()) {
-    const bytes = base64DecodedBytes(m.content);
-    if (bytes > maxBytes) return fail("MESSAGE_TOO_LARGE", `${where}messages.${i}.content: ${bytes} bytes, at most ${maxBytes}`, { limitBytes: maxBytes });
+    const bytes = decodedLength(m.content);
+    if (bytes > maxBytes)
+      return fail("MESSAGE_TOO_LARGE", `${where}messages.${i}.content: ${bytes} bytes, at most ${maxBytes}`, {
+        limitBytes: maxBytes,
+      });
   }
   return null;
 }
@@ -51,18 +55,23 @@ export function checkDeviceSet(
   for (const d of current) if (d.device_id !== excludeDeviceId) expected.set(d.device_id, d.registration_id);
   const given = new Set<number>();
   for (const m of messages) {
-    if (given.has(m.destinationDeviceId)) return fail("BAD_REQUEST", `messages: device ${m.destinationDeviceId} appears twice`);
+    if (given.has(m.destinationDeviceId))
+      return fail("BAD_REQUEST", `messages: device ${m.destinationDeviceId} appears twice`);
     given.add(m.destinationDeviceId);
   }
   const missingDevices = [...expected.keys()].filter((d) => !given.has(d)).sort((a, b) => a - b);
   const extraDevices = [...given].filter((d) => !expected.has(d)).sort((a, b) => a - b);
   if (missingDevices.length || extraDevices.length)
-    return fail("MISMATCHED_DEVICES", "the messages do not cover exactly the recipient's current devices", { missingDevices, extraDevices });
+    return fail("MISMATCHED_DEVICES", "the messages do not cover exactly the recipient's current devices", {
+      missingDevices,
+      extraDevices,
+    });
   const staleDevices = messages
     .filter((m) => expected.get(m.destinationDeviceId) !== m.destinationRegistrationId)
     .map((m) => m.destinationDeviceId)
     .sort((a, b) => a - b);
-  if (staleDevices.length) return fail("STALE_DEVICES", "a registration id no longer matches its device", { staleDevices });
+  if (staleDevices.length)
+    return fail("STALE_DEVICES", "a registration id no longer matches its device", { staleDevices });
   return null;
 }
 
@@ -86,7 +95,7 @@ export function commonEnvelopeFields(req: DeliverRequest, serverTimestamp: numbe
   }).slice(1, -1);
 }
 
-export const ciphertextBytes = (m: OutgoingMessage) => base64DecodedBytes(m.content);
+export const ciphertextBytes = (m: OutgoingMessage) => decodedLength(m.content);
 
 /** SHA-256 over what a send means for one recipient, so a key reused for another request is caught. */
 export async function requestDigest(
@@ -94,8 +103,15 @@ export async function requestDigest(
   messages: OutgoingMessage[],
   fields: { timestamp: number; online: boolean; urgent: boolean; ttlSeconds?: number | undefined },
 ): Promise<string> {
-  const parts: string[] = [recipient, String(fields.timestamp), String(fields.online), String(fields.urgent), String(fields.ttlSeconds ?? "")];
-  for (const m of messages) parts.push(`${m.type}.${m.destinationDeviceId}.${m.destinationRegistrationId}.${m.content}`);
+  const parts: string[] = [
+    recipient,
+    String(fields.timestamp),
+    String(fields.online),
+    String(fields.urgent),
+    String(fields.ttlSeconds ?? ""),
+  ];
+  for (const m of messages)
+    parts.push(`${m.type}.${m.destinationDeviceId}.${m.destinationRegistrationId}.${m.content}`);
   const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("|"))));
   return [...h].map((x) => x.toString(16).padStart(2, "0")).join("");
 }

@@ -21,7 +21,8 @@ export interface GroupSend {
 
 /** The checks that refuse a group send as a whole (400/413): too many recipients, one twice, a ciphertext too big. */
 export function checkGroupSend(cfg: Config, body: GroupSend): Failure | null {
-  if (body.recipients.length > cfg.MAX_GROUP_RECIPIENTS) return fail("BAD_REQUEST", `recipients: at most ${cfg.MAX_GROUP_RECIPIENTS}`, { limit: cfg.MAX_GROUP_RECIPIENTS });
+  if (body.recipients.length > cfg.MAX_GROUP_RECIPIENTS)
+    return fail("BAD_REQUEST", `recipients: at most ${cfg.MAX_GROUP_RECIPIENTS}`, { limit: cfg.MAX_GROUP_RECIPIENTS });
   const seen = new Set<string>();
   for (const [i, r] of body.recipients.entries()) {
     const id = r.accountId.toLowerCase();
@@ -52,16 +53,25 @@ export async function fanOut(
         sender,
         messages: r.messages,
         ...fields,
-        idempotency: idempotencyKey ? { key: idempotencyKey, digest: await requestDigest(accountId, r.messages, fields) } : undefined,
+        idempotency: idempotencyKey
+          ? { key: idempotencyKey, digest: await requestDigest(accountId, r.messages, fields) }
+          : undefined,
       };
       let out: Delivered | Failure;
       try {
         out = await accounts.getByName(accountId).deliver(req);
       } catch (e) {
         onError(e);
-        out = { ok: false, code: "UNAVAILABLE", message: "the recipient's mailbox did not answer; try again", retryAfterSeconds: 1 };
+        out = {
+          ok: false,
+          code: "UNAVAILABLE",
+          message: "the recipient's mailbox did not answer; try again",
+          retryAfterSeconds: 1,
+        };
       }
-      results[i] = out.ok ? { accountId, status: 200, serverTimestamp: out.serverTimestamp } : recipientFailure(accountId, out);
+      results[i] = out.ok
+        ? { accountId, status: 200, serverTimestamp: out.serverTimestamp }
+        : recipientFailure(accountId, out);
     }
   };
   await Promise.all(Array.from({ length: Math.min(FAN_OUT_CONCURRENCY, body.recipients.length) }, worker));

@@ -27,7 +27,9 @@ export function migrateMailbox(sql: SqlStorage): void {
   // No index on expires_at: it would be a third row written per message. The account object remembers the
   // earliest expiry in memory and the alarm's sweep scans the queue (rows read cost a thousandth of rows written).
   sql.exec("CREATE TABLE IF NOT EXISTS mb_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
-  sql.exec("CREATE TABLE IF NOT EXISTS mb_tickets (hash TEXT PRIMARY KEY, device_id INTEGER NOT NULL, expires_at INTEGER NOT NULL)");
+  sql.exec(
+    "CREATE TABLE IF NOT EXISTS mb_tickets (hash TEXT PRIMARY KEY, device_id INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
+  );
   sql.exec(`CREATE TABLE IF NOT EXISTS mb_idempotency (
     key TEXT PRIMARY KEY, digest TEXT NOT NULL, answer TEXT NOT NULL, expires_at INTEGER NOT NULL)`);
   sql.exec("CREATE INDEX IF NOT EXISTS mb_idempotency_expiry ON mb_idempotency (expires_at)");
@@ -41,13 +43,32 @@ export function migrateMailbox(sql: SqlStorage): void {
  */
 export function queueTotals(sql: SqlStorage, deviceId: number): { messages: number; bytes: number } {
   return sql
-    .exec<{ messages: number; bytes: number }>("SELECT count(*) AS messages, coalesce(sum(bytes), 0) AS bytes FROM mb_messages WHERE device_id = ?", deviceId)
+    .exec<{ messages: number; bytes: number }>(
+      "SELECT count(*) AS messages, coalesce(sum(bytes), 0) AS bytes FROM mb_messages WHERE device_id = ?",
+      deviceId,
+    )
     .one();
 }
 
 /** Queues one copy under `seq` (from the account object's allocateSeq). */
-export function insertMessage(sql: SqlStorage, seq: number, id: string, deviceId: number, frame: string, bytes: number, expiresAt: number): void {
-  sql.exec("INSERT INTO mb_messages (seq, id, device_id, frame, bytes, expires_at) VALUES (?, ?, ?, ?, ?, ?)", seq, id, deviceId, frame, bytes, expiresAt);
+export function insertMessage(
+  sql: SqlStorage,
+  seq: number,
+  id: string,
+  deviceId: number,
+  frame: string,
+  bytes: number,
+  expiresAt: number,
+): void {
+  sql.exec(
+    "INSERT INTO mb_messages (seq, id, device_id, frame, bytes, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    seq,
+    id,
+    deviceId,
+    frame,
+    bytes,
+    expiresAt,
+  );
 }
 
 /** The highest sequence number reserved so far (0 for a new mailbox), never below any queued copy's. */
@@ -63,11 +84,18 @@ export function reserveSeq(sql: SqlStorage, upTo: number): void {
 
 /** Copies sent on this connection and not acked yet. */
 export function inFlight(sql: SqlStorage, s: SocketState): number {
-  return sql.exec<{ n: number }>("SELECT count(*) AS n FROM mb_messages WHERE device_id = ? AND seq <= ?", s.d, s.h).one().n;
+  return sql
+    .exec<{ n: number }>("SELECT count(*) AS n FROM mb_messages WHERE device_id = ? AND seq <= ?", s.d, s.h)
+    .one().n;
 }
 
 /** The next `limit` live messages of the device not yet sent on this connection, oldest first. */
-export function nextUnsent(sql: SqlStorage, s: SocketState, limit: number, now: number): { seq: number; frame: string }[] {
+export function nextUnsent(
+  sql: SqlStorage,
+  s: SocketState,
+  limit: number,
+  now: number,
+): { seq: number; frame: string }[] {
   return sql
     .exec<{ seq: number; frame: string }>(
       "SELECT seq, frame FROM mb_messages WHERE device_id = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
@@ -82,9 +110,17 @@ export function nextUnsent(sql: SqlStorage, s: SocketState, limit: number, now: 
 /** Deletes the named messages only where they were delivered on this connection; answers how many went. */
 export function ackMessages(sql: SqlStorage, s: SocketState, ids: string[]): number {
   // One id (the usual ack of a live message) avoids the json_each table function.
-  if (ids.length === 1) return sql.exec("DELETE FROM mb_messages WHERE device_id = ? AND seq <= ? AND id = ? RETURNING seq", s.d, s.h, ids[0]!).toArray().length;
+  if (ids.length === 1)
+    return sql
+      .exec("DELETE FROM mb_messages WHERE device_id = ? AND seq <= ? AND id = ? RETURNING seq", s.d, s.h, ids[0]!)
+      .toArray().length;
   return sql
-    .exec("DELETE FROM mb_messages WHERE device_id = ? AND seq <= ? AND id IN (SELECT value FROM json_each(?)) RETURNING seq", s.d, s.h, JSON.stringify(ids))
+    .exec(
+      "DELETE FROM mb_messages WHERE device_id = ? AND seq <= ? AND id IN (SELECT value FROM json_each(?)) RETURNING seq",
+      s.d,
+      s.h,
+      JSON.stringify(ids),
+    )
     .toArray().length;
 }
 
@@ -95,7 +131,8 @@ export function dropDeviceQueue(sql: SqlStorage, deviceId: number): void {
 }
 
 export function wipeMailbox(sql: SqlStorage): void {
-  for (const t of ["mb_messages", "mb_meta", "mb_tickets", "mb_idempotency", "push_endpoints"]) sql.exec(`DELETE FROM ${t}`);
+  for (const t of ["mb_messages", "mb_meta", "mb_tickets", "mb_idempotency", "push_endpoints"])
+    sql.exec(`DELETE FROM ${t}`);
 }
 
 /** Deletes expired queued copies, tickets and remembered answers; answers how many messages expired. */

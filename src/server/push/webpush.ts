@@ -21,13 +21,18 @@ export function parseVapidKey(text: string): VapidKey | string {
   } catch {
     return "must be a JSON Web Key (JSON), and is not JSON";
   }
-  if (typeof jwk !== "object" || jwk === null || jwk.kty !== "EC" || jwk.crv !== "P-256") return 'must be a P-256 JWK ({"kty":"EC","crv":"P-256",…})';
-  for (const k of ["d", "x", "y"] as const) if (typeof jwk[k] !== "string" || !B64URL.test(jwk[k] as string)) return `its "${k}" must be 32 bytes in base64url`;
+  if (typeof jwk !== "object" || jwk === null || jwk.kty !== "EC" || jwk.crv !== "P-256")
+    return 'must be a P-256 JWK ({"kty":"EC","crv":"P-256",…})';
+  for (const k of ["d", "x", "y"] as const)
+    if (typeof jwk[k] !== "string" || !B64URL.test(jwk[k] as string)) return `its "${k}" must be 32 bytes in base64url`;
   const point = new Uint8Array(65);
   point[0] = 4;
   point.set(fromB64url(jwk.x as string), 1);
   point.set(fromB64url(jwk.y as string), 33);
-  return { jwk: { kty: "EC", crv: "P-256", d: jwk.d as string, x: jwk.x as string, y: jwk.y as string }, publicKey: b64url(point) };
+  return {
+    jwk: { kty: "EC", crv: "P-256", d: jwk.d as string, x: jwk.x as string, y: jwk.y as string },
+    publicKey: b64url(point),
+  };
 }
 
 /** A push endpoint the relay will call: https, or http on the loopback interface (local development and tests). */
@@ -40,7 +45,8 @@ export function pushEndpointProblem(endpoint: string): string | null {
   }
   if (u.username || u.password) return "must not carry credentials";
   if (u.protocol === "https:") return null;
-  if (u.protocol === "http:" && (u.hostname === "127.0.0.1" || u.hostname === "localhost" || u.hostname === "[::1]")) return null;
+  if (u.protocol === "http:" && (u.hostname === "127.0.0.1" || u.hostname === "localhost" || u.hostname === "[::1]"))
+    return null;
   return "must be an https URL";
 }
 
@@ -72,9 +78,17 @@ export class VapidSigner {
     const exp = Math.floor(now / 1000) + 12 * 3600; // RFC 8292: at most 24 hours
     const enc = (o: unknown) => b64url(new TextEncoder().encode(JSON.stringify(o)));
     const input = `${enc({ typ: "JWT", alg: "ES256" })}.${enc({ aud, exp, sub: subject })}`;
-    this.#signingKey ??= crypto.subtle.importKey("jwk", this.#key.jwk, { name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
+    this.#signingKey ??= crypto.subtle.importKey("jwk", this.#key.jwk, { name: "ECDSA", namedCurve: "P-256" }, false, [
+      "sign",
+    ]);
     // WebCrypto's ECDSA signature is r ‖ s, 64 bytes: exactly the JWS ES256 form.
-    const sig = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, await this.#signingKey, new TextEncoder().encode(input)));
+    const sig = new Uint8Array(
+      await crypto.subtle.sign(
+        { name: "ECDSA", hash: "SHA-256" },
+        await this.#signingKey,
+        new TextEncoder().encode(input),
+      ),
+    );
     const token = `${input}.${b64url(sig)}`;
     this.#tokens.set(aud, { token, until: now + 11 * 3600_000 });
     return `vapid t=${token}, k=${this.#key.publicKey}`;

@@ -40,9 +40,17 @@ function buildDocument() {
   for (const [name, f] of Object.entries(FRAMES)) {
     // draft-07 is the base of AsyncAPI's default schema format. Named schemas (.meta({id})) come out as
     // draft-07 `definitions`; they are hoisted into components.schemas and the references rewritten to match.
-    const out = z.toJSONSchema(f.schema, { target: "draft-07", io: "output", unrepresentable: "any" }) as Record<string, unknown>;
+    const out = z.toJSONSchema(f.schema, { target: "draft-07", io: "output", unrepresentable: "any" }) as Record<
+      string,
+      unknown
+    >;
     const text = JSON.stringify(out).replaceAll('"#/definitions/', '"#/components/schemas/');
-    const { $schema: _s, $ref: _r, definitions, ...root } = JSON.parse(text) as Record<string, unknown> & { definitions?: Record<string, unknown> };
+    const {
+      $schema: _s,
+      $ref: _r,
+      definitions,
+      ...root
+    } = JSON.parse(text) as Record<string, unknown> & { definitions?: Record<string, unknown> };
     Object.assign(schemas, definitions ?? {});
     const meta = f.schema.meta() as { id?: string; description?: string } | undefined;
     const schemaName = meta?.id ?? name;
@@ -73,24 +81,46 @@ function buildDocument() {
     },
     defaultContentType: "application/json",
     servers: {
-      local: { host: "127.0.0.1:8787", protocol: "ws", pathname: "/v1/websocket", description: "Local development (npm start)" },
+      local: {
+        host: "127.0.0.1:8787",
+        protocol: "ws",
+        pathname: "/v1/websocket",
+        description: "Local development (npm start)",
+      },
     },
     channels: {
       mailbox: {
         address: "/v1/websocket",
         title: "A device's mailbox",
-        messages: Object.fromEntries(Object.keys(FRAMES).map((name) => [name, { $ref: `#/components/messages/${name}` }])),
+        messages: Object.fromEntries(
+          Object.keys(FRAMES).map((name) => [name, { $ref: `#/components/messages/${name}` }]),
+        ),
         bindings: {
           ws: {
             method: "GET",
-            query: { type: "object", properties: { ticket: { type: "string", description: "Single-use ticket instead of an Authorization header." } } },
+            query: {
+              type: "object",
+              properties: {
+                ticket: { type: "string", description: "Single-use ticket instead of an Authorization header." },
+              },
+            },
           },
         },
       },
     },
     operations: {
-      deliver: { action: "send", channel: { $ref: "#/channels/mailbox" }, summary: "Frames the relay sends to the device.", messages: ops("send") },
-      acknowledge: { action: "receive", channel: { $ref: "#/channels/mailbox" }, summary: "Frames the device sends to the relay.", messages: ops("receive") },
+      deliver: {
+        action: "send",
+        channel: { $ref: "#/channels/mailbox" },
+        summary: "Frames the relay sends to the device.",
+        messages: ops("send"),
+      },
+      acknowledge: {
+        action: "receive",
+        channel: { $ref: "#/channels/mailbox" },
+        summary: "Frames the device sends to the relay.",
+        messages: ops("receive"),
+      },
     },
     components: { schemas, messages },
   };

@@ -73,7 +73,10 @@ attachments.use("/v1/attachments/tus/*", tusHeadersOut);
  */
 const requireTus: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.req.header("tus-resumable") !== TUS_VERSION) {
-    const res = errorResponse(c, new ApiError("PRECONDITION_FAILED", `Tus-Resumable must be ${TUS_VERSION}`, { tusVersion: TUS_VERSION }));
+    const res = errorResponse(
+      c,
+      new ApiError("PRECONDITION_FAILED", `Tus-Resumable must be ${TUS_VERSION}`, { tusVersion: TUS_VERSION }),
+    );
     res.headers.set("Tus-Version", TUS_VERSION);
     return res;
   }
@@ -87,7 +90,8 @@ function uploadId(c: Context<AppEnv>): string {
   return id;
 }
 
-const newId = () => [...crypto.getRandomValues(new Uint8Array(ATTACHMENT_ID_BYTES))].map((b) => b.toString(16).padStart(2, "0")).join("");
+const newId = () =>
+  [...crypto.getRandomValues(new Uint8Array(ATTACHMENT_ID_BYTES))].map((b) => b.toString(16).padStart(2, "0")).join("");
 
 // ---------- tus: discovery ----------
 
@@ -122,22 +126,29 @@ const newId = () => [...crypto.getRandomValues(new Uint8Array(ATTACHMENT_ID_BYTE
 const createHandler = async (c: Context<AppEnv>) => {
   const cfg = c.get("config");
   const d = c.get("device");
-  if (c.req.header("upload-defer-length") !== undefined) throw new ApiError("BAD_REQUEST", "Upload-Defer-Length is not supported; send Upload-Length");
-  if (c.req.header("upload-concat") !== undefined) throw new ApiError("BAD_REQUEST", "the concatenation extension is not supported");
+  if (c.req.header("upload-defer-length") !== undefined)
+    throw new ApiError("BAD_REQUEST", "Upload-Defer-Length is not supported; send Upload-Length");
+  if (c.req.header("upload-concat") !== undefined)
+    throw new ApiError("BAD_REQUEST", "the concatenation extension is not supported");
   const length = parseCount("Upload-Length", c.req.header("upload-length"));
   if (length === null) throw new ApiError("BAD_REQUEST", "Upload-Length is required");
   if (length > cfg.MAX_ATTACHMENT_BYTES) {
-    throw new ApiError("UPLOAD_TOO_LARGE", `an attachment may be at most ${cfg.MAX_ATTACHMENT_BYTES} bytes`, { limitBytes: cfg.MAX_ATTACHMENT_BYTES });
+    throw new ApiError("UPLOAD_TOO_LARGE", `an attachment may be at most ${cfg.MAX_ATTACHMENT_BYTES} bytes`, {
+      limitBytes: cfg.MAX_ATTACHMENT_BYTES,
+    });
   }
   if (Math.ceil(length / cfg.UPLOAD_PART_BYTES) > R2_MAX_PARTS) {
     const limit = R2_MAX_PARTS * cfg.UPLOAD_PART_BYTES;
-    throw new ApiError("UPLOAD_TOO_LARGE", `an attachment may be at most ${limit} bytes (${R2_MAX_PARTS} parts)`, { limitBytes: limit });
+    throw new ApiError("UPLOAD_TOO_LARGE", `an attachment may be at most ${limit} bytes (${R2_MAX_PARTS} parts)`, {
+      limitBytes: limit,
+    });
   }
   const metadata = parseMetadata(c.req.header("upload-metadata"));
   const contentType = c.req.header("content-type");
   const contentLength = parseCount("Content-Length", c.req.header("content-length"));
   const withUpload = contentType !== undefined && contentType.split(";")[0]!.trim().toLowerCase() === TUS_CONTENT_TYPE;
-  if (!withUpload && (contentLength ?? 0) > 0) throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `an upload body must be ${TUS_CONTENT_TYPE}`);
+  if (!withUpload && (contentLength ?? 0) > 0)
+    throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `an upload body must be ${TUS_CONTENT_TYPE}`);
   if (withUpload && contentLength !== null && contentLength > cfg.MAX_PATCH_BYTES) throw patchTooLarge(cfg);
   if (withUpload && contentLength !== null && contentLength > length) {
     throw new ApiError("UPLOAD_OVERRUN", `only ${length} bytes fit in Upload-Length`, { offset: 0, length });
@@ -161,7 +172,10 @@ const createHandler = async (c: Context<AppEnv>) => {
     }),
   );
   if (!reserved.ok) {
-    const which = reserved.quota === "upload" ? "UPLOAD_QUOTA_BYTES (unfinished uploads)" : "STORAGE_QUOTA_BYTES (stored and unfinished)";
+    const which =
+      reserved.quota === "upload"
+        ? "UPLOAD_QUOTA_BYTES (unfinished uploads)"
+        : "STORAGE_QUOTA_BYTES (stored and unfinished)";
     throw new ApiError("QUOTA_EXCEEDED", `this upload would pass the account's ${which} quota`, {
       quota: reserved.quota,
       limitBytes: reserved.limitBytes,
@@ -198,7 +212,17 @@ const createHandler = async (c: Context<AppEnv>) => {
   if (withUpload) {
     // The upload exists whatever happens to its first bytes: a refused body leaves Upload-Offset at 0.
     const r = await storage("upload", () =>
-      stub.patch({ accountId: d.accountId, deviceUid: d.deviceUid, offset: 0, contentLength, sha256, maxPatchBytes: cfg.MAX_PATCH_BYTES }, c.req.raw.body),
+      stub.patch(
+        {
+          accountId: d.accountId,
+          deviceUid: d.deviceUid,
+          offset: 0,
+          contentLength,
+          sha256,
+          maxPatchBytes: cfg.MAX_PATCH_BYTES,
+        },
+        c.req.raw.body,
+      ),
     );
     headers["Upload-Offset"] = String(r.ok ? r.offset : 0);
     if (r.ok) headers["Upload-Expires"] = httpDate(r.expiresAt);
@@ -207,9 +231,13 @@ const createHandler = async (c: Context<AppEnv>) => {
 };
 
 function patchTooLarge(cfg: Config): ApiError {
-  return new ApiError("PAYLOAD_TOO_LARGE", `a PATCH body may be at most ${cfg.MAX_PATCH_BYTES} bytes; set the tus client's chunkSize below it`, {
-    limitBytes: cfg.MAX_PATCH_BYTES,
-  });
+  return new ApiError(
+    "PAYLOAD_TOO_LARGE",
+    `a PATCH body may be at most ${cfg.MAX_PATCH_BYTES} bytes; set the tus client's chunkSize below it`,
+    {
+      limitBytes: cfg.MAX_PATCH_BYTES,
+    },
+  );
 }
 
 attachments.openapi(
@@ -228,7 +256,14 @@ attachments.openapi(
     security,
     middleware: [requireDevice, requireTus] as const,
     request: {
-      headers: tusHeaders("tusResumable", "uploadLength", "uploadMetadata", "uploadChecksum", "contentType", "contentLength"),
+      headers: tusHeaders(
+        "tusResumable",
+        "uploadLength",
+        "uploadMetadata",
+        "uploadChecksum",
+        "contentType",
+        "contentLength",
+      ),
       body: { required: false, ...octetBody },
     },
     responses: {
@@ -286,7 +321,11 @@ attachments.openapi(
   async (c) => {
     const d = c.get("device");
     const id = uploadId(c);
-    const s = unwrap(await storage("upload", () => c.env.UPLOAD.getByName(id).status({ accountId: d.accountId, deviceUid: d.deviceUid })));
+    const s = unwrap(
+      await storage("upload", () =>
+        c.env.UPLOAD.getByName(id).status({ accountId: d.accountId, deviceUid: d.deviceUid }),
+      ),
+    );
     const headers: Record<string, string> = {
       "Upload-Offset": String(s.offset),
       "Upload-Length": String(s.length),
@@ -323,7 +362,9 @@ attachments.openapi(
         description: "Appended",
         headers: z.object({
           "Upload-Offset": responseHeader("The new offset"),
-          "Upload-Expires": responseHeader("HTTP-date: when the unfinished upload is aborted, or when the finished attachment expires"),
+          "Upload-Expires": responseHeader(
+            "HTTP-date: when the unfinished upload is aborted, or when the finished attachment expires",
+          ),
         }),
       },
       ...errorResponses(
@@ -357,7 +398,14 @@ attachments.openapi(
     const r = unwrap(
       await storage("upload", () =>
         c.env.UPLOAD.getByName(id).patch(
-          { accountId: d.accountId, deviceUid: d.deviceUid, offset, contentLength, sha256, maxPatchBytes: cfg.MAX_PATCH_BYTES },
+          {
+            accountId: d.accountId,
+            deviceUid: d.deviceUid,
+            offset,
+            contentLength,
+            sha256,
+            maxPatchBytes: cfg.MAX_PATCH_BYTES,
+          },
           c.req.raw.body,
         ),
       ),
@@ -374,7 +422,8 @@ attachments.openapi(
     path: `${TUS_ENDPOINT}{id}`,
     tags: ["Attachments"],
     summary: "tus termination: abandon an upload, or delete the attachment it became",
-    description: "Only the device that created the upload may terminate it. Its bytes, its R2 data and its quota reservation go; the id then answers 404 everywhere.",
+    description:
+      "Only the device that created the upload may terminate it. Its bytes, its R2 data and its quota reservation go; the id then answers 404 everywhere.",
     security,
     middleware: [requireDevice, requireTus] as const,
     request: { params: IdParam, headers: tusHeaders("tusResumable") },
@@ -386,7 +435,11 @@ attachments.openapi(
   async (c) => {
     const d = c.get("device");
     const id = uploadId(c);
-    unwrap(await storage("upload", () => c.env.UPLOAD.getByName(id).terminate({ accountId: d.accountId, deviceUid: d.deviceUid })));
+    unwrap(
+      await storage("upload", () =>
+        c.env.UPLOAD.getByName(id).terminate({ accountId: d.accountId, deviceUid: d.deviceUid }),
+      ),
+    );
     return c.body(null, 204);
   },
 );
@@ -423,8 +476,14 @@ attachments.openapi(
     ].join("\n\n"),
     request: { params: IdParam },
     responses: {
-      200: { description: "The blob", content: { "application/octet-stream": { schema: z.string().meta({ format: "binary" }) } } },
-      206: { description: "The requested range", content: { "application/octet-stream": { schema: z.string().meta({ format: "binary" }) } } },
+      200: {
+        description: "The blob",
+        content: { "application/octet-stream": { schema: z.string().meta({ format: "binary" }) } },
+      },
+      206: {
+        description: "The requested range",
+        content: { "application/octet-stream": { schema: z.string().meta({ format: "binary" }) } },
+      },
       304: { description: "Not modified (If-None-Match)" },
       ...errorResponses("NOT_FOUND", "RANGE_NOT_SATISFIABLE", "UNAVAILABLE"),
     },
@@ -456,13 +515,21 @@ attachments.openapi(
       "Last-Modified": meta.uploaded.toUTCString(),
     };
     if (hasBody(meta)) {
-      return c.body(meta.body, 200, { ...headers, "Content-Type": "application/octet-stream", "Content-Length": String(meta.size) });
+      return c.body(meta.body, 200, {
+        ...headers,
+        "Content-Type": "application/octet-stream",
+        "Content-Length": String(meta.size),
+      });
     }
     if (etagMatches(c.req.header("if-none-match"), meta.httpEtag)) return c.body(null, 304, headers);
     const ifRange = c.req.header("if-range");
-    const range = ifRange !== undefined && !etagMatches(ifRange, meta.httpEtag) ? null : resolveRange(rangeHeader, meta.size);
+    const range =
+      ifRange !== undefined && !etagMatches(ifRange, meta.httpEtag) ? null : resolveRange(rangeHeader, meta.size);
     if (range === "unsatisfiable") {
-      const res = errorResponse(c, new ApiError("RANGE_NOT_SATISFIABLE", `the attachment is ${meta.size} bytes`, { size: meta.size }));
+      const res = errorResponse(
+        c,
+        new ApiError("RANGE_NOT_SATISFIABLE", `the attachment is ${meta.size} bytes`, { size: meta.size }),
+      );
       res.headers.set("Content-Range", `bytes */${meta.size}`);
       res.headers.set("Cache-Control", "no-store");
       return res;
@@ -474,7 +541,12 @@ attachments.openapi(
       if (obj) await obj.body.cancel();
       throw notFound();
     }
-    if (!part) return c.body(obj.body, 200, { ...headers, "Content-Type": "application/octet-stream", "Content-Length": String(meta.size) });
+    if (!part)
+      return c.body(obj.body, 200, {
+        ...headers,
+        "Content-Type": "application/octet-stream",
+        "Content-Length": String(meta.size),
+      });
     return c.body(obj.body, 206, {
       ...headers,
       "Content-Type": "application/octet-stream",

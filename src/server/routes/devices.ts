@@ -1,7 +1,8 @@
 // Devices of an account: list, remove, link a new one with a single-use token and an encrypted hand-over,
 // and delete the whole account. The account's Durable Object is the authority for all of it.
 import { createRoute, z } from "@hono/zod-openapi";
-import { base64Length, decodeBase64, decodedLength, isBase64 } from "../../protocol/base64.ts";
+import { base64Length, decodedLength, isBase64 } from "../../protocol/base64.ts";
+import { fromBase64 } from "../../crypto/bytes.ts";
 import {
   AccountId,
   CreateLinkRequest,
@@ -29,7 +30,10 @@ devices.openapi(
     security,
     middleware: [requireDevice] as const,
     responses: {
-      200: json(z.object({ accountId: AccountId, deviceId: z.number().int() }).meta({ id: "WhoAmIResponse" }), "The authenticated device"),
+      200: json(
+        z.object({ accountId: AccountId, deviceId: z.number().int() }).meta({ id: "WhoAmIResponse" }),
+        "The authenticated device",
+      ),
       ...errorResponses("UNAUTHORIZED", "UNAVAILABLE"),
     },
   }),
@@ -45,7 +49,8 @@ devices.openapi(
     path: "/v1/accounts/me",
     tags: ["Devices"],
     summary: "Delete the account and everything it owns",
-    description: "Credentials stop working at once; directory rows, key pages, queued messages and attachments are removed.",
+    description:
+      "Credentials stop working at once; directory rows, key pages, queued messages and attachments are removed.",
     security,
     middleware: [requireDevice] as const,
     responses: { 204: { description: "Deleted" }, ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
@@ -80,7 +85,8 @@ devices.openapi(
     path: "/v1/devices/{deviceId}",
     tags: ["Devices"],
     summary: "Remove a linked device",
-    description: "The primary device removes any linked device; a linked device may remove itself. Its credentials and keys go at once. Device 1 cannot be removed.",
+    description:
+      "The primary device removes any linked device; a linked device may remove itself. Its credentials and keys go at once. Device 1 cannot be removed.",
     security,
     middleware: [requireDevice] as const,
     request: { params: z.object({ deviceId: z.coerce.number().int().min(1).max(127) }) },
@@ -106,7 +112,11 @@ devices.openapi(
     description:
       "The linking device encrypts the hand-over (the account identity key pair and whatever else the new device needs) under a fresh secret that travels only in the link code it shows the new device, and leaves the ciphertext here. Answers a single-use token valid for LINK_TOKEN_TTL_SECONDS; limited to LINK_TOKENS_PER_ACCOUNT_LIMIT per LINK_TOKENS_PER_ACCOUNT_WINDOW_SECONDS.",
     security,
-    middleware: [requireDevice, requireJson, limitBody((cfg) => base64Length(cfg.MAX_LINK_ENVELOPE_BYTES) + 1024)] as const,
+    middleware: [
+      requireDevice,
+      requireJson,
+      limitBody((cfg) => base64Length(cfg.MAX_LINK_ENVELOPE_BYTES) + 1024),
+    ] as const,
     request: { body: { required: true, content: { "application/json": { schema: CreateLinkRequest } } } },
     responses: {
       200: json(CreateLinkResponse, "The link token"),
@@ -117,8 +127,10 @@ devices.openapi(
     const d = c.get("device");
     const { envelope } = c.req.valid("json");
     const max = c.get("config").MAX_LINK_ENVELOPE_BYTES;
-    if (envelope.length > base64Length(max) || (isBase64(envelope) && decodedLength(envelope) > max)) throw new ApiError("PAYLOAD_TOO_LARGE", `envelope: at most ${max} bytes`, { limitBytes: max });
-    if (envelope.length === 0 || !isBase64(envelope)) throw new ApiError("BAD_REQUEST", "envelope: must be standard base64 with padding");
+    if (envelope.length > base64Length(max) || (isBase64(envelope) && decodedLength(envelope) > max))
+      throw new ApiError("PAYLOAD_TOO_LARGE", `envelope: at most ${max} bytes`, { limitBytes: max });
+    if (envelope.length === 0 || !isBase64(envelope))
+      throw new ApiError("BAD_REQUEST", "envelope: must be standard base64 with padding");
     const r = unwrap(await storage("account", () => c.env.ACCOUNT.getByName(d.accountId).createLinkToken(envelope)));
     return c.json({ linkToken: r.linkToken, expiresAt: r.expiresAt }, 200);
   },
@@ -130,7 +142,8 @@ devices.openapi(
     path: "/v1/devices/link/envelope",
     tags: ["Devices"],
     summary: "Fetch the encrypted hand-over with a link token",
-    description: "The new device, given the link code, fetches the ciphertext and decrypts it with the code's secret. Does not use the token up.",
+    description:
+      "The new device, given the link code, fetches the ciphertext and decrypts it with the code's secret. Does not use the token up.",
     middleware: [requireJson, limitBody(() => 4096)] as const,
     request: { body: { required: true, content: { "application/json": { schema: LinkEnvelopeRequest } } } },
     responses: {
@@ -140,7 +153,9 @@ devices.openapi(
   }),
   async (c) => {
     const { accountId, linkToken } = c.req.valid("json");
-    const r = unwrap(await storage("account", () => c.env.ACCOUNT.getByName(accountId.toLowerCase()).linkEnvelope(linkToken)));
+    const r = unwrap(
+      await storage("account", () => c.env.ACCOUNT.getByName(accountId.toLowerCase()).linkEnvelope(linkToken)),
+    );
     return c.json({ envelope: r.envelope }, 200);
   },
 );
@@ -173,7 +188,7 @@ devices.openapi(
     const accountId = body.accountId.toLowerCase();
     const stub = c.env.ACCOUNT.getByName(accountId);
     const link = unwrap(await storage("account", () => stub.linkEnvelope(body.linkToken)));
-    await verifyDeviceKeys(decodeBase64(link.identityKey), body);
+    await verifyDeviceKeys(fromBase64(link.identityKey), body);
     const r = unwrap(
       await storage("account", () =>
         stub.linkDevice(body.linkToken, {

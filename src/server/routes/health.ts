@@ -23,12 +23,18 @@ health.openapi(
     path: "/health",
     tags: ["Operations"],
     summary: "Configuration validity and storage reachability",
-    responses: { 200: json(HealthResponse, "All is well"), 503: json(HealthResponse, "Misconfigured, or a storage service does not answer") },
+    responses: {
+      200: json(HealthResponse, "All is well"),
+      503: json(HealthResponse, "Misconfigured, or a storage service does not answer"),
+    },
   }),
   async (c) => {
     const loaded = loadConfig(c.env);
     if (!loaded.ok) {
-      return c.json({ status: "misconfigured" as const, config: { valid: false, problems: loaded.error.problems } }, 503);
+      return c.json(
+        { status: "misconfigured" as const, config: { valid: false, problems: loaded.error.problems } },
+        503,
+      );
     }
     const shards: Record<string, boolean> = {};
     await Promise.all(
@@ -42,6 +48,9 @@ health.openapi(
     ]);
     const r2 = { KEY_PAGES: keyPages, ATTACHMENTS: attachments };
     const ok = Object.values(shards).every(Boolean) && Object.values(r2).every(Boolean);
-    return c.json({ status: ok ? ("ok" as const) : ("degraded" as const), config: { valid: true, problems: [] }, shards, r2 }, ok ? 200 : 503);
+    return c.json(
+      { status: ok ? ("ok" as const) : ("degraded" as const), config: { valid: true, problems: [] }, shards, r2 },
+      ok ? 200 : 503,
+    );
   },
 );

@@ -1,7 +1,7 @@
 // Prekeys in Signal's formats and names: publish signed, last-resort and one-time keys; count what is left;
 // claim a bundle for one device or all of an account's devices.
 import { createRoute, z } from "@hono/zod-openapi";
-import { decodeBase64 } from "../../protocol/base64.ts";
+import { fromBase64 } from "../../crypto/bytes.ts";
 import { PreKeyBundleResponse, PreKeyCountResponse, SetKeysRequest } from "../../protocol/directory.ts";
 import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { requireDevice } from "../auth.ts";
@@ -26,19 +26,13 @@ keys.openapi(
     request: { body: { required: true, content: { "application/json": { schema: SetKeysRequest } } } },
     responses: {
       204: { description: "Stored" },
-      ...errorResponses(
-        ...JSON_BODY_ERRORS,
-        "INVALID_KEY",
-        "INVALID_SIGNATURE",
-        "UNAUTHORIZED",
-        "UNAVAILABLE",
-      ),
+      ...errorResponses(...JSON_BODY_ERRORS, "INVALID_KEY", "INVALID_SIGNATURE", "UNAUTHORIZED", "UNAVAILABLE"),
     },
   }),
   async (c) => {
     const d = c.get("device");
     const body = c.req.valid("json");
-    await verifyDeviceKeys(decodeBase64(d.identityKey), body);
+    await verifyDeviceKeys(fromBase64(d.identityKey), body);
     const db = shardFor(c.env, c.get("config"), d.accountId);
     await storage("directory", () => putDeviceKeys(db, c.env.KEY_PAGES, d.accountId, d.deviceUid, body));
     return c.body(null, 204);
@@ -75,7 +69,9 @@ keys.openapi(
     request: {
       params: z.object({
         accountId: z.uuid(),
-        deviceId: z.union([z.literal("*"), z.coerce.number().int().min(1).max(127)]).meta({ description: "A device id, or * for all" }),
+        deviceId: z
+          .union([z.literal("*"), z.coerce.number().int().min(1).max(127)])
+          .meta({ description: "A device id, or * for all" }),
       }),
     },
     responses: {
@@ -88,7 +84,9 @@ keys.openapi(
     const { accountId, deviceId } = c.req.valid("param");
     const target = accountId.toLowerCase();
     const r = unwrap(
-      await storage("account", () => c.env.ACCOUNT.getByName(target).claimBundle(d.accountId, deviceId === "*" ? null : deviceId)),
+      await storage("account", () =>
+        c.env.ACCOUNT.getByName(target).claimBundle(d.accountId, deviceId === "*" ? null : deviceId),
+      ),
     );
     if (r.devices.length === 0) throw new ApiError("NOT_FOUND", "the device has not published its keys yet");
     return c.json({ identityKey: r.identityKey, devices: r.devices }, 200);

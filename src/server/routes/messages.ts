@@ -28,7 +28,8 @@ const security = [{ basicAuth: [] }];
 /** Authenticates and takes the device's send allowance in one call to the sender's own object. */
 const requireSender: MiddlewareHandler<AppEnv> = async (c, next) => {
   const creds = parseBasic(c.req.header("authorization"));
-  if (!creds) throw new ApiError("UNAUTHORIZED", "credentials missing or malformed: use Basic accountId.deviceId:password");
+  if (!creds)
+    throw new ApiError("UNAUTHORIZED", "credentials missing or malformed: use Basic accountId.deviceId:password");
   const stub = c.env.ACCOUNT.getByName(creds.accountId);
   c.set("device", unwrap(await storage("account", () => stub.authorizeSend(creds.deviceId, creds.password))));
   return next();
@@ -36,7 +37,8 @@ const requireSender: MiddlewareHandler<AppEnv> = async (c, next) => {
 
 function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
-  if (!IDEMPOTENCY_KEY.test(header)) throw new ApiError("BAD_REQUEST", "Idempotency-Key: 1 to 128 visible ASCII characters");
+  if (!IDEMPOTENCY_KEY.test(header))
+    throw new ApiError("BAD_REQUEST", "Idempotency-Key: 1 to 128 visible ASCII characters");
   return header;
 }
 
@@ -49,7 +51,9 @@ const sendDescription = (extra: string) =>
   `${extra} Each ciphertext is at most MAX_MESSAGE_BYTES (default 98304) decoded bytes and the body at most MAX_SEND_REQUEST_BYTES (default 8 MiB). Queued copies are stored before the answer, stamped with a random id, the server timestamp and the authenticated sender, and expire after MESSAGE_TTL_SECONDS or the shorter \`ttlSeconds\`. An \`Idempotency-Key\` header makes a retry within IDEMPOTENCY_TTL_SECONDS answer the first accepted result without storing again (the answer then carries \`Idempotent-Replayed: true\`). Limits: SENDS_PER_DEVICE_LIMIT per SENDS_PER_DEVICE_WINDOW_SECONDS per sending device, SENDS_PER_PAIR_LIMIT per SENDS_PER_PAIR_WINDOW_SECONDS per (sending account, recipient account); each device queue holds at most QUEUE_MAX_MESSAGES and QUEUE_MAX_BYTES.`;
 
 const idempotencyHeader = z.object({
-  "idempotency-key": z.string().optional().meta({ description: "Client-chosen, 1..128 visible ASCII characters; a retry with the same key and body is a no-op." }),
+  "idempotency-key": z.string().optional().meta({
+    description: "Client-chosen, 1..128 visible ASCII characters; a retry with the same key and body is a no-op.",
+  }),
 });
 
 // Registered before /v1/messages/{accountId} so "multi" is never taken for an account id.
@@ -64,16 +68,13 @@ messages.openapi(
     ),
     security,
     middleware: [requireSender, requireJson, limitBody((cfg) => cfg.MAX_SEND_REQUEST_BYTES)] as const,
-    request: { headers: idempotencyHeader, body: { required: true, content: { "application/json": { schema: MultiRecipientSendRequest } } } },
+    request: {
+      headers: idempotencyHeader,
+      body: { required: true, content: { "application/json": { schema: MultiRecipientSendRequest } } },
+    },
     responses: {
       200: json(MultiRecipientSendResponse, "One result per recipient, in request order"),
-      ...errorResponses(
-        ...JSON_BODY_ERRORS,
-        "MESSAGE_TOO_LARGE",
-        "UNAUTHORIZED",
-        "RATE_LIMITED",
-        "UNAVAILABLE",
-      ),
+      ...errorResponses(...JSON_BODY_ERRORS, "MESSAGE_TOO_LARGE", "UNAUTHORIZED", "RATE_LIMITED", "UNAVAILABLE"),
     },
   }),
   async (c) => {
@@ -83,8 +84,12 @@ messages.openapi(
     const key = idempotencyKey(c.req.header("idempotency-key"));
     const refused = checkGroupSend(cfg, body);
     if (refused) throw new ApiError(refused.code, refused.message, refused.extras);
-    const results = await fanOut(c.env.ACCOUNT, { accountId: sender.accountId, deviceId: sender.deviceId }, body, key, (e) =>
-      log("error", { event: "fan_out_failed", requestId: c.get("requestId"), error: String(e) }),
+    const results = await fanOut(
+      c.env.ACCOUNT,
+      { accountId: sender.accountId, deviceId: sender.deviceId },
+      body,
+      key,
+      (e) => log("error", { event: "fan_out_failed", requestId: c.get("requestId"), error: String(e) }),
     );
     return c.json({ needsSync: sender.linkedDevices > 0, results }, 200);
   },
@@ -108,8 +113,14 @@ messages.openapi(
     },
     responses: {
       200: json(SendMessageResponse, "Stored (or, for online messages, delivered to the devices connected now)"),
-      409: json(MismatchedDevicesBody, "`MISMATCHED_DEVICES`: the messages do not cover exactly the recipient's current devices."),
-      410: json(StaleDevicesBody, "`STALE_DEVICES`: a registration id no longer matches; fetch new bundles for those devices."),
+      409: json(
+        MismatchedDevicesBody,
+        "`MISMATCHED_DEVICES`: the messages do not cover exactly the recipient's current devices.",
+      ),
+      410: json(
+        StaleDevicesBody,
+        "`STALE_DEVICES`: a registration id no longer matches; fetch new bundles for those devices.",
+      ),
       ...errorResponses(
         ...JSON_BODY_ERRORS,
         "MESSAGE_TOO_LARGE",

@@ -16,7 +16,8 @@ push.openapi(
     path: "/v1/push/vapid-key",
     tags: ["Push"],
     summary: "The relay's VAPID public key",
-    description: "What a browser passes as applicationServerKey to PushManager.subscribe. 501 PUSH_NOT_CONFIGURED when the operator set no VAPID key.",
+    description:
+      "What a browser passes as applicationServerKey to PushManager.subscribe. 501 PUSH_NOT_CONFIGURED when the operator set no VAPID key.",
     responses: { 200: json(VapidKeyResponse, "The key"), ...errorResponses("PUSH_NOT_CONFIGURED") },
   }),
   (c) => {
@@ -37,14 +38,18 @@ push.openapi(
     security,
     middleware: [requireDevice, requireJson, limitBody(() => 4096)] as const,
     request: { body: { required: true, content: { "application/json": { schema: PushEndpointRequest } } } },
-    responses: { 204: { description: "Registered" }, ...errorResponses(...JSON_BODY_ERRORS, "UNAUTHORIZED", "PUSH_NOT_CONFIGURED", "UNAVAILABLE") },
+    responses: {
+      204: { description: "Registered" },
+      ...errorResponses(...JSON_BODY_ERRORS, "UNAUTHORIZED", "PUSH_NOT_CONFIGURED", "UNAVAILABLE"),
+    },
   }),
   async (c) => {
     // Bad input is refused as such (400) whether or not this relay sends pushes.
     const { endpoint } = c.req.valid("json");
     const problem = pushEndpointProblem(endpoint);
     if (problem) throw new ApiError("BAD_REQUEST", `endpoint: ${problem}`);
-    if (!c.get("config").VAPID_PRIVATE_KEY_JWK) throw new ApiError("PUSH_NOT_CONFIGURED", "this relay sends no push wake-ups");
+    if (!c.get("config").VAPID_PRIVATE_KEY_JWK)
+      throw new ApiError("PUSH_NOT_CONFIGURED", "this relay sends no push wake-ups");
     const d = c.get("device");
     unwrap(await storage("account", () => c.env.ACCOUNT.getByName(d.accountId).setPushEndpoint(d.deviceId, endpoint)));
     return c.body(null, 204);
@@ -57,10 +62,14 @@ push.openapi(
     path: "/v1/devices/push",
     tags: ["Push"],
     summary: "This device's Web Push endpoint",
-    description: "404 when the device has none: never registered, removed, or ended by its push service (404/410), in which case subscribe again and register the new endpoint.",
+    description:
+      "404 when the device has none: never registered, removed, or ended by its push service (404/410), in which case subscribe again and register the new endpoint.",
     security,
     middleware: [requireDevice] as const,
-    responses: { 200: json(PushEndpointRequest, "The registered endpoint"), ...errorResponses("UNAUTHORIZED", "NOT_FOUND", "UNAVAILABLE") },
+    responses: {
+      200: json(PushEndpointRequest, "The registered endpoint"),
+      ...errorResponses("UNAUTHORIZED", "NOT_FOUND", "UNAVAILABLE"),
+    },
   }),
   async (c) => {
     const d = c.get("device");
@@ -78,7 +87,10 @@ push.openapi(
     summary: "Stop push wake-ups for this device",
     security,
     middleware: [requireDevice] as const,
-    responses: { 204: { description: "Removed (or there was none)" }, ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
+    responses: {
+      204: { description: "Removed (or there was none)" },
+      ...errorResponses("UNAUTHORIZED", "UNAVAILABLE"),
+    },
   }),
   async (c) => {
     const d = c.get("device");

@@ -1,9 +1,9 @@
 // Accounts without phone numbers: a proof-of-work challenge, then registration with an identity key, the first
 // device's keys and password, the solved challenge and a proof of possession of the identity private key.
 import { createRoute } from "@hono/zod-openapi";
-import { decodeBase64 } from "../../protocol/base64.ts";
+import { fromBase64 } from "../../crypto/bytes.ts";
 import { ChallengeResponse, RegistrationRequest, RegistrationResponse } from "../../protocol/directory.ts";
-import { REGISTRATION_PROOF_CONTEXT } from "../../protocol/limits.ts";
+import { registrationProofMessage } from "../../protocol/limits.ts";
 import { powBits } from "../../protocol/pow.ts";
 import { xeddsaVerifyAsync } from "../../crypto/xeddsa.ts";
 import { JSON_BODY_ERRORS, clientIp, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
@@ -21,7 +21,7 @@ registration.openapi(
     tags: ["Registration"],
     summary: "Get a proof-of-work challenge for registering",
     description:
-      "Find a nonce (0 to 16 bytes) such that SHA-256(UTF-8 \"cipherpost-pow-v1\" ‖ challenge ‖ nonce) has at least `difficulty` leading zero bits. Single use; expires at `expiresAt`. Limited per client IP (CHALLENGES_PER_IP_LIMIT per CHALLENGES_PER_IP_WINDOW_SECONDS).",
+      'Find a nonce (0 to 16 bytes) such that SHA-256(UTF-8 "cipherpost-pow-v1" ‖ challenge ‖ nonce) has at least `difficulty` leading zero bits. Single use; expires at `expiresAt`. Limited per client IP (CHALLENGES_PER_IP_LIMIT per CHALLENGES_PER_IP_WINDOW_SECONDS).',
     responses: { 200: json(ChallengeResponse, "A fresh challenge"), ...errorResponses("RATE_LIMITED", "UNAVAILABLE") },
   }),
   async (c) => {
@@ -29,7 +29,8 @@ registration.openapi(
     const rate = await storage("rate limiter", () =>
       limitByIp(c.env, clientIp(c), "challenge", cfg.CHALLENGES_PER_IP_LIMIT, cfg.CHALLENGES_PER_IP_WINDOW_SECONDS),
     );
-    if (!rate.allowed) throw new ApiError("RATE_LIMITED", "too many challenges from this address", {}, rate.retryAfterSeconds);
+    if (!rate.allowed)
+      throw new ApiError("RATE_LIMITED", "too many challenges from this address", {}, rate.retryAfterSeconds);
     return c.json(await storage("directory", () => issueChallenge(c.env, cfg, Date.now())), 200);
   },
 );
@@ -61,27 +62,34 @@ registration.openapi(
     const body = c.req.valid("json");
     const cfg = c.get("config");
     const rate = await storage("rate limiter", () =>
-      limitByIp(c.env, clientIp(c), "register", cfg.REGISTRATIONS_PER_IP_LIMIT, cfg.REGISTRATIONS_PER_IP_WINDOW_SECONDS),
+      limitByIp(
+        c.env,
+        clientIp(c),
+        "register",
+        cfg.REGISTRATIONS_PER_IP_LIMIT,
+        cfg.REGISTRATIONS_PER_IP_WINDOW_SECONDS,
+      ),
     );
-    if (!rate.allowed) throw new ApiError("RATE_LIMITED", "too many registrations from this address", {}, rate.retryAfterSeconds);
+    if (!rate.allowed)
+      throw new ApiError("RATE_LIMITED", "too many registrations from this address", {}, rate.retryAfterSeconds);
 
     const identityKey = ecKey(body.identityKey, "identityKey");
     await verifyDeviceKeys(identityKey, body);
 
-    const challenge = decodeBase64(body.pow.challenge);
+    const challenge = fromBase64(body.pow.challenge);
     const now = Date.now();
     const difficulty = await storage("directory", () => peekChallenge(c.env, cfg, challenge, body.pow.challenge, now));
     if (difficulty === null) throw new ApiError("CHALLENGE_INVALID", "the challenge is unknown, used or expired");
-    if ((await powBits(challenge, decodeBase64(body.pow.nonce))) < difficulty)
+    if ((await powBits(challenge, fromBase64(body.pow.nonce))) < difficulty)
       throw new ApiError("CHALLENGE_INVALID", `the nonce does not give ${difficulty} leading zero bits`);
 
-    const context = new TextEncoder().encode(REGISTRATION_PROOF_CONTEXT);
-    const signedBytes = new Uint8Array(context.length + challenge.length + identityKey.length);
-    signedBytes.set(context, 0);
-    signedBytes.set(challenge, context.length);
-    signedBytes.set(identityKey, context.length + challenge.length);
-    if (!(await xeddsaVerifyAsync(identityKey, signedBytes, decodeBase64(body.proof))))
-      throw new ApiError("PROOF_INVALID", "proof does not verify: sign \"cipherpost-register-v1\" ‖ challenge ‖ identityKey with the identity key");
+    if (
+      !(await xeddsaVerifyAsync(identityKey, registrationProofMessage(challenge, identityKey), fromBase64(body.proof)))
+    )
+      throw new ApiError(
+        "PROOF_INVALID",
+        'proof does not verify: sign "cipherpost-register-v1" ‖ challenge ‖ identityKey with the identity key',
+      );
 
     // Single use: of concurrent registrations with one challenge, only the one whose delete took it goes on.
     if (!(await storage("directory", () => consumeChallenge(c.env, cfg, challenge, body.pow.challenge, now))))

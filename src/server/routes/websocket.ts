@@ -19,7 +19,8 @@ websocket.openapi(
     path: "/v1/websocket/ticket",
     tags: ["Mailbox"],
     summary: "Get a single-use ticket to open the mailbox WebSocket",
-    description: "For clients that cannot send an Authorization header on a WebSocket (browsers). Valid once, for WS_TICKET_TTL_SECONDS (default 30).",
+    description:
+      "For clients that cannot send an Authorization header on a WebSocket (browsers). Valid once, for WS_TICKET_TTL_SECONDS (default 30).",
     security: [{ basicAuth: [] }],
     middleware: [requireDevice] as const,
     responses: { 200: json(WebSocketTicketResponse, "The ticket"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
@@ -40,14 +41,23 @@ websocket.openapi(
     description:
       "A WebSocket upgrade, authenticated with HTTP Basic or `?ticket=` from POST /v1/websocket/ticket. The mailbox sends the device's queued messages oldest first, then a `queue_empty` frame, then live messages; the client acks by id. Frames are JSON text; see /v1/asyncapi.json. A second connection of the same device closes the first with 4409; a socket with no ping for IDLE_TIMEOUT_SECONDS (default 90) is closed with 4408.",
     security: [{ basicAuth: [] }, {}],
-    request: { query: z.object({ ticket: z.string().max(200).optional().meta({ description: "A ticket from POST /v1/websocket/ticket, used up by this call." }) }) },
+    request: {
+      query: z.object({
+        ticket: z
+          .string()
+          .max(200)
+          .optional()
+          .meta({ description: "A ticket from POST /v1/websocket/ticket, used up by this call." }),
+      }),
+    },
     responses: {
       101: { description: "Switching protocols: the mailbox WebSocket" },
       ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "UNAVAILABLE"),
     },
   }),
   async (c) => {
-    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new ApiError("BAD_REQUEST", "this route takes a WebSocket upgrade (Upgrade: websocket)");
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket")
+      throw new ApiError("BAD_REQUEST", "this route takes a WebSocket upgrade (Upgrade: websocket)");
     const ticket = c.req.query("ticket");
     const headers: Record<string, string> = { upgrade: "websocket" };
     let accountId: string;
@@ -55,7 +65,8 @@ websocket.openapi(
       if (ticket.length > 200) throw new ApiError("UNAUTHORIZED", "the ticket is unknown, used or expired");
       const dot = ticket.indexOf(".");
       accountId = ticket.slice(0, dot).toLowerCase();
-      if (dot < 0 || !UUID.test(accountId)) throw new ApiError("UNAUTHORIZED", "the ticket is unknown, used or expired");
+      if (dot < 0 || !UUID.test(accountId))
+        throw new ApiError("UNAUTHORIZED", "the ticket is unknown, used or expired");
       headers[INTERNAL_TICKET_HEADER] = ticket.slice(dot + 1);
     } else {
       const d = await authenticate(c.env, c.req.header("authorization"));
@@ -63,7 +74,9 @@ websocket.openapi(
       headers[INTERNAL_DEVICE_HEADER] = String(d.deviceId);
     }
     // fetch, not RPC, only because a WebSocket upgrade has to travel as an HTTP request and response.
-    const res = await storage("mailbox", () => c.env.ACCOUNT.getByName(accountId).fetch("https://account/websocket", { headers }));
+    const res = await storage("mailbox", () =>
+      c.env.ACCOUNT.getByName(accountId).fetch("https://account/websocket", { headers }),
+    );
     if (res.status === 101) return res;
     const f = (await res.json()) as Failure;
     throw new ApiError(f.code as ErrorCode, f.message, f.extras ?? {}, f.retryAfterSeconds);

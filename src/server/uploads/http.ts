@@ -1,6 +1,7 @@
 // Parsing of the tus request headers (tus 1.0.0 core, creation, checksum) and of download Range headers
 // (RFC 9110 §14). Each parser either returns a value or throws the ApiError the client should see.
-import { decodeBase64, isBase64 } from "../../protocol/base64.ts";
+import { isBase64 } from "../../protocol/base64.ts";
+import { fromBase64 } from "../../crypto/bytes.ts";
 import { MAX_UPLOAD_METADATA_CHARS, TUS_CHECKSUM_ALGORITHMS } from "../../protocol/attachments.ts";
 import { ApiError } from "../errors.ts";
 
@@ -10,7 +11,8 @@ const DIGITS = /^\d{1,16}$/;
 export function parseCount(name: string, value: string | undefined): number | null {
   if (value === undefined) return null;
   const v = value.trim();
-  if (!DIGITS.test(v) || !Number.isSafeInteger(Number(v))) throw new ApiError("BAD_REQUEST", `${name} must be a non-negative integer`);
+  if (!DIGITS.test(v) || !Number.isSafeInteger(Number(v)))
+    throw new ApiError("BAD_REQUEST", `${name} must be a non-negative integer`);
   return Number(v);
 }
 
@@ -21,10 +23,13 @@ export function parseChecksum(value: string | undefined): Uint8Array | null {
   if (!m) throw new ApiError("BAD_REQUEST", "Upload-Checksum must be `sha256 <base64 digest>`");
   const algorithm = m[1]!.toLowerCase();
   if (!(TUS_CHECKSUM_ALGORITHMS as readonly string[]).includes(algorithm)) {
-    throw new ApiError("BAD_REQUEST", `checksum algorithm ${algorithm} is not supported; use ${TUS_CHECKSUM_ALGORITHMS.join(", ")}`);
+    throw new ApiError(
+      "BAD_REQUEST",
+      `checksum algorithm ${algorithm} is not supported; use ${TUS_CHECKSUM_ALGORITHMS.join(", ")}`,
+    );
   }
   if (!isBase64(m[2]!)) throw new ApiError("BAD_REQUEST", "Upload-Checksum digest is not base64");
-  const digest = decodeBase64(m[2]!);
+  const digest = fromBase64(m[2]!);
   if (digest.length !== 32) throw new ApiError("BAD_REQUEST", "a sha256 digest is 32 bytes");
   return digest;
 }
@@ -38,7 +43,8 @@ export function parseMetadata(value: string | undefined): string | null {
   const keys = new Set<string>();
   for (const pair of value.split(",")) {
     const m = /^\s*([^\s,]+)(?: ([A-Za-z0-9+/=]*))?\s*$/.exec(pair);
-    if (!m || keys.has(m[1]!) || (m[2] && !isBase64(m[2]))) throw new ApiError("BAD_REQUEST", "Upload-Metadata is not a list of `key base64value` pairs");
+    if (!m || keys.has(m[1]!) || (m[2] && !isBase64(m[2])))
+      throw new ApiError("BAD_REQUEST", "Upload-Metadata is not a list of `key base64value` pairs");
     keys.add(m[1]!);
   }
   return value.trim();

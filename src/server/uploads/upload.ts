@@ -185,7 +185,10 @@ export class Upload extends DurableObject<Cloudflare.Env> {
    * the next part numbers are simply sent again by the next PATCH. A body cut short without a checksum keeps
    * what arrived (tus 1.0.0: the server should store as much of the received data as possible).
    */
-  async patch(p: PatchUpload, body: ReadableStream<Uint8Array> | null): Promise<{ ok: true; offset: number; expiresAt: number; completed: boolean } | Failure> {
+  async patch(
+    p: PatchUpload,
+    body: ReadableStream<Uint8Array> | null,
+  ): Promise<{ ok: true; offset: number; expiresAt: number; completed: boolean } | Failure> {
     return this.serial(async () => {
       const discard = async () => {
         try {
@@ -206,7 +209,10 @@ export class Upload extends DurableObject<Cloudflare.Env> {
       const room = u.length - u.offset;
       if (p.contentLength !== null && p.contentLength > room) {
         await discard();
-        return fail("UPLOAD_OVERRUN", `only ${room} more bytes fit in Upload-Length ${u.length}`, { offset: u.offset, length: u.length });
+        return fail("UPLOAD_OVERRUN", `only ${room} more bytes fit in Upload-Length ${u.length}`, {
+          offset: u.offset,
+          length: u.length,
+        });
       }
       try {
         return await this.append(u, p, body);
@@ -259,13 +265,20 @@ export class Upload extends DurableObject<Cloudflare.Env> {
         }
         if (received + chunk.byteLength > p.maxPatchBytes) {
           await reader.cancel().catch(() => undefined);
-          return fail("PAYLOAD_TOO_LARGE", `a PATCH body may be at most ${p.maxPatchBytes} bytes; set the tus client's chunkSize below it`, {
-            limitBytes: p.maxPatchBytes,
-          });
+          return fail(
+            "PAYLOAD_TOO_LARGE",
+            `a PATCH body may be at most ${p.maxPatchBytes} bytes; set the tus client's chunkSize below it`,
+            {
+              limitBytes: p.maxPatchBytes,
+            },
+          );
         }
         if (received + chunk.byteLength > room) {
           await reader.cancel().catch(() => undefined);
-          return fail("UPLOAD_OVERRUN", `only ${room} more bytes fit in Upload-Length ${u.length}`, { offset: u.offset, length: u.length });
+          return fail("UPLOAD_OVERRUN", `only ${room} more bytes fit in Upload-Length ${u.length}`, {
+            offset: u.offset,
+            length: u.length,
+          });
         }
         received += chunk.byteLength;
         if (hasher) await hasher.write(chunk);
@@ -287,11 +300,14 @@ export class Upload extends DurableObject<Cloudflare.Env> {
     }
 
     if (digest && hasher) {
-      if (cutShort) return fail("BAD_REQUEST", "the body was cut short; its bytes were discarded because it carried a checksum");
+      if (cutShort)
+        return fail("BAD_REQUEST", "the body was cut short; its bytes were discarded because it carried a checksum");
       await hasher.close();
       const got = new Uint8Array(await digest.digest);
       if (!equalBytes(got, p.sha256!)) {
-        return fail("CHECKSUM_MISMATCH", "the body's sha256 does not match Upload-Checksum; its bytes were discarded", { offset: u.offset });
+        return fail("CHECKSUM_MISMATCH", "the body's sha256 does not match Upload-Checksum; its bytes were discarded", {
+          offset: u.offset,
+        });
       }
     }
 
@@ -305,10 +321,13 @@ export class Upload extends DurableObject<Cloudflare.Env> {
         pending.push(await mp!.uploadPart(u.parts + pending.length + 1, buf.subarray(0, fill)));
       }
       const parts = [
-        ...this.sql.exec<{ part_number: number; etag: string }>("SELECT part_number, etag FROM parts ORDER BY part_number").toArray().map((r) => ({
-          partNumber: r.part_number,
-          etag: r.etag,
-        })),
+        ...this.sql
+          .exec<{ part_number: number; etag: string }>("SELECT part_number, etag FROM parts ORDER BY part_number")
+          .toArray()
+          .map((r) => ({
+            partNumber: r.part_number,
+            etag: r.etag,
+          })),
         ...pending,
       ];
       await mp!.complete(parts);
@@ -316,11 +335,15 @@ export class Upload extends DurableObject<Cloudflare.Env> {
 
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
-      for (const part of pending) this.sql.exec("INSERT OR REPLACE INTO parts (part_number, etag) VALUES (?, ?)", part.partNumber, part.etag);
+      for (const part of pending)
+        this.sql.exec("INSERT OR REPLACE INTO parts (part_number, etag) VALUES (?, ?)", part.partNumber, part.etag);
       if (completing || pending.length > 0) this.sql.exec("DELETE FROM tail");
       if (!completing && buf && fill > freshStart) {
         for (let at = freshStart; at < fill; at += TAIL_ROW_BYTES) {
-          this.sql.exec("INSERT INTO tail (data) VALUES (?)", buf.slice(at, Math.min(fill, at + TAIL_ROW_BYTES)).buffer);
+          this.sql.exec(
+            "INSERT INTO tail (data) VALUES (?)",
+            buf.slice(at, Math.min(fill, at + TAIL_ROW_BYTES)).buffer,
+          );
         }
       }
       this.sql.exec("UPDATE upload SET offset = ?, parts = parts + ? WHERE id = 1", offset, pending.length);
