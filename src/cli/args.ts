@@ -95,10 +95,11 @@ export function parseCommandLine(argv: string[]): Command {
     const v = values[option as "server" | "code"];
     if (v === undefined || v === "") throw new UsageError(`${command} needs --${option}`);
   }
-  if (rest.length !== spec.positionals.length)
-    throw new UsageError(
-      `${command} takes ${spec.positionals.length ? spec.positionals.join(" ") : "no arguments"}, got ${rest.length ? rest.map((r) => JSON.stringify(r)).join(" ") : "none"}`,
-    );
+  if (rest.length !== spec.positionals.length) {
+    const wanted = spec.positionals.length ? spec.positionals.join(" ") : "no arguments";
+    const got = rest.length ? rest.map((r) => JSON.stringify(r)).join(" ") : "none";
+    throw new UsageError(`${command} takes ${wanted}, got ${got}`);
+  }
   const profile = values.profile;
   if (!profile) throw new UsageError("--profile DIR is required");
 

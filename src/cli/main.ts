@@ -14,7 +14,7 @@ import {
 import { FileStorage, fileBlob, nodeWebSocket, writeStreamToFile } from "../client/node.ts";
 import { existsSync } from "node:fs";
 import { parseCommandLine, UsageError, USAGE, type Command } from "./args.ts";
-import { openProfile, type Profile } from "./profile.ts";
+import { lockHolder, openProfile, type Profile } from "./profile.ts";
 import { progress } from "./progress.ts";
 
 const out = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -35,13 +35,15 @@ async function options(storage: FileStorage): Promise<ClientOptions> {
 }
 
 async function openClient(s: Session): Promise<CipherpostClient> {
-  const raw = await s.storage.get("device");
-  if (!raw)
+  try {
+    s.client = await CipherpostClient.open(await options(s.storage));
+  } catch (e) {
+    if (!CipherpostError.is(e, "NOT_REGISTERED")) throw e;
     throw new CipherpostError(
       "NOT_REGISTERED",
       `the profile ${s.profile.dir} has no device yet: run register or link first`,
     );
-  s.client = await CipherpostClient.open(await options(s.storage));
+  }
   return s.client;
 }
 
@@ -214,9 +216,7 @@ export async function main(argv: string[]): Promise<number> {
   process.once("SIGTERM", onSignal);
   try {
     const profile = await openProfile(command.profile, (holder) =>
-      note(
-        `waiting for the profile ${command.profile}, in use by ${holder !== null ? `process ${holder}` : "another process"}…`,
-      ),
+      note(`waiting for the profile ${command.profile}, in use by ${lockHolder(holder)}…`),
     );
     session = { profile, storage: undefined as unknown as FileStorage };
     session.storage = await FileStorage.open(profile.statePath);

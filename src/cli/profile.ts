@@ -1,7 +1,6 @@
-// A profile directory: created with mode 0700, holding the device's state journal (state.log), received files
-// (files/) and a lock file. The lock makes a second command on the same profile wait for the first (up to
-// CIPHERPOST_LOCK_TIMEOUT_MS, default 30 s) and then fail with PROFILE_LOCKED, instead of two processes
-// advancing the same ratchets from diverging copies. A lock left by a process that no longer runs is taken over.
+// A profile directory (mode 0700): the device's state journal (state.log), received files (files/) and a lock
+// file, so a second command on the same profile waits for the first (up to CIPHERPOST_LOCK_TIMEOUT_MS, default
+// 30 s) and then fails with PROFILE_LOCKED instead of advancing the same ratchets from a diverging copy.
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CipherpostError } from "../client/errors.ts";
@@ -22,6 +21,7 @@ function alive(pid: number): boolean {
   }
 }
 
+// A lock left by a process that no longer runs is taken over.
 function tryLock(path: string): { ok: true } | { ok: false; holder: number | null } {
   try {
     const fd = openSync(path, "wx", 0o600);
@@ -48,6 +48,11 @@ function tryLock(path: string): { ok: true } | { ok: false; holder: number | nul
   return { ok: false, holder };
 }
 
+/** Who holds a profile's lock, for messages: "process 1234", or "another process" when the lock file names none. */
+export function lockHolder(pid: number | null): string {
+  return pid !== null ? `process ${pid}` : "another process";
+}
+
 export async function openProfile(dir: string, onWait: (holder: number | null) => void): Promise<Profile> {
   const abs = resolve(dir);
   mkdirSync(abs, { recursive: true, mode: 0o700 });
@@ -64,7 +69,7 @@ export async function openProfile(dir: string, onWait: (holder: number | null) =
     if (Date.now() >= deadline)
       throw new CipherpostError(
         "PROFILE_LOCKED",
-        `the profile ${abs} is in use by ${r.holder !== null ? `process ${r.holder}` : "another process"} (lock file ${lockPath}); try again when it has finished`,
+        `the profile ${abs} is in use by ${lockHolder(r.holder)} (lock file ${lockPath}); try again when it has finished`,
       );
     if (!told) {
       onWait(r.holder);

@@ -1,13 +1,14 @@
-// Attachment encryption, streamed: the plaintext is cut into segments of `segmentBytes` (the last one shorter,
-// an empty file is one empty segment), each sealed with AES-256-GCM under the attachment's fresh 32-byte key,
-// nonce = u64 segment index ‖ final flag ‖ three zero bytes, so segments cannot be reordered, dropped or the blob
-// truncated without failing authentication (the STREAM construction, Hoang et al., CRYPTO 2015). The digest
-// recorded in the pointer is SHA-256 over the SHA-256 of each encrypted segment in order: as binding as one hash
-// of the whole blob, but every large hash runs in native WebCrypto (noble's SHA-256 and ChaCha20 manage about
-// 100 MB/s in Node; WebCrypto AES-GCM about 650 MB/s), and neither side ever holds more than one segment.
+// Attachment encryption, streamed: segments of `segmentBytes` sealed with AES-256-GCM under a fresh key and a
+// nonce of segment index and final flag (the STREAM construction), and a digest over the segments' digests, so
+// neither side ever holds more than one segment.
 import { sha256 } from "@noble/hashes/sha2.js";
 import { CipherpostError } from "./errors.ts";
 
+// The nonce is u64 segment index ‖ final flag ‖ three zero bytes, so segments cannot be reordered, dropped or the
+// blob truncated without failing authentication (STREAM, Hoang et al., CRYPTO 2015); the last segment is shorter,
+// an empty file is one empty segment. The digest recorded in the pointer is SHA-256 over the SHA-256 of each
+// encrypted segment in order: as binding as one hash of the whole blob, but every large hash runs in native
+// WebCrypto (noble's SHA-256 and ChaCha20 manage about 100 MB/s in Node; WebCrypto AES-GCM about 650 MB/s).
 export const DEFAULT_SEGMENT_BYTES = 256 * 1024;
 export const GCM_TAG_BYTES = 16;
 export const ATTACHMENT_KEY_BYTES = 32;

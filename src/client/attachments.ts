@@ -1,7 +1,6 @@
-// Attachments over the relay's tus 1.0.0 endpoint (docs/attachments.md): encrypt while uploading in PATCH chunks
-// with a per-chunk sha256 checksum, resume from the relay's Upload-Offset after an interruption (in this
-// process, or in another one given the saved UploadState), and download as a stream that decrypts and checks
-// the digest. Memory stays at one chunk plus one read window whatever the file's size.
+// Attachments over the relay's tus 1.0.0 endpoint (docs/attachments.md): encrypted while uploaded in checksummed
+// PATCH chunks, resumed from the relay's Upload-Offset (in this process or another, from a saved UploadState), and
+// downloaded as a stream that decrypts and checks the digest; memory stays at one chunk plus one read window.
 import { TUS_CONTENT_TYPE, TUS_ENDPOINT, TUS_VERSION } from "../protocol/attachments.ts";
 import {
   ATTACHMENT_KEY_BYTES,
@@ -17,7 +16,7 @@ import {
 import type { AttachmentPointer } from "./content.ts";
 import { CipherpostError } from "./errors.ts";
 import { basicAuth, errorFrom, type Credentials, type RelayHttp } from "./http.ts";
-import { fromBase64, toBase64 } from "../crypto/bytes.ts";
+import { fromBase64, randomBytes, toBase64 } from "../crypto/bytes.ts";
 
 /** Default PATCH size: two of the relay's default 10 MiB R2 parts, well under its 50 MiB MAX_PATCH_BYTES. */
 export const DEFAULT_CHUNK_BYTES = 20 * 1024 * 1024;
@@ -136,7 +135,7 @@ export async function uploadAttachment(
       );
   } else {
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
-    const key = crypto.getRandomValues(new Uint8Array(ATTACHMENT_KEY_BYTES));
+    const key = randomBytes(ATTACHMENT_KEY_BYTES);
     const padded = paddedSize(blob.size);
     const url = await createUpload(http, auth, encryptedSize(padded, segmentBytes), signal);
     state = { url, key: toBase64(key), size: blob.size, paddedSize: padded, segmentBytes };

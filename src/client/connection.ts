@@ -1,7 +1,8 @@
-// The device's one long-lived mailbox WebSocket: a single-use ticket per connection (so the same code works in
-// browsers, which cannot set an Authorization header on a WebSocket), keep-alive pings the relay answers
-// without waking the mailbox, and reconnection with capped exponential backoff and full jitter (AWS
-// Architecture Blog, "Exponential Backoff and Jitter") until stopped or told the device is gone.
+// The device's one long-lived mailbox WebSocket: a single-use ticket per connection (browsers cannot set headers on
+// a WebSocket), keep-alive pings the relay answers without waking the mailbox, and reconnection with capped backoff
+// and full jitter (AWS Architecture Blog) until stopped or told the device is gone; every timer on the client's Clock.
+import { fromUtf8 } from "../crypto/bytes.ts";
+import { type Clock, systemClock, type TimerHandle } from "../protocol/clock.ts";
 import {
   CLOSE_CODES,
   PING_FRAME,
@@ -82,9 +83,10 @@ export class MailboxConnection {
   /** Send frames waiting for their send_result, by frame id; failed with SendNotAnswered when the socket ends. */
   readonly #pending = new Map<
     string,
-    { resolve: (r: SendResultFrame) => void; reject: (e: unknown) => void; timer: ReturnType<typeof setTimeout> }
+    { resolve: (r: SendResultFrame) => void; reject: (e: unknown) => void; timer: TimerHandle }
   >();
   #nextSendId = 0;
+  readonly #clock: Clock;
 
   constructor(
     http: RelayHttp,
@@ -92,7 +94,9 @@ export class MailboxConnection {
     WebSocketImpl: WebSocketConstructor,
     handlers: ConnectionHandlers,
     options: ConnectionOptions = {},
+    clock: Clock = systemClock,
   ) {
+    this.#clock = clock;
     this.#http = http;
     this.#auth = auth;
     this.#WebSocket = WebSocketImpl;
@@ -141,7 +145,7 @@ export class MailboxConnection {
     if (ws?.readyState !== 1) return null;
     const id = `s${++this.#nextSendId}`;
     return new Promise<SendResultFrame>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.#pending.delete(id);
         reject(new SendNotAnswered(`no answer to send ${id} within ${this.#o.sendTimeoutMs} ms`));
       }, this.#o.sendTimeoutMs);
@@ -149,7 +153,7 @@ export class MailboxConnection {
       try {
         ws.send(JSON.stringify({ ...frame, id }));
       } catch (e) {
-        clearTimeout(timer);
+        this.#clock.clearTimeout(timer);
         this.#pending.delete(id);
         reject(new SendNotAnswered(`the connection refused the frame: ${String(e)}`));
       }
@@ -158,7 +162,7 @@ export class MailboxConnection {
 
   #failPending(reason: string): void {
     for (const [id, p] of this.#pending) {
-      clearTimeout(p.timer);
+      this.#clock.clearTimeout(p.timer);
       p.reject(new SendNotAnswered(`send ${id}: ${reason}`));
     }
     this.#pending.clear();
@@ -190,14 +194,15 @@ export class MailboxConnection {
     }
     // A socket whose peer has vanished may never deliver its close event: stop waiting for it after a second.
     const force = this.#forceFinish;
-    if (force) setTimeout(force, 1000);
+    if (force) this.#clock.setTimeout(force, 1000);
   }
 
   async #sleep(ms: number): Promise<void> {
     await new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
+      const clock = this.#clock;
+      const t = clock.setTimeout(done, ms);
       function done() {
-        clearTimeout(t);
+        clock.clearTimeout(t);
         resolve();
       }
       this.#wake = done;
@@ -217,7 +222,7 @@ export class MailboxConnection {
           auth: this.#auth,
         });
         const result = await this.#session(ticket, () => {
-          openedAt = Date.now();
+          openedAt = this.#clock.now();
           this.#failFast = false;
           this.#handlers.event({ state: "open" });
           this.#firstOpen?.resolve();
@@ -267,7 +272,7 @@ export class MailboxConnection {
         this.#handlers.event({ state: "closed", code: closeCode, reason: closeReason, reconnectInMs: null });
         return;
       }
-      if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) attempt = 0;
+      if (openedAt !== null && this.#clock.now() - openedAt >= STABLE_MS) attempt = 0;
       const delay = this.#immediate
         ? 0
         : Math.floor(Math.random() * Math.min(this.#o.maxDelayMs, this.#o.initialDelayMs * 2 ** attempt));
@@ -291,11 +296,12 @@ export class MailboxConnection {
     const ws = new this.#WebSocket(`${base}/v1/websocket?ticket=${encodeURIComponent(ticket)}`);
     this.#ws = ws;
     const o = this.#o;
+    const clock = this.#clock;
     return new Promise((resolve) => {
       let settled = false;
-      let ping: ReturnType<typeof setInterval> | undefined;
-      let pongDeadline: ReturnType<typeof setTimeout> | undefined;
-      const openTimer = setTimeout(() => finish(1006, "the connection did not open in time"), o.openTimeoutMs);
+      let ping: TimerHandle | undefined;
+      let pongDeadline: TimerHandle | undefined;
+      const openTimer = clock.setTimeout(() => finish(1006, "the connection did not open in time"), o.openTimeoutMs);
       const socket: MailboxSocket = {
         ack: (ids) => {
           if (ws.readyState !== 1 || settled) return false;
@@ -313,9 +319,9 @@ export class MailboxConnection {
       const finish = (code: number, reason: string) => {
         if (settled) return;
         settled = true;
-        clearTimeout(openTimer);
-        clearInterval(ping);
-        clearTimeout(pongDeadline);
+        clock.clearTimeout(openTimer);
+        clock.clearTimeout(ping);
+        clock.clearTimeout(pongDeadline);
         if (this.#ws === ws) {
           this.#ws = null;
           this.#forceFinish = null;
@@ -331,24 +337,30 @@ export class MailboxConnection {
         resolve({ code, reason });
       };
       this.#forceFinish = () => finish(4000, "closed by the client");
-      ws.addEventListener("open", () => {
-        clearTimeout(openTimer);
-        onOpen();
-        ping = setInterval(() => {
+      // A ping every keepAliveMs; the pong deadline starts at the first unanswered one.
+      const keepAlive = () => {
+        ping = clock.setTimeout(() => {
+          if (settled) return;
+          keepAlive();
           try {
             ws.send(PING_FRAME);
           } catch {
             return;
           }
           if (pongDeadline === undefined)
-            pongDeadline = setTimeout(() => finish(4001, "keep-alive ping was not answered"), o.pongTimeoutMs);
+            pongDeadline = clock.setTimeout(() => finish(4001, "keep-alive ping was not answered"), o.pongTimeoutMs);
         }, o.keepAliveMs);
+      };
+      ws.addEventListener("open", () => {
+        clock.clearTimeout(openTimer);
+        onOpen();
+        keepAlive();
       });
       ws.addEventListener("message", (ev: MessageEvent) => {
         if (settled) return;
-        const text = typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data as ArrayBuffer);
         let frame: ServerFrame;
         try {
+          const text = typeof ev.data === "string" ? ev.data : fromUtf8(new Uint8Array(ev.data as ArrayBuffer));
           const parsed = ServerFrame.safeParse(JSON.parse(text));
           if (!parsed.success) throw new Error(parsed.error.issues[0]?.message ?? "invalid frame");
           frame = parsed.data;
@@ -359,7 +371,7 @@ export class MailboxConnection {
           return;
         }
         if (frame.type === "pong") {
-          clearTimeout(pongDeadline);
+          clock.clearTimeout(pongDeadline);
           pongDeadline = undefined;
           return;
         }
@@ -367,7 +379,7 @@ export class MailboxConnection {
           const p = this.#pending.get(frame.id);
           if (p) {
             this.#pending.delete(frame.id);
-            clearTimeout(p.timer);
+            this.#clock.clearTimeout(p.timer);
             p.resolve(frame);
           }
           return;
@@ -377,7 +389,7 @@ export class MailboxConnection {
       ws.addEventListener("close", (ev: CloseEvent) => finish(ev.code, ev.reason));
       ws.addEventListener("error", () => {
         // A close event follows an error in WHATWG WebSockets; if the implementation does not send one, end here.
-        setTimeout(() => finish(1006, "connection error"), 2000);
+        clock.setTimeout(() => finish(1006, "connection error"), 2000);
       });
     });
   }

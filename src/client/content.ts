@@ -2,6 +2,7 @@
 // A discriminated union on `type`; every field is checked on arrival, so a sender's bug or a hostile peer's
 // bytes become INVALID_CONTENT instead of an exception deep in an application.
 import { z } from "zod";
+import { fromUtf8, utf8 } from "../crypto/bytes.ts";
 import { AttachmentId } from "../protocol/attachments.ts";
 import { base64Bytes } from "../protocol/base64.ts";
 import { AccountId, DeviceId } from "../protocol/directory.ts";
@@ -49,11 +50,16 @@ export type AttachmentPointer = z.infer<typeof AttachmentPointer>;
 export const GroupContext = z.object({ id: z.uuid(), members: z.array(AccountId).max(MAX_GROUP_MEMBERS) });
 export type GroupContext = z.infer<typeof GroupContext>;
 
-const messageFields = {
+/** What every content carries after its `type`. */
+const contentHeader = {
   /** The client message id: the same on every copy, the key receipts and de-duplication use. */
   id: ClientMessageId,
   /** The sender's clock, ms since the epoch. */
   timestamp: Timestamp,
+};
+
+const messageFields = {
+  ...contentHeader,
   text: z.string().optional(),
   attachments: z.array(AttachmentPointer).max(MAX_ATTACHMENTS_PER_MESSAGE).optional(),
   /** Structured payload for applications (anything JSON). */
@@ -69,8 +75,7 @@ export type MessageContent = z.infer<typeof MessageContent>;
 /** A copy of a message this account sent, for the account's other devices: who it went to. */
 export const SyncContent = z.object({
   type: z.literal("sync"),
-  id: ClientMessageId,
-  timestamp: Timestamp,
+  ...contentHeader,
   /** The account the message was written to (absent for a group message: see message.group). */
   destination: AccountId.optional(),
   message: MessageContent,
@@ -79,8 +84,7 @@ export type SyncContent = z.infer<typeof SyncContent>;
 
 export const ReceiptContent = z.object({
   type: z.literal("receipt"),
-  id: ClientMessageId,
-  timestamp: Timestamp,
+  ...contentHeader,
   kind: z.enum(["delivery", "read"]),
   messageIds: z.array(ClientMessageId).min(1).max(MAX_RECEIPT_IDS),
 });
@@ -89,8 +93,7 @@ export type ReceiptContent = z.infer<typeof ReceiptContent>;
 /** Typing indicators travel as `online` sends: only to devices connected now, never stored. */
 export const TypingContent = z.object({
   type: z.literal("typing"),
-  id: ClientMessageId,
-  timestamp: Timestamp,
+  ...contentHeader,
   action: z.enum(["started", "stopped"]),
   groupId: z.uuid().optional(),
 });
@@ -103,8 +106,7 @@ export type TypingContent = z.infer<typeof TypingContent>;
  */
 export const RetryContent = z.object({
   type: z.literal("retry"),
-  id: ClientMessageId,
-  timestamp: Timestamp,
+  ...contentHeader,
   /** The original sender's device the failed message came from. */
   targetDevice: DeviceId,
   /** The failed message's sender timestamp (its envelope's `timestamp`). */
@@ -122,14 +124,14 @@ export const Content = z.discriminatedUnion("type", [
 export type Content = z.infer<typeof Content>;
 
 export function encodeContent(content: Content): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(content));
+  return utf8(JSON.stringify(content));
 }
 
 /** Parses decrypted bytes; undefined when they are not a valid Content. */
 export function decodeContent(bytes: Uint8Array): Content | undefined {
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    json = JSON.parse(fromUtf8(bytes));
   } catch {
     return undefined;
   }

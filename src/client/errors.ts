@@ -1,6 +1,7 @@
 // The SDK's one error class: every failure an application sees carries a code from a closed set — the relay's
 // codes (src/protocol/errors.ts, with the relay's own retry advice) plus the client-side ones below — so an
 // application branches on `CipherpostError.is(e, "RATE_LIMITED")` rather than on messages or statuses.
+import { CryptoError } from "../crypto/errors.ts";
 import { ERRORS, type ErrorCode } from "../protocol/errors.ts";
 
 /** Failures that happen on this side of the wire; `retry` says whether trying again can help. */
@@ -96,4 +97,25 @@ export const CIPHERPOST_ERROR_CODES = [...Object.keys(ERRORS), ...Object.keys(CL
 
 export function isRelayErrorCode(code: string): code is ErrorCode {
   return Object.hasOwn(ERRORS, code);
+}
+
+/**
+ * Any failure as a CipherpostError: a CipherpostError as it is, the crypto layer's IDENTITY_CHANGED with its keys,
+ * any other CryptoError as DECRYPTION_FAILED (`extras.cryptoCode` says which), anything else as INVALID_RESPONSE.
+ */
+export function asCipherpostError(e: unknown): CipherpostError {
+  if (CipherpostError.is(e)) return e;
+  if (CryptoError.is(e)) {
+    if (e.code === "IDENTITY_CHANGED") {
+      return new CipherpostError("IDENTITY_CHANGED", e.message, {
+        extras: { trustedIdentityKey: e.extras.trustedIdentityKey, receivedIdentityKey: e.extras.receivedIdentityKey },
+        cause: e,
+      });
+    }
+    return new CipherpostError("DECRYPTION_FAILED", `${e.code}: ${e.message}`, {
+      extras: { cryptoCode: e.code },
+      cause: e,
+    });
+  }
+  return new CipherpostError("INVALID_RESPONSE", e instanceof Error ? e.message : String(e), { cause: e });
 }

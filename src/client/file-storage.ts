@@ -1,7 +1,6 @@
-// A file-backed Storage for Node (the CLI's profiles): an append-only journal of batches, one JSON line each,
-// fsynced before a write resolves, replayed into memory on open and compacted by rewriting it whole (temp file,
-// fsync, rename) once it is mostly dead entries. A torn last line from a crash is ignored, so a batch is atomic.
-// Kept out of src/client/index.ts so browser and Workers builds never import node:fs.
+// A file-backed Storage for Node (the CLI's profiles), kept out of index.ts so browser builds never import node:fs:
+// an append-only journal of batches, one JSON line each, fsynced before a write resolves, replayed on open (a torn
+// last line from a crash is ignored, so a batch is atomic) and compacted by a whole rewrite when mostly dead.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";

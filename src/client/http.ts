@@ -1,6 +1,7 @@
 // The relay's HTTP API as typed calls: fetch with Basic auth, answers validated with the protocol's zod
 // schemas, every failure turned into a CipherpostError (the relay's code, or UNREACHABLE/TIMEOUT/INVALID_RESPONSE).
 import type { z } from "zod";
+import { toBase64, utf8 } from "../crypto/bytes.ts";
 import { ErrorBody } from "../protocol/errors.ts";
 import { CipherpostError, isRelayErrorCode } from "./errors.ts";
 
@@ -22,7 +23,7 @@ export interface RequestOptions {
 }
 
 export function basicAuth(c: Credentials): string {
-  return `Basic ${btoa(`${c.accountId}.${c.deviceId}:${c.password}`)}`;
+  return `Basic ${toBase64(utf8(`${c.accountId}.${c.deviceId}:${c.password}`))}`;
 }
 
 export class RelayHttp {

@@ -24,6 +24,8 @@ export { DEFAULT_CHUNK_BYTES } from "./attachments.ts";
 export type { DownloadOptions, UploadOptions, UploadState } from "./attachments.ts";
 export { DEFAULT_SEGMENT_BYTES, encryptedSize, paddedSize } from "./attachment-crypto.ts";
 export type { ConnectionEvent, ConnectionOptions, WebSocketConstructor } from "./connection.ts";
+export { systemClock } from "../protocol/clock.ts";
+export type { Clock } from "../protocol/clock.ts";
 export { decodeLinkCode, encodeLinkCode, LINK_CODE_PREFIX } from "./link-code.ts";
 export type { LinkCode } from "./link-code.ts";
 export { DEFAULT_PREKEY_POLICY } from "./prekeys.ts";

@@ -2,6 +2,7 @@
 // "cplink1." ‖ base64url without padding of (account id as 16 bytes ‖ link token 32 bytes ‖ secret 32 bytes),
 // and the hand-over plaintext sealed in the envelope: UTF-8 JSON {version:1, accountId, identityKey, identityPrivateKey}.
 import { z } from "zod";
+import { fromBase64Url, fromHex, toBase64Url, toHex } from "../crypto/bytes.ts";
 import { base64Bytes } from "../protocol/base64.ts";
 import { AccountId } from "../protocol/directory.ts";
 import { LINK_TOKEN_BYTES } from "../protocol/limits.ts";
@@ -24,32 +25,17 @@ export const LinkHandOver = z.object({
 });
 export type LinkHandOver = z.infer<typeof LinkHandOver>;
 
-export function uuidToBytes(uuid: string): Uint8Array {
-  const hex = uuid.replace(/-/g, "");
-  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new CipherpostError("INVALID_ARGUMENT", `not a UUID: ${uuid}`);
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 16; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
+/** The 16 bytes of a UUID (its 32 hex digits). */
+function uuidToBytes(uuid: string): Uint8Array {
+  const digits = uuid.replace(/-/g, "");
+  if (!/^[0-9a-fA-F]{32}$/.test(digits)) throw new CipherpostError("INVALID_ARGUMENT", `not a UUID: ${uuid}`);
+  return fromHex(digits);
 }
 
-export function bytesToUuid(bytes: Uint8Array): string {
-  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+/** A UUID in its usual lowercase form, from its 16 bytes. */
+function bytesToUuid(bytes: Uint8Array): string {
+  const hex = toHex(bytes);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-export function toBase64Url(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-export function fromBase64Url(text: string): Uint8Array {
-  if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) throw new TypeError("not base64url");
-  const b64 = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4);
-  const bin = atob(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
 }
 
 export function encodeLinkCode(code: LinkCode): string {

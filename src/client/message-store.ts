@@ -1,8 +1,9 @@
 // The device's conversation history in Storage: one entry per message in arrival order, indexed in memory by
 // (sender, client message id) so a message that arrives twice — a relay redelivery, or a resend after a retry
 // receipt — is stored once. Changes are staged into the same batch as the session that decrypted the message.
-import type { AttachmentPointer, GroupContext } from "./content.ts";
+import type { AttachmentPointer, GroupContext, MessageContent } from "./content.ts";
 import type { Storage, StorageBatch } from "./storage.ts";
+import { MESSAGE_PREFIX, messageKey, seqOfMessageKey } from "./storage-keys.ts";
 
 export interface StoredMessage {
   /** The client message id, the same on every copy. */
@@ -38,8 +39,6 @@ export interface MessageFilter {
   since?: number;
 }
 
-const PREFIX = "m/";
-const keyOf = (seq: number) => `${PREFIX}${String(seq).padStart(16, "0")}`;
 const indexOf = (from: string, id: string) => `${from}/${id}`;
 
 export class MessageStore {
@@ -54,11 +53,11 @@ export class MessageStore {
 
   static async load(storage: Storage): Promise<MessageStore> {
     const s = new MessageStore(storage);
-    for (const [k, v] of await storage.list(PREFIX)) {
+    for (const [k, v] of await storage.list(MESSAGE_PREFIX)) {
       const m = JSON.parse(v) as StoredMessage;
       s.#byKey.set(k, m);
       s.#index.set(indexOf(m.from, m.id), k);
-      s.#seq = Math.max(s.#seq, Number(k.slice(PREFIX.length)));
+      s.#seq = Math.max(s.#seq, seqOfMessageKey(k));
     }
     return s;
   }
@@ -76,8 +75,8 @@ export class MessageStore {
     return undefined;
   }
 
-  /** Messages in the order this device stored them, expired ones left out. */
-  list(filter: MessageFilter = {}, now = Date.now()): StoredMessage[] {
+  /** Messages in the order this device stored them, expired ones (at the client's clock's `now`) left out. */
+  list(filter: MessageFilter, now: number): StoredMessage[] {
     const out: StoredMessage[] = [];
     const keys = [...this.#byKey.keys()].sort();
     for (const k of keys) {
@@ -93,7 +92,7 @@ export class MessageStore {
 
   /** Stages a new message into `batch`; call the returned function once the batch is written. */
   stageAdd(message: StoredMessage, batch: StorageBatch & { set: Record<string, string> }): () => void {
-    const key = keyOf(++this.#seq);
+    const key = messageKey(++this.#seq);
     batch.set[key] = JSON.stringify(message);
     return () => {
       this.#byKey.set(key, message);
@@ -128,7 +127,7 @@ export class MessageStore {
   }
 
   /** Deletes every message whose disappearing timer has run out; answers how many went. */
-  async deleteExpired(now = Date.now()): Promise<StoredMessage[]> {
+  async deleteExpired(now: number): Promise<StoredMessage[]> {
     const gone = [...this.#byKey].filter(([, m]) => m.expiresAt !== undefined && m.expiresAt <= now);
     if (gone.length === 0) return [];
     await this.#storage.write({ delete: gone.map(([k]) => k) });
@@ -150,4 +149,27 @@ export class MessageStore {
   get size(): number {
     return this.#byKey.size;
   }
+}
+
+/** The stored form of a message content: received, synced from another own device, or sent from this one. */
+export function toStored(
+  content: MessageContent,
+  o: { direction: StoredMessage["direction"]; from: string; fromDevice: number; to?: string; now: number },
+): StoredMessage {
+  return {
+    id: content.id,
+    direction: o.direction,
+    from: o.from,
+    fromDevice: o.fromDevice,
+    ...(o.to ? { to: o.to } : {}),
+    ...(content.group ? { group: content.group } : {}),
+    timestamp: content.timestamp,
+    storedAt: o.now,
+    ...(content.text !== undefined ? { text: content.text } : {}),
+    ...(content.attachments ? { attachments: content.attachments } : {}),
+    ...(content.data !== undefined ? { data: content.data } : {}),
+    ...(content.expireSeconds !== undefined
+      ? { expireSeconds: content.expireSeconds, expiresAt: o.now + content.expireSeconds * 1000 }
+      : {}),
+  };
 }

@@ -1,7 +1,6 @@
-// A device's prekeys: generation (signed by the account identity key, as the relay verifies them), their
-// private halves in Storage, the lookups the crypto layer's PreKeyStore wants, and the upkeep policy: refill
-// one-time keys below a threshold, rotate the signed EC prekey and the last-resort KEM key on a schedule, and
-// forget replaced ones after a grace period (messages in flight may still name them).
+// A device's prekeys: generation (signed by the account identity key, as the relay verifies them), their private
+// halves in Storage behind the crypto layer's PreKeyStore, and the policy: refill one-time keys below a threshold,
+// rotate the signed and last-resort keys on a schedule, forget replaced ones after a grace period.
 import { fromBase64, toBase64 } from "../crypto/bytes.ts";
 import { generateEcKeyPair, generateKemKeyPair, type EcKeyPair, type KemKeyPair } from "../crypto/keys.ts";
 import type { PreKeyStore } from "../crypto/session-store.ts";
@@ -9,6 +8,7 @@ import { xeddsaSign } from "../crypto/xeddsa.ts";
 import type { ECPreKey, ECSignedPreKey, KEMSignedPreKey } from "../protocol/directory.ts";
 import { MAX_KEY_ID, MAX_PREKEYS_PER_UPLOAD } from "../protocol/limits.ts";
 import type { Storage, StorageBatch } from "./storage.ts";
+import { PREKEY_PREFIXES, preKeyKey } from "./storage-keys.ts";
 
 export interface PreKeyPolicy {
   /** One-time keys of each kind kept on the relay after a refill (at most 100 per upload). Default 100. */
@@ -28,13 +28,10 @@ export const DEFAULT_PREKEY_POLICY: PreKeyPolicy = {
   graceMs: 30 * 86_400_000,
 };
 
-/** Storage key prefixes of private prekeys. */
-export const K = {
-  ec: "pk/ec/",
-  kem: "pk/kem/",
-  signed: "pk/spk/",
-  lastResort: "pk/lr/",
-} as const;
+/** The default policy with an application's overrides. */
+export function preKeyPolicy(overrides: Partial<PreKeyPolicy> = {}): PreKeyPolicy {
+  return { ...DEFAULT_PREKEY_POLICY, ...overrides };
+}
 
 interface StoredEc {
   pub: string;
@@ -67,7 +64,6 @@ const kemIn = (s: string): KemKeyPair & { created?: number } => {
   const j = JSON.parse(s) as StoredKem;
   return { publicKey: fromBase64(j.pub), secretKey: fromBase64(j.sk), ...(j.created ? { created: j.created } : {}) };
 };
-const idKey = (prefix: string, id: number) => `${prefix}${String(id).padStart(10, "0")}`;
 
 /** The keys a device publishes, with their private halves as a storage batch to write before publishing. */
 export interface GeneratedKeys {
@@ -101,25 +97,25 @@ export function generateKeys(
     const keyId = take();
     const k = generateEcKeyPair();
     out.signedPreKey = { keyId, publicKey: toBase64(k.publicKey), signature: sign(k.publicKey) };
-    out.batch.set[idKey(K.signed, keyId)] = ecOut(k, now);
+    out.batch.set[preKeyKey(PREKEY_PREFIXES.signed, keyId)] = ecOut(k, now);
   }
   if (want.lastResort) {
     const keyId = take();
     const k = generateKemKeyPair();
     out.pqLastResortPreKey = { keyId, publicKey: toBase64(k.publicKey), signature: sign(k.publicKey) };
-    out.batch.set[idKey(K.lastResort, keyId)] = kemOut(k, now);
+    out.batch.set[preKeyKey(PREKEY_PREFIXES.lastResort, keyId)] = kemOut(k, now);
   }
   for (let i = 0; i < Math.min(want.ec ?? 0, MAX_PREKEYS_PER_UPLOAD); i++) {
     const keyId = take();
     const k = generateEcKeyPair();
     out.preKeys.push({ keyId, publicKey: toBase64(k.publicKey) });
-    out.batch.set[idKey(K.ec, keyId)] = ecOut(k);
+    out.batch.set[preKeyKey(PREKEY_PREFIXES.ec, keyId)] = ecOut(k);
   }
   for (let i = 0; i < Math.min(want.kem ?? 0, MAX_PREKEYS_PER_UPLOAD); i++) {
     const keyId = take();
     const k = generateKemKeyPair();
     out.pqPreKeys.push({ keyId, publicKey: toBase64(k.publicKey), signature: sign(k.publicKey) });
-    out.batch.set[idKey(K.kem, keyId)] = kemOut(k);
+    out.batch.set[preKeyKey(PREKEY_PREFIXES.kem, keyId)] = kemOut(k);
   }
   out.nextKeyId = id;
   return out;
@@ -130,25 +126,27 @@ export class StoragePreKeyStore implements PreKeyStore {
   constructor(private readonly storage: Storage) {}
 
   async signedPreKey(keyId: number): Promise<EcKeyPair | undefined> {
-    const s = await this.storage.get(idKey(K.signed, keyId));
+    const s = await this.storage.get(preKeyKey(PREKEY_PREFIXES.signed, keyId));
     return s ? ecIn(s) : undefined;
   }
 
   async preKey(keyId: number): Promise<EcKeyPair | undefined> {
-    const s = await this.storage.get(idKey(K.ec, keyId));
+    const s = await this.storage.get(preKeyKey(PREKEY_PREFIXES.ec, keyId));
     return s ? ecIn(s) : undefined;
   }
 
   async kemPreKey(keyId: number): Promise<KemKeyPair | undefined> {
-    const s = (await this.storage.get(idKey(K.kem, keyId))) ?? (await this.storage.get(idKey(K.lastResort, keyId)));
+    const s =
+      (await this.storage.get(preKeyKey(PREKEY_PREFIXES.kem, keyId))) ??
+      (await this.storage.get(preKeyKey(PREKEY_PREFIXES.lastResort, keyId)));
     return s ? kemIn(s) : undefined;
   }
 }
 
 /** Deletions after a prekey message set up a session: the one-time EC key and a one-time KEM key (never a last-resort one). */
 export function usedPreKeyDeletions(used: { preKeyId?: number; kemPreKeyId: number }): string[] {
-  const out = [idKey(K.kem, used.kemPreKeyId)];
-  if (used.preKeyId !== undefined) out.push(idKey(K.ec, used.preKeyId));
+  const out = [preKeyKey(PREKEY_PREFIXES.kem, used.kemPreKeyId)];
+  if (used.preKeyId !== undefined) out.push(preKeyKey(PREKEY_PREFIXES.ec, used.preKeyId));
   return out;
 }
 
@@ -174,7 +172,7 @@ export async function rotationPlan(
       if (entries[i - 1]!.created + policy.graceMs < now) expired.push(entries[i]!.k);
     return !newest || now - newest.created >= policy.rotationMs;
   };
-  const signed = await check(K.signed);
-  const lastResort = await check(K.lastResort);
+  const signed = await check(PREKEY_PREFIXES.signed);
+  const lastResort = await check(PREKEY_PREFIXES.lastResort);
   return { signed, lastResort, expired };
 }

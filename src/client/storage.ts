@@ -1,12 +1,18 @@
-// Where the SDK keeps a device's state: keys, sessions, received messages. A small key-value interface with
-// atomic batches, so one implementation fits a browser (IndexedDB), a server (SQLite) or a file, and a
-// decrypted message, the session that decrypted it and the relay id that marks it seen are written together:
-// a crash can never leave a ratchet advanced past a message that was not stored.
+// Where the SDK keeps a device's state: a small key-value interface with atomic batches (one implementation fits
+// IndexedDB, SQLite or a file), so a decrypted message, the session that decrypted it and the relay id that marks
+// it seen are written together: a crash can never leave a ratchet advanced past a message that was not stored.
 
 /** One atomic write: every `set` and `delete` lands, or none does. */
 export interface StorageBatch {
   set?: Record<string, string>;
   delete?: string[];
+}
+
+/** A batch being built up by several steps (a session, a message, a seen marker) and then written once. */
+export type WriteBatch = StorageBatch & { set: Record<string, string>; delete: string[] };
+
+export function newBatch(): WriteBatch {
+  return { set: {}, delete: [] };
 }
 
 export interface Storage {

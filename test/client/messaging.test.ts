@@ -1,7 +1,6 @@
-// The SDK against the relay started locally (test/support/relay.ts): conversations both ways, a linked second
-// device seeing both sides, groups, disappearing messages, 500 messages across a dropped connection and a
-// restarted client, retry receipts, prekey upkeep, devices and account deletion, and reconnection after the
-// relay itself restarts (as a deploy closes every socket). One relay for the whole file.
+// The SDK against the relay started locally (test/support/relay.ts), one relay for the file: conversations, linked
+// devices, groups, disappearing messages, 500 messages across a dropped connection and a restart, retry receipts,
+// prekey upkeep, devices and account deletion, sends over the connection, and reconnecting after a relay restart.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +13,7 @@ import {
   type StoredMessage,
 } from "../../src/client/index.ts";
 import { FileStorage } from "../../src/client/node.ts";
+import { ManualClock } from "../support/manual-clock.ts";
 import { startRelay, type Relay } from "../support/relay.ts";
 import { clientOptions, nextEvent, register, waitFor } from "./helpers.ts";
 
@@ -209,24 +209,34 @@ describe("groups and disappearing messages", () => {
   });
 
   it("a disappearing message is gone from the receiver's store after its timer, and expires on the relay too", async () => {
-    const [a, b, offline] = await Promise.all([client(), client(), client()]);
+    // A's and B's timers run on a clock the test moves, so the two-second timer takes no time.
+    const clock = new ManualClock();
+    const [a, b, offline] = await Promise.all([client({ clock }), client({ clock }), client()]);
     await b.connect();
     const gone = nextEvent(b, "expired");
     const m = await a.send(b.accountId, { text: "this disappears", expireSeconds: 2 });
     const stored = await waitFor("B stores it", () => b.messages.get(m.id, a.accountId));
     expect(stored.expireSeconds).toBe(2);
     expect(stored.expiresAt! - stored.storedAt).toBe(2000);
+    clock.advance(stored.expiresAt! - clock.now() - 1);
+    expect(b.messages.list({ with: a.accountId }).map((x) => x.id)).toEqual([m.id]);
+    clock.advance(1);
     expect((await gone).map((x) => x.id)).toEqual([m.id]);
-    expect(Date.now()).toBeGreaterThanOrEqual(stored.expiresAt!);
+    expect(clock.now()).toBeGreaterThanOrEqual(stored.expiresAt!);
     expect(b.messages.get(m.id, a.accountId)).toBeUndefined();
-    // The sender's own copy goes too, on its own timer (both clients share this process's event loop, so under
-    // load its timer may run just after B's).
+    // The sender's own copy goes too, on its own timer (run by the same advance; its deletion is asynchronous).
     await waitFor("A's own copy expires", () => a.messages.get(m.id, a.accountId) === undefined, 5_000);
 
     // The relay keeps an undelivered copy no longer than the timer: a device offline past it never sees it.
-    await a.send(offline.accountId, { text: "expires unread", expireSeconds: 1 });
+    const expireSeconds = 1;
+    const expiring = await a.send(offline.accountId, { text: "expires unread", expireSeconds });
     const kept = await a.send(offline.accountId, "stays");
-    await new Promise((r) => setTimeout(r, 1500));
+    // The relay stamps the copy's expiry with its own clock, which is this machine's: wait until that moment has
+    // passed (the condition itself, not a guessed pause).
+    await waitFor(
+      "the relay's expiry of the first copy",
+      () => Date.now() > expiring.serverTimestamp + expireSeconds * 1000,
+    );
     await offline.connect();
     await waitFor("the lasting message arrives", () => offline.messages.get(kept.id, a.accountId));
     expect(texts(offline.messages.list({ with: a.accountId }))).toEqual(["stays"]);
@@ -282,10 +292,14 @@ describe("a long conversation across connection loss", () => {
     }
     const sendSeconds = (performance.now() - started) / 1000;
     await waitFor("all 500 messages stored", () => b.messages.list({ with: a.accountId }).length >= N, 60_000);
-    await new Promise((r) => setTimeout(r, 300));
+    // A barrier rather than a pause: a message sent now is queued on the relay behind every copy it still holds
+    // for B, and B processes frames in order, so once its event is out no earlier delivery can still come.
+    const c = await client();
+    await c.send(b.accountId, "barrier");
+    await waitFor("the barrier message's event", () => events.includes("barrier"));
     expect(dropped && restarted).toBe(true);
     expect(texts(b.messages.list({ with: a.accountId }))).toEqual(Array.from({ length: N }, (_, i) => `m${i}`));
-    expect(events).toEqual(Array.from({ length: N }, (_, i) => `m${i}`));
+    expect(events).toEqual([...Array.from({ length: N }, (_, i) => `m${i}`), "barrier"]);
     duplicates += b.stats.duplicates;
     expect(duplicates).toBeGreaterThan(0);
     console.log(
@@ -457,7 +471,10 @@ describe("sending over the mailbox connection", () => {
     expect(rec.sends).toHaveLength(1);
     expect(rec.sends[0]).toMatchObject({ key: frameKey, replayed: "true" });
     await waitFor("B gets it", () => b.messages.get(sent.id, a.accountId));
-    await new Promise((r) => setTimeout(r, 500));
+    // A barrier rather than a pause: a second copy would be queued ahead of A's next message, so once B has that
+    // one, any second copy has been processed.
+    const next = await a.send(b.accountId, "after it");
+    await waitFor("B gets the next message", () => b.messages.get(next.id, a.accountId));
     expect(b.messages.list({ with: a.accountId }).filter((m) => m.id === sent.id)).toHaveLength(1);
   });
 });

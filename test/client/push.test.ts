@@ -1,7 +1,6 @@
-// Push wake-ups end to end: the relay started locally with a VAPID key, a push service listening on localhost
-// (node:http, recording what it is sent), and SDK clients registering endpoints. A message for a device with
-// nothing open makes one empty, VAPID-signed push; a connected device gets none; a push service that answers
-// 410 ends the registration.
+// Push wake-ups end to end: the relay with a VAPID key, a recording push service on localhost and SDK clients. A
+// message for a device with nothing open makes one empty, VAPID-signed push; a connected device gets none; a push
+// service answering 410 ends the registration.
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -128,14 +127,21 @@ describe("push wake-ups", () => {
 
   it("a connected device gets the message and no push", async () => {
     const [alice, carol] = await Promise.all([client(), client()]);
-    await carol.setPushEndpoint(`${pushBase}/push/${carol.accountId}`);
+    const whileOnline = `/push/${carol.accountId}`;
+    await carol.setPushEndpoint(`${pushBase}${whileOnline}`);
     await carol.connect();
     const arrived = nextEvent(carol, "message", (msg) => msg.text === "you are online");
     await alice.send(carol.accountId, "you are online");
     await arrived;
-    // The relay decided at accept time; by the time the message was delivered any push would have been sent too.
-    await new Promise((r) => setTimeout(r, 300));
-    expect(pushesTo(`/push/${carol.accountId}`)).toHaveLength(0);
+    // A barrier rather than a pause: carol goes offline with another endpoint and is written to again. A push
+    // decided for the first message would hold back any other within PUSH_MIN_INTERVAL_SECONDS, so a push to the
+    // new endpoint shows that none was decided while carol was connected (and none can still be on its way).
+    const whileOffline = `/push/${carol.accountId}/offline`;
+    await carol.setPushEndpoint(`${pushBase}${whileOffline}`);
+    await carol.close();
+    await alice.send(carol.accountId, "you are offline");
+    await waitFor("the push for the message sent while offline", () => pushesTo(whileOffline).length === 1);
+    expect(pushesTo(whileOnline)).toHaveLength(0);
   });
 
   it("a push service answering 410 ends the registration; the device learns it must subscribe again", async () => {

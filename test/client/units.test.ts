@@ -1,6 +1,6 @@
-// The SDK's parts that need no relay: the error class and its codes, link codes, the attachment format
-// (round trips at segment boundaries, reordering, truncation, tampering), the file-backed storage's atomicity
-// and crash recovery, content parsing, prekey rotation, and the CLI's argument grammar.
+// The SDK's parts that need no relay: the error class and its codes, link codes, the attachment format (segment
+// boundaries, reordering, truncation, tampering), FileStorage's atomicity and crash recovery, content parsing, prekey
+// rotation, timers on an injected clock (disappearing messages, reconnect backoff), and the CLI's argument grammar.
 import {
   appendFileSync,
   closeSync,
@@ -35,12 +35,19 @@ import {
   encodeLinkCode,
   MemoryStorage,
 } from "../../src/client/index.ts";
+import { type ConnectionEvent, MailboxConnection, type WebSocketConstructor } from "../../src/client/connection.ts";
+import { Emitter } from "../../src/client/events.ts";
+import { Expiry } from "../../src/client/expiry.ts";
+import { MessageStore, toStored } from "../../src/client/message-store.ts";
 import { FileStorage } from "../../src/client/node.ts";
-import { DEFAULT_PREKEY_POLICY, generateKeys, K, rotationPlan } from "../../src/client/prekeys.ts";
+import { newBatch } from "../../src/client/storage.ts";
+import { DEFAULT_PREKEY_POLICY, generateKeys, rotationPlan } from "../../src/client/prekeys.ts";
+import { MESSAGE_PREFIX, PREKEY_PREFIXES } from "../../src/client/storage-keys.ts";
 import { generateEcKeyPair } from "../../src/crypto/keys.ts";
 import { xeddsaVerify } from "../../src/crypto/xeddsa.ts";
 import { fromBase64 } from "../../src/crypto/bytes.ts";
 import { ERRORS } from "../../src/protocol/errors.ts";
+import { ManualClock } from "../support/manual-clock.ts";
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -369,8 +376,85 @@ describe("prekeys", () => {
     await storage.write(generateKeys(identity.privateKey, 10, { signed: true }, 200).batch);
     expect((await rotationPlan(storage, policy, 300)).expired).toEqual([]);
     const later = await rotationPlan(storage, policy, 1201);
-    expect(later.expired).toEqual([`${K.signed}${"1".padStart(10, "0")}`]);
+    expect(later.expired).toEqual([`${PREKEY_PREFIXES.signed}${"1".padStart(10, "0")}`]);
     expect(later.signed).toBe(true);
+  });
+});
+
+describe("the client's clock", () => {
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+  it("a disappearing message goes at its deadline on the injected clock, not before", async () => {
+    const clock = new ManualClock(1_000_000);
+    const storage = new MemoryStorage();
+    const store = await MessageStore.load(storage);
+    const events = new Emitter();
+    const expired: string[][] = [];
+    events.on("expired", (gone) => void expired.push(gone.map((m) => m.id)));
+    const expiry = new Expiry(store, clock, events);
+    const content = {
+      type: "message",
+      id: crypto.randomUUID(),
+      timestamp: clock.now(),
+      text: "soon gone",
+      expireSeconds: 5,
+    } as const;
+    const from = crypto.randomUUID();
+    const batch = newBatch();
+    const commit = store.stageAdd(
+      toStored(content, { direction: "incoming", from, fromDevice: 1, now: clock.now() }),
+      batch,
+    );
+    await storage.write(batch);
+    commit();
+    expiry.schedule();
+    clock.advance(4_999);
+    await settle();
+    expect(store.list({}, clock.now()).map((m) => m.id)).toEqual([content.id]);
+    expect(expired).toEqual([]);
+    clock.advance(1);
+    await expect.poll(() => expired).toEqual([[content.id]]);
+    expect(await storage.list(MESSAGE_PREFIX)).toEqual([]);
+    expect(clock.pending).toBe(0);
+  });
+
+  it("the connection's reconnect backoff waits on the injected clock", async () => {
+    const clock = new ManualClock();
+    const down = {
+      server: "http://127.0.0.1:9",
+      json: async () => {
+        throw new CipherpostError("UNREACHABLE", "the relay is down");
+      },
+    } as unknown as RelayHttp;
+    const seen: ConnectionEvent[] = [];
+    const connection = new MailboxConnection(
+      down,
+      { accountId: crypto.randomUUID(), deviceId: 1, password: "unused" },
+      class {} as unknown as WebSocketConstructor,
+      {
+        frame: () => undefined,
+        event: (e) => void seen.push(e),
+        fatal: () => undefined,
+        protocolError: () => undefined,
+      },
+      { initialDelayMs: 60_000, maxDelayMs: 60_000 },
+      clock,
+    );
+    void connection.start();
+    await expect.poll(() => seen.length).toBe(2);
+    expect(seen[0]).toEqual({ state: "connecting", attempt: 0 });
+    const closed = seen[1] as Extract<ConnectionEvent, { state: "closed" }>;
+    expect(closed.state).toBe("closed");
+    const delay = closed.reconnectInMs!;
+    // Full jitter: anywhere in [0, initialDelayMs); 0 would reconnect at once (1 chance in 60 000).
+    expect(delay).toBeGreaterThan(0);
+    expect(delay).toBeLessThan(60_000);
+    clock.advance(delay - 1);
+    await settle();
+    expect(seen).toHaveLength(2);
+    clock.advance(1);
+    await expect.poll(() => seen[2]).toEqual({ state: "connecting", attempt: 1 });
+    await connection.stop();
   });
 });
 
