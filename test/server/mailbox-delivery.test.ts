@@ -3,6 +3,7 @@
 // the keys-low frame.
 import { describe, expect, it } from "vitest";
 import type { MessageFrame } from "../../src/protocol/frames.ts";
+import { ManualClock } from "../support/manual-clock.ts";
 import { call, callJson } from "./helpers.ts";
 import {
   accountStub,
@@ -14,6 +15,7 @@ import {
   queueDepth,
   sendOk,
   to,
+  useClock,
   withObjectVars,
 } from "./ws-helpers.ts";
 
@@ -117,7 +119,7 @@ describe("mailbox delivery", () => {
     const [m2] = (await c2.messages(1)) as [MessageFrame];
     // Device 1 acks device 2's message id and a made-up id: neither deletes anything.
     c1.ack([m2.id, crypto.randomUUID()]);
-    await c1.quiet(150);
+    await c1.settle();
     expect(await queueDepth(bob.accountId, 2)).toEqual({ messages: 1, bytes: 48 });
     expect((await queueDepth(bob.accountId, 1)).messages).toBe(1);
     // A message from an earlier connection acked on a new one before it is sent there deletes nothing either:
@@ -143,10 +145,10 @@ describe("mailbox delivery", () => {
     for (let i = 0; i < 5; i++) await sendOk(alice, [bob]);
     const conn = await connect(bob.auth);
     const firstThree = await conn.messages(3);
-    expect(await conn.quiet(250)).toBe(true); // window full: nothing more, not even queue_empty
+    expect(await conn.quiet()).toBe(true); // window full: nothing more, not even queue_empty
     conn.ack([firstThree[0]!.id]);
     await conn.messages(1);
-    expect(await conn.quiet(150)).toBe(true);
+    expect(await conn.quiet()).toBe(true);
     conn.ack(conn.frames.flatMap((f) => (f.type === "message" ? [f.id] : [])));
     await conn.messages(1);
     expect((await conn.next("queue_empty")).type).toBe("queue_empty");
@@ -156,10 +158,10 @@ describe("mailbox delivery", () => {
     expect((await queueDepth(bob.accountId, 1)).messages).toBe(0);
     for (let i = 0; i < 5; i++) await sendOk(alice, [bob]);
     const live = await conn.messages(3);
-    expect(await conn.quiet(200)).toBe(true);
+    expect(await conn.quiet()).toBe(true);
     conn.ack([live[1]!.id, live[2]!.id]);
     await conn.messages(2);
-    expect(await conn.quiet(150)).toBe(true);
+    expect(await conn.quiet()).toBe(true);
     expect((await queueDepth(bob.accountId, 1)).messages).toBe(3);
     conn.close();
   });
@@ -219,8 +221,10 @@ describe("mailbox delivery", () => {
   it("an expired ticket is refused", async () => {
     const bob = primary(await newAccount());
     await withObjectVars(bob.accountId, { WS_TICKET_TTL_SECONDS: "1" });
+    const clock = new ManualClock();
+    await useClock(bob.accountId, clock);
     const t = await callJson<{ ticket: string }>("POST", "/v1/websocket/ticket", { auth: bob.auth });
-    await new Promise((r) => setTimeout(r, 1100));
+    clock.advance(1100);
     await expect(connect({ ticket: t.ticket })).rejects.toThrow(/401/);
   });
 
@@ -234,7 +238,7 @@ describe("mailbox delivery", () => {
     // Above the threshold nothing is said.
     await withObjectVars(bob.accountId, { PREKEY_LOW_THRESHOLD: "0" });
     await callJson("GET", `/v2/keys/${bob.accountId}/1`, { auth: alice.auth });
-    expect(await conn.quiet(200)).toBe(true);
+    expect(await conn.quiet()).toBe(true);
     conn.close();
   });
 

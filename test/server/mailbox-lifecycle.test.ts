@@ -1,8 +1,9 @@
 // Keeping storage bounded and objects honest: expiry from the alarm, the idle close, an object reset that
-// still delivers everything queued, device removal and account deletion.
+// still delivers everything queued, device removal and account deletion. Time moves on a ManualClock.
 import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { MessageFrame } from "../../src/protocol/frames.ts";
+import { ManualClock } from "../support/manual-clock.ts";
 import { call } from "./helpers.ts";
 import {
   accountStub,
@@ -15,6 +16,7 @@ import {
   send,
   sendOk,
   to,
+  useClock,
   withObjectVars,
 } from "./ws-helpers.ts";
 
@@ -25,6 +27,10 @@ describe("mailbox lifecycle", () => {
   it("expires queued messages from the alarm, set to the earliest expiry; a sender may shorten the TTL", async () => {
     const alice = primary(await newAccount());
     const bob = primary(await newAccount());
+    // An hour ahead of the runtime's time: the alarms this sets lie in the runtime's future, so only the test
+    // fires them (runDurableObjectAlarm), after moving the clock.
+    const clock = new ManualClock(Date.now() + 3_600_000);
+    await useClock(bob.accountId, clock);
     const keep = ciphertext();
     await sendOk(alice, [bob], { content: keep });
     const keepAlarm = await alarmOf(bob.accountId);
@@ -32,15 +38,13 @@ describe("mailbox lifecycle", () => {
     const alarm = await alarmOf(bob.accountId);
     expect(alarm).toBe(short.serverTimestamp + 1000); // moved earlier, to the short message's expiry
     expect(keepAlarm).toBeGreaterThan(alarm!);
-    await new Promise((r) => setTimeout(r, 1100));
-    // The runtime fires the alarm on its own at the expiry; the forced run covers a runtime that has not yet.
-    // Either way only the alarm deletes expired copies (the depth counts them until it does).
-    await runDurableObjectAlarm(accountStub(bob.accountId));
-    await expect.poll(async () => (await queueDepth(bob.accountId, 1)).messages, { timeout: 10_000 }).toBe(1);
+    clock.advance(1100);
+    // Only the alarm deletes expired copies: the depth counts them until it runs.
+    expect((await queueDepth(bob.accountId, 1)).messages).toBe(2);
+    expect(await runDurableObjectAlarm(accountStub(bob.accountId))).toBe(true);
+    expect((await queueDepth(bob.accountId, 1)).messages).toBe(1);
     // Rescheduled for the next expiry, 30 days out by default (and not once more for the copy just expired).
-    await expect
-      .poll(async () => (await alarmOf(bob.accountId)) ?? 0, { timeout: 10_000 })
-      .toBeGreaterThan(Date.now() + 29 * 86_400_000);
+    expect(await alarmOf(bob.accountId)).toBeGreaterThan(clock.now() + 29 * 86_400_000);
     const conn = await connect(bob.auth);
     const [m] = (await conn.messages(1)) as [MessageFrame];
     expect(m.envelope.content).toBe(keep);
@@ -57,19 +61,23 @@ describe("mailbox lifecycle", () => {
   it("closes a socket with no ping for IDLE_TIMEOUT_SECONDS from the alarm; pings keep it open", async () => {
     const alice = primary(await newAccount());
     const bob = primary(await newAccount());
-    // 3 s with 1.5 s steps: slack enough for a loaded machine, where 1 s with 600 ms steps closed the socket early.
     await withObjectVars(bob.accountId, { IDLE_TIMEOUT_SECONDS: "3" });
+    // The runtime stamps the pings it answers itself with its own time, so the object's clock starts 1.5 s
+    // behind the runtime's and catches up just before the ping: on that clock the ping comes 1.5 s after the
+    // connection opened.
+    const clock = new ManualClock(Date.now() - 1500);
+    await useClock(bob.accountId, clock);
     const conn = await connect(bob.auth);
     await conn.next("queue_empty");
     expect(await alarmOf(bob.accountId)).not.toBeNull(); // an idle check is due while a socket is open
-    await new Promise((r) => setTimeout(r, 1500));
+    clock.advance(Math.max(1500, Date.now() - clock.now()));
     conn.ping();
     expect(await conn.next("pong")).toEqual({ type: "pong" }); // answered by the runtime (auto-response)
-    await new Promise((r) => setTimeout(r, 1500));
+    clock.advance(1500);
     await runDurableObjectAlarm(accountStub(bob.accountId));
     await sendOk(alice, [bob]); // still open: the ping 1.5 s ago counts, though the connection is 3 s old
     await conn.messages(1);
-    await new Promise((r) => setTimeout(r, 3100));
+    clock.advance(3100);
     await runDurableObjectAlarm(accountStub(bob.accountId));
     expect((await conn.closed).code).toBe(4408);
   });
@@ -87,9 +95,12 @@ describe("mailbox lifecycle", () => {
     const firstTwo = await conn.messages(2);
     conn.ack([firstTwo[0]!.id]); // one acked, the rest delivered-but-unacked or still queued
     await conn.settle();
+    let closed = false;
+    void conn.closed.then(() => {
+      closed = true;
+    });
     await abortAllDurableObjects();
-    const closed = await Promise.race([conn.closed, new Promise<null>((r) => setTimeout(() => r(null), 2000))]);
-    expect(closed).not.toBeNull(); // the reset took the socket with it
+    await expect.poll(() => closed, { timeout: 5000 }).toBe(true); // the reset took the socket with it
     const again = await connect(bob.auth);
     const rest = await again.messages(5);
     expect(rest.map((m) => m.envelope.content)).toEqual(sent.slice(1));

@@ -84,7 +84,7 @@ describe("storage cost of a message", () => {
       statements: (s.statements + r.statements) / N,
     };
     console.warn(`storage per live message: ${JSON.stringify(perMessage)}`);
-    expect(await conn.quiet(50)).toBe(true);
+    expect(await conn.quiet()).toBe(true);
     expect(perMessage.senderRowsWritten).toBeLessThanOrEqual(1);
     // Measured 3 (2026-11-27): the queued row and its (device, seq) index, then its delete on ack. (4 with an
     // expiry index, 5 while each row named its connection, 7 while queue totals were a table kept by triggers,

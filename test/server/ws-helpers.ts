@@ -1,8 +1,9 @@
 // Helpers for the mailbox tests: real WebSockets through the Worker with a frame queue that times out with a
-// clear message, sends in Signal's shape, linking a second device, and per-object configuration overrides.
+// clear message, sends in Signal's shape, linking a second device, per-object vars and clocks.
 import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { expect } from "vitest";
+import type { Clock } from "../../src/protocol/clock.ts";
 import type { MessageFrame, ServerFrame } from "../../src/protocol/frames.ts";
 import { PING_FRAME } from "../../src/protocol/frames.ts";
 import type { OutgoingMessage } from "../../src/protocol/messages.ts";
@@ -111,8 +112,11 @@ export interface Conn {
   next(what?: string, timeoutMs?: number): Promise<ServerFrame>;
   /** Takes frames until `n` message frames have arrived; fails if anything else comes first (queue_empty allowed when `allowEmpty`). */
   messages(n: number, timeoutMs?: number): Promise<MessageFrame[]>;
-  /** Resolves true if no further frame arrives within `ms`. */
-  quiet(ms?: number): Promise<boolean>;
+  /**
+   * Resolves true if nothing more arrived (and nothing is left untaken) by the time the mailbox answers a
+   * barrier ping: whatever it had to send for earlier events and frames goes out before that pong.
+   */
+  quiet(): Promise<boolean>;
   ack(ids: string[]): void;
   /**
    * Resolves once the mailbox has handled every frame sent on this socket before it: a ping that is not
@@ -177,6 +181,23 @@ export async function connect(auth: string | { ticket: string }): Promise<Conn> 
     }
     return frames[taken++]!;
   };
+  const settle = async (timeoutMs = 10_000) => {
+    const pongs = () => frames.filter((f) => f.type === "pong").length;
+    const before = pongs();
+    ws.send('{ "type": "ping" }');
+    const deadline = Date.now() + timeoutMs;
+    while (pongs() === before) {
+      if (closeInfo) throw new Error(`settle: the socket closed (${closeInfo.code} ${closeInfo.reason})`);
+      if (Date.now() > deadline) throw new Error(`settle: no pong within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (let i = frames.length - 1; i >= taken; i--) {
+      if (frames[i]!.type === "pong") {
+        frames.splice(i, 1);
+        break;
+      }
+    }
+  };
   return {
     ws,
     frames,
@@ -191,29 +212,13 @@ export async function connect(auth: string | { ticket: string }): Promise<Conn> 
       }
       return out;
     },
-    async quiet(ms = 250) {
+    async quiet() {
       const before = frames.length;
-      await new Promise((r) => setTimeout(r, ms));
+      await settle();
       return frames.length === before && taken === frames.length;
     },
     ack: (ids) => ws.send(JSON.stringify({ type: "ack", ids })),
-    async settle(timeoutMs = 10_000) {
-      const pongs = () => frames.filter((f) => f.type === "pong").length;
-      const before = pongs();
-      ws.send('{ "type": "ping" }');
-      const deadline = Date.now() + timeoutMs;
-      while (pongs() === before) {
-        if (closeInfo) throw new Error(`settle: the socket closed (${closeInfo.code} ${closeInfo.reason})`);
-        if (Date.now() > deadline) throw new Error(`settle: no pong within ${timeoutMs} ms`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      for (let i = frames.length - 1; i >= taken; i--) {
-        if (frames[i]!.type === "pong") {
-          frames.splice(i, 1);
-          break;
-        }
-      }
-    },
+    settle,
     ping: () => ws.send(PING_FRAME),
     closed,
     close: (code = 1000) => ws.close(code, "test done"),
@@ -241,4 +246,14 @@ export async function withObjectVars(accountId: string, vars: Record<string, str
 
 export async function queueDepth(accountId: string, deviceId: number) {
   return accountStub(accountId).queueDepth(deviceId);
+}
+
+/**
+ * Gives one account object another clock (a ManualClock, to move time instead of sleeping). Lasts until the
+ * object is reset; every part of the object reads the clock it holds at each use.
+ */
+export async function useClock(accountId: string, clock: Clock) {
+  await runInDurableObject(accountStub(accountId), (instance) => {
+    instance.clock = clock;
+  });
 }

@@ -11,13 +11,13 @@ export interface RateDecision {
 export class RateWindow {
   constructor(private readonly sql: SqlStorage) {}
 
-  migrate() {
+  createTables() {
     this.sql.exec("CREATE TABLE IF NOT EXISTS rate_events (key TEXT NOT NULL, at INTEGER NOT NULL)");
     this.sql.exec("CREATE INDEX IF NOT EXISTS rate_events_key ON rate_events (key, at)");
   }
 
   /** Counts one event under `key` if fewer than `limit` happened in the last `windowSeconds`. */
-  take(key: string, limit: number, windowSeconds: number, now = Date.now()): RateDecision {
+  take(key: string, limit: number, windowSeconds: number, now: number): RateDecision {
     const since = now - windowSeconds * 1000;
     this.sql.exec("DELETE FROM rate_events WHERE key = ? AND at <= ?", key, since);
     // A count from the index, not the rows: on the hot send path this runs for every message.
@@ -31,10 +31,7 @@ export class RateWindow {
           count - limit,
         )
         .one().at;
-      return {
-        allowed: false,
-        retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowSeconds * 1000 - now) / 1000)),
-      };
+      return refused(oldest, windowSeconds, now);
     }
     this.sql.exec("INSERT INTO rate_events (key, at) VALUES (?, ?)", key, now);
     return { allowed: true, retryAfterSeconds: 0 };
@@ -56,7 +53,7 @@ export class RateWindow {
 export class MemoryRateWindow {
   private readonly events = new Map<string, number[]>();
 
-  take(key: string, limit: number, windowSeconds: number, now = Date.now()): RateDecision {
+  take(key: string, limit: number, windowSeconds: number, now: number): RateDecision {
     const since = now - windowSeconds * 1000;
     const list = this.events.get(key) ?? [];
     let drop = 0;
@@ -65,10 +62,7 @@ export class MemoryRateWindow {
     if (list.length >= limit) {
       const oldest = list[list.length - limit]!;
       this.events.set(key, list);
-      return {
-        allowed: false,
-        retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowSeconds * 1000 - now) / 1000)),
-      };
+      return refused(oldest, windowSeconds, now);
     }
     list.push(now);
     this.events.set(key, list);
@@ -79,4 +73,9 @@ export class MemoryRateWindow {
   prune(olderThan: number) {
     for (const [key, list] of this.events) if ((list[list.length - 1] ?? 0) <= olderThan) this.events.delete(key);
   }
+}
+
+/** A refusal: the wait, in whole seconds (at least 1), until the event `oldest` leaves the window. */
+function refused(oldest: number, windowSeconds: number, now: number): RateDecision {
+  return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowSeconds * 1000 - now) / 1000)) };
 }

@@ -1,9 +1,11 @@
 // Pure pieces of a send, kept apart from the Durable Object so they read and test on their own: the device-set
 // check (Signal-Server's 409/410 rules), the delivery frame built once at accept time, and the request digest
 // an idempotency key is bound to.
+import { utf8 } from "../../crypto/bytes.ts";
 import { decodedLength } from "../../protocol/base64.ts";
 import type { OutgoingMessage } from "../../protocol/messages.ts";
 import { FRAME_TYPES } from "../../protocol/frames.ts";
+import { sha256Hex } from "../account/credentials.ts";
 import { fail, type Failure } from "../errors.ts";
 
 export interface Sender {
@@ -27,6 +29,16 @@ export interface Delivered {
   serverTimestamp: number;
   /** True when an earlier send with the same idempotency key answered this. */
   replayed: boolean;
+}
+
+/** An account's mailbox as a sender sees it: the recipient's object stub, or the sender's own intake. */
+export interface Mailbox {
+  deliver(req: DeliverRequest): Promise<Delivered | Failure>;
+}
+
+/** Where every account's mailbox is found by its id: the ACCOUNT namespace. */
+export interface Mailboxes {
+  getByName(accountId: string): Mailbox;
 }
 
 /** Per-ciphertext size limit (MAX_MESSAGE_BYTES), checked on the base64 length without decoding. */
@@ -112,6 +124,5 @@ export async function requestDigest(
   ];
   for (const m of messages)
     parts.push(`${m.type}.${m.destinationDeviceId}.${m.destinationRegistrationId}.${m.content}`);
-  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("|"))));
-  return [...h].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return sha256Hex(utf8(parts.join("|")));
 }

@@ -1,12 +1,19 @@
 // A group send: per-recipient ciphertexts fanned out to every recipient's object concurrently, one result per
 // recipient (a bad recipient never fails the others). Shared by PUT /v1/messages/multi (the Worker) and the
 // send_multi frame (the sender's own object), so both paths answer the same.
+import { forEachPooled } from "../../protocol/concurrency.ts";
 import { ERRORS, type ErrorCode } from "../../protocol/errors.ts";
 import type { OutgoingMessage, RecipientResult } from "../../protocol/messages.ts";
-import type { Account } from "../account/account.ts";
 import type { Config } from "../config.ts";
 import { fail, type Failure } from "../errors.ts";
-import { checkSizes, requestDigest, type DeliverRequest, type Delivered, type Sender } from "./delivery.ts";
+import {
+  checkSizes,
+  requestDigest,
+  type DeliverRequest,
+  type Delivered,
+  type Mailboxes,
+  type Sender,
+} from "./delivery.ts";
 
 /** Fan-out width: recipient objects called at once by one group send. */
 export const FAN_OUT_CONCURRENCY = 32;
@@ -36,7 +43,7 @@ export function checkGroupSend(cfg: Config, body: GroupSend): Failure | null {
 
 /** Delivers to every recipient, at most FAN_OUT_CONCURRENCY at a time; results in request order. */
 export async function fanOut(
-  accounts: DurableObjectNamespace<Account>,
+  accounts: Mailboxes,
   sender: Sender,
   body: GroupSend,
   idempotencyKey: string | undefined,
@@ -44,37 +51,32 @@ export async function fanOut(
 ): Promise<RecipientResult[]> {
   const fields = { timestamp: body.timestamp, online: body.online, urgent: body.urgent, ttlSeconds: body.ttlSeconds };
   const results: RecipientResult[] = new Array(body.recipients.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < body.recipients.length; i = next++) {
-      const r = body.recipients[i]!;
-      const accountId = r.accountId.toLowerCase();
-      const req: DeliverRequest = {
-        sender,
-        messages: r.messages,
-        ...fields,
-        idempotency: idempotencyKey
-          ? { key: idempotencyKey, digest: await requestDigest(accountId, r.messages, fields) }
-          : undefined,
+  await forEachPooled(body.recipients, FAN_OUT_CONCURRENCY, async (r, i) => {
+    const accountId = r.accountId.toLowerCase();
+    const req: DeliverRequest = {
+      sender,
+      messages: r.messages,
+      ...fields,
+      idempotency: idempotencyKey
+        ? { key: idempotencyKey, digest: await requestDigest(accountId, r.messages, fields) }
+        : undefined,
+    };
+    let out: Delivered | Failure;
+    try {
+      out = await accounts.getByName(accountId).deliver(req);
+    } catch (e) {
+      onError(e);
+      out = {
+        ok: false,
+        code: "UNAVAILABLE",
+        message: "the recipient's mailbox did not answer; try again",
+        retryAfterSeconds: 1,
       };
-      let out: Delivered | Failure;
-      try {
-        out = await accounts.getByName(accountId).deliver(req);
-      } catch (e) {
-        onError(e);
-        out = {
-          ok: false,
-          code: "UNAVAILABLE",
-          message: "the recipient's mailbox did not answer; try again",
-          retryAfterSeconds: 1,
-        };
-      }
-      results[i] = out.ok
-        ? { accountId, status: 200, serverTimestamp: out.serverTimestamp }
-        : recipientFailure(accountId, out);
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(FAN_OUT_CONCURRENCY, body.recipients.length) }, worker));
+    results[i] = out.ok
+      ? { accountId, status: 200, serverTimestamp: out.serverTimestamp }
+      : recipientFailure(accountId, out);
+  });
   return results;
 }
 

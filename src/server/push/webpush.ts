@@ -1,8 +1,7 @@
-// Web Push (RFC 8030) wake-ups with VAPID (RFC 8292): when a message is queued for a device with no open
-// connection and a push subscription, the relay asks the device's push service to wake it. The push carries no
-// payload at all (no RFC 8291 encryption needed, nothing for the push service to read), like Signal's wake-up
-// pushes: the woken client connects and fetches its queue. VAPID signs a JWT (ES256) for the push service's
-// origin with the relay's P-256 key, whose public half browsers take as `applicationServerKey`.
+// Web Push (RFC 8030) with VAPID (RFC 8292): an empty push (no payload, so no RFC 8291 encryption and nothing
+// for the push service to read) that wakes a device, like Signal's; VAPID signs a JWT (ES256) for the push
+// service's origin with the relay's P-256 key, whose public half browsers take as `applicationServerKey`.
+import { concatBytes, fromBase64Url, toBase64Url, utf8 } from "../../crypto/bytes.ts";
 
 export interface VapidKey {
   /** The private key as a JWK (kty EC, crv P-256, d, x, y), as the secret holds it. */
@@ -23,15 +22,15 @@ export function parseVapidKey(text: string): VapidKey | string {
   }
   if (typeof jwk !== "object" || jwk === null || jwk.kty !== "EC" || jwk.crv !== "P-256")
     return 'must be a P-256 JWK ({"kty":"EC","crv":"P-256",…})';
-  for (const k of ["d", "x", "y"] as const)
-    if (typeof jwk[k] !== "string" || !B64URL.test(jwk[k] as string)) return `its "${k}" must be 32 bytes in base64url`;
-  const point = new Uint8Array(65);
-  point[0] = 4;
-  point.set(fromB64url(jwk.x as string), 1);
-  point.set(fromB64url(jwk.y as string), 33);
+  const bytes: Record<string, Uint8Array> = {};
+  for (const k of ["d", "x", "y"] as const) {
+    const decoded = typeof jwk[k] === "string" && B64URL.test(jwk[k]) ? decode32(jwk[k]) : undefined;
+    if (!decoded) return `its "${k}" must be 32 bytes in base64url`;
+    bytes[k] = decoded;
+  }
   return {
     jwk: { kty: "EC", crv: "P-256", d: jwk.d as string, x: jwk.x as string, y: jwk.y as string },
-    publicKey: b64url(point),
+    publicKey: toBase64Url(concatBytes(new Uint8Array([4]), bytes.x!, bytes.y!)),
   };
 }
 
@@ -71,36 +70,37 @@ export class VapidSigner {
     return this.#key.publicKey;
   }
 
-  async authorization(endpoint: string, subject: string, now = Date.now()): Promise<string> {
+  async authorization(endpoint: string, subject: string, now: number): Promise<string> {
     const aud = new URL(endpoint).origin;
     const hit = this.#tokens.get(aud);
     if (hit && hit.until > now) return `vapid t=${hit.token}, k=${this.#key.publicKey}`;
     const exp = Math.floor(now / 1000) + 12 * 3600; // RFC 8292: at most 24 hours
-    const enc = (o: unknown) => b64url(new TextEncoder().encode(JSON.stringify(o)));
+    const enc = (o: unknown) => toBase64Url(utf8(JSON.stringify(o)));
     const input = `${enc({ typ: "JWT", alg: "ES256" })}.${enc({ aud, exp, sub: subject })}`;
     this.#signingKey ??= crypto.subtle.importKey("jwk", this.#key.jwk, { name: "ECDSA", namedCurve: "P-256" }, false, [
       "sign",
     ]);
-    // WebCrypto's ECDSA signature is r ‖ s, 64 bytes: exactly the JWS ES256 form.
+    // WebCrypto's ECDSA signature is r ‖ s, 64 bytes: exactly the JWS ES256 form. (utf8 always returns a view
+    // of a fresh ArrayBuffer, which the DOM typing of `sign` asks for by name.)
+    const data = utf8(input) as Uint8Array<ArrayBuffer>;
     const sig = new Uint8Array(
-      await crypto.subtle.sign(
-        { name: "ECDSA", hash: "SHA-256" },
-        await this.#signingKey,
-        new TextEncoder().encode(input),
-      ),
+      await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, await this.#signingKey, data),
     );
-    const token = `${input}.${b64url(sig)}`;
+    const token = `${input}.${toBase64Url(sig)}`;
     this.#tokens.set(aud, { token, until: now + 11 * 3600_000 });
     return `vapid t=${token}, k=${this.#key.publicKey}`;
   }
 }
 
-/** Sends one empty push; answers the push service's status (201 accepted; 404/410: the subscription is gone). */
-export async function sendPush(signer: VapidSigner, endpoint: string, o: PushOptions): Promise<number> {
+/**
+ * Sends one empty push at time `now` (the JWT's clock); answers the push service's status (201 accepted;
+ * 404/410: the subscription is gone).
+ */
+export async function sendPush(signer: VapidSigner, endpoint: string, o: PushOptions, now: number): Promise<number> {
   const res = await fetch(endpoint, {
     method: "POST",
     headers: {
-      authorization: await signer.authorization(endpoint, o.subject),
+      authorization: await signer.authorization(endpoint, o.subject, now),
       ttl: String(o.ttlSeconds),
       urgency: o.urgent ? "high" : "normal",
       "content-length": "0",
@@ -110,13 +110,12 @@ export async function sendPush(signer: VapidSigner, endpoint: string, o: PushOpt
   return res.status;
 }
 
-export function b64url(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromB64url(text: string): Uint8Array {
-  const s = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
-  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+/** 32 bytes from base64url, or undefined when the text is not exactly that (strict: no stray trailing bits). */
+function decode32(text: string): Uint8Array | undefined {
+  try {
+    const b = fromBase64Url(text);
+    return b.length === 32 ? b : undefined;
+  } catch {
+    return undefined;
+  }
 }
