@@ -1,0 +1,124 @@
+// What every browser test needs: the web app built once per file, a relay of its own serving it, and Chromium
+// from npm (@sparticuz/chromium) driven by playwright-core, with helpers that act as a person would.
+import sparticuz from "@sparticuz/chromium";
+import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
+import { buildWeb } from "../../scripts/build-web.mjs";
+import { type Relay, type StartRelayOptions, startRelay } from "../support/relay.ts";
+
+export interface WebEnv {
+  relay: Relay;
+  browser: Browser;
+  stop(): Promise<void>;
+}
+
+/** Builds the app, starts a relay (serving it from dist/web) and a headless Chromium. */
+export async function startWebEnv(options: StartRelayOptions = {}): Promise<WebEnv> {
+  await buildWeb({ log: () => {} });
+  const [relay, browser] = await Promise.all([
+    startRelay(options),
+    chromium.launch({
+      executablePath: await sparticuz.executablePath(),
+      // Not sparticuz.args: its --single-process would make every context share one IndexedDB (TOOLCHAIN.md).
+      args: ["--no-sandbox", "--no-zygote", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+      headless: true,
+    }),
+  ]);
+  return {
+    relay,
+    browser,
+    async stop() {
+      await browser.close().catch(() => undefined);
+      await relay.stop();
+    },
+  };
+}
+
+export interface Person {
+  context: BrowserContext;
+  page: Page;
+  name: string;
+  accountId: string;
+  invite: string;
+}
+
+/** A new browser profile that opens the app, creates an account and closes the welcome dialog. */
+export async function createPerson(
+  env: WebEnv,
+  name: string,
+  viewport = { width: 1100, height: 760 },
+  options: { recordStatus?: boolean } = {},
+): Promise<Person> {
+  const context = await env.browser.newContext({ viewport });
+  if (options.recordStatus) await context.addInitScript(recordTransients);
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`[${name}] page error:`, e));
+  await page.goto(`${env.relay.url}/`);
+  await page.getByRole("textbox", { name: "Display name" }).fill(name);
+  await page.getByRole("button", { name: "Create account" }).click();
+  const invite = (await page.getByLabel("Invite link", { exact: true }).textContent()) ?? "";
+  const accountId = (await page.getByLabel("Account ID", { exact: true }).textContent()) ?? "";
+  await page.getByRole("button", { name: "Close" }).click();
+  return { context, page, name, accountId, invite };
+}
+
+/**
+ * Runs in the page: keeps every text a status region shows (window.__statuses) and every value a progress bar
+ * takes (window.__progress, "label value/max"), since phases can pass faster than a test polls.
+ */
+function recordTransients() {
+  const w = window as unknown as { __statuses: string[]; __progress: string[] };
+  w.__statuses = [];
+  w.__progress = [];
+  new MutationObserver(() => {
+    for (const el of document.querySelectorAll('[role="status"]')) {
+      const t = el.textContent ?? "";
+      if (t && w.__statuses.at(-1) !== t) w.__statuses.push(t);
+    }
+    for (const el of document.querySelectorAll("progress")) {
+      const p = `${el.getAttribute("aria-label")} ${el.getAttribute("value")}/${el.getAttribute("max")}`;
+      if (w.__progress.at(-1) !== p) w.__progress.push(p);
+    }
+  }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+}
+
+export function recorded(page: Page, what: "__statuses" | "__progress"): Promise<string[]> {
+  return page.evaluate((key) => (window as unknown as Record<string, string[]>)[key] ?? [], what);
+}
+
+/** Chooses a file through the "Attach file" button, as a person does. */
+export async function attachFile(page: Page, path: string): Promise<void> {
+  const [chooser] = await Promise.all([
+    page.waitForEvent("filechooser"),
+    page.getByRole("button", { name: "Attach file" }).click(),
+  ]);
+  await chooser.setFiles(path);
+}
+
+/** Opens "New chat", enters an invite link or account id, and starts the chat. */
+export async function startChat(page: Page, inviteOrId: string): Promise<void> {
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.getByRole("textbox", { name: "Invite link or account ID" }).fill(inviteOrId);
+  await page.getByRole("button", { name: "Start chat" }).click();
+}
+
+/** Opens the conversation whose button name starts with `name`. */
+export async function openChat(page: Page, name: string): Promise<void> {
+  await page
+    .getByRole("list", { name: "Conversations" })
+    .getByRole("button", { name: new RegExp(`^${name}`) })
+    .click();
+}
+
+export async function sendText(page: Page, text: string): Promise<void> {
+  await page.getByRole("textbox", { name: "Message" }).fill(text);
+  await page.getByRole("button", { name: "Send" }).click();
+}
+
+export function messages(page: Page) {
+  return page.getByRole("region", { name: "Messages" }).getByRole("listitem");
+}
+
+/** Waits until `locator` has an element whose text contains `text` (playwright-core has no `expect`). */
+export async function waitForText(locator: Locator, text: string | RegExp, timeout = 15_000): Promise<void> {
+  await locator.filter({ hasText: text }).first().waitFor({ timeout });
+}
