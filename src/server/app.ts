@@ -1,11 +1,13 @@
 // The Worker's HTTP application: request ids, structured logs, CORS and security headers, the configuration
-// gate, one error model, and the resource routers. The OpenAPI document is generated from the same routes.
+// gate, one error model, and the resource routers (sub-apps mounted by index.ts). The OpenAPI document is
+// generated from the same routes.
 import { OpenAPIHono, type Hook } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
+import { systemClock, type Clock } from "../protocol/clock.ts";
 import { ERRORS, ErrorBody, type ErrorCode } from "../protocol/errors.ts";
 import type { AuthenticatedDevice } from "./account/directory.ts";
 import { loadConfig, type Config } from "./config.ts";
@@ -14,7 +16,8 @@ import { log } from "./log.ts";
 
 export interface AppEnv {
   Bindings: Cloudflare.Env;
-  Variables: { requestId: string; config: Config; device: AuthenticatedDevice };
+  /** `clock` is where routes read the time they compare with stored times (tests hand in a ManualClock). */
+  Variables: { requestId: string; config: Config; device: AuthenticatedDevice; clock: Clock };
 }
 
 /** Validation failures become BAD_REQUEST naming the first bad field; zod's raw output never reaches a client. */
@@ -28,6 +31,9 @@ const validationHook: Hook<unknown, AppEnv, string, unknown> = (result) => {
 };
 
 export const newRouter = () => new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+/** The OpenAPI security requirement of the routes a device calls with its Basic credentials. */
+export const deviceAuth = [{ basicAuth: [] }];
 
 export const CORS_ALLOW_HEADERS = [
   "Authorization",
@@ -61,7 +67,7 @@ export const CORS_EXPOSE_HEADERS = [
   "Accept-Ranges",
 ];
 
-export function createApp(mount: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHono<AppEnv> {
+export function createApp(mount: (app: OpenAPIHono<AppEnv>) => void, clock: Clock = systemClock): OpenAPIHono<AppEnv> {
   const app = newRouter();
 
   app.use("*", async (c, next) => {
@@ -69,6 +75,7 @@ export function createApp(mount: (app: OpenAPIHono<AppEnv>) => void): OpenAPIHon
     loadConfig(c.env); // sets the log level for this isolate (cached verdict), even for requests the gate never sees
     const requestId = crypto.randomUUID();
     c.set("requestId", requestId);
+    c.set("clock", clock);
     await next();
     c.header("X-Request-Id", requestId);
     // Structured access log: never content, keys, passwords or client addresses. A 5xx is an error worth an

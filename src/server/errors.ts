@@ -39,10 +39,15 @@ export const fail = (
   ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
 });
 
+/** The ApiError a Failure stands for. */
+export function failureError(f: Failure): ApiError {
+  return new ApiError(f.code, f.message, f.extras ?? {}, f.retryAfterSeconds);
+}
+
 /** Unwraps a Durable Object answer: a Failure becomes the ApiError it stands for. */
 export function unwrap<T extends { ok: true }>(result: T | Failure): T {
   if (result.ok) return result;
-  throw new ApiError(result.code, result.message, result.extras ?? {}, result.retryAfterSeconds);
+  throw failureError(result);
 }
 
 export function errorResponse(c: Context, err: ApiError): Response {

@@ -1,7 +1,6 @@
 // Structured logs: one JSON object per line, never message content, keys, passwords or client addresses.
-// LOG_LEVEL (config.ts) drops lines below it. The threshold is the isolate's: loadConfig sets it each time it
-// runs, so it follows the Worker's vars in every isolate that has read them; until then, and when the vars do
-// not parse, everything from "info" up is logged so that a misconfiguration is never silent.
+// LOG_LEVEL (config.ts) drops lines below it, per isolate: loadConfig sets it each time it runs; until then, and
+// when the vars do not parse, everything from "info" up is logged so that a misconfiguration is never silent.
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 

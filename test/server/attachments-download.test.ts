@@ -1,6 +1,7 @@
 // Downloads: unauthenticated, byte for byte, single ranges (206, suffix, open-ended, 416), ETag and
 // If-None-Match, cache headers, and one identical 404 for unknown, unfinished, expired and deleted ids.
 import { beforeAll, describe, expect, it } from "vitest";
+import { ManualClock } from "../support/manual-clock.ts";
 import {
   bytesOf,
   createUpload,
@@ -130,14 +131,16 @@ describe("not found", () => {
     expect(await notFoundShape(await download(unfinished.id))).toEqual(unknown);
     expect(await notFoundShape(await download(unfinished.id, { Range: "bytes=0-1" }))).toEqual(unknown);
 
-    const vars: Vars = { ATTACHMENT_TTL_SECONDS: "1" };
+    const vars: Vars = { ATTACHMENT_TTL_SECONDS: "60" };
     const expiring = await createUpload(a.auth, 10, { vars });
     await expectPatched(await patch(a.auth, expiring.id, 0, randomBytes(10), { vars }), 10);
     expect((await download(expiring.id)).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 1100));
+    // Started after completion, the clock passes the attachment's expiry when moved by its TTL and a little.
+    const clock = new ManualClock();
+    clock.advance(60_100);
     // Expired but not yet swept: the blob is still in R2, and is not served.
-    expect(await notFoundShape(await download(expiring.id))).toEqual(unknown);
-    expect(await notFoundShape(await download(expiring.id, { Range: "bytes=0-1" }))).toEqual(unknown);
+    expect(await notFoundShape(await download(expiring.id, {}, { clock }))).toEqual(unknown);
+    expect(await notFoundShape(await download(expiring.id, { Range: "bytes=0-1" }, { clock }))).toEqual(unknown);
 
     const deleted = await createUpload(a.auth, 10);
     await expectPatched(await patch(a.auth, deleted.id, 0, randomBytes(10)), 10);

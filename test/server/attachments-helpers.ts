@@ -1,10 +1,14 @@
 // Helpers for the attachment tests: tus calls, the Worker with overridden vars (a fresh env object, so the
-// config re-parses), random blobs and digests.
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+// config re-parses) or its own clock, random blobs and digests.
+import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import worker from "../../src/server/index.ts";
+import { randomBytes, toBase64 } from "../../src/crypto/bytes.ts";
+import type { Clock } from "../../src/protocol/clock.ts";
+import { app, buildApp } from "../../src/server/index.ts";
 import { BASE } from "./helpers.ts";
+
+export { randomBytes };
 
 export type Vars = Record<string, string>;
 
@@ -22,14 +26,31 @@ function envWith(vars: Vars): Cloudflare.Env {
   return e;
 }
 
-/** Sends a request to the Worker, with vars overridden when given. */
-export async function send(req: Request, vars?: Vars): Promise<Response> {
-  if (!vars) return exports.default.fetch(req);
+/** The Worker's app with routes reading `clock`, one per clock. */
+const apps = new WeakMap<Clock, ReturnType<typeof buildApp>>();
+function appAt(clock: Clock): ReturnType<typeof buildApp> {
+  let timed = apps.get(clock);
+  if (!timed) {
+    timed = buildApp(clock);
+    apps.set(clock, timed);
+  }
+  return timed;
+}
+
+/** Sends a request to the Worker, with vars overridden and routes reading `clock` when given. */
+export async function send(req: Request, vars?: Vars, clock?: Clock): Promise<Response> {
+  if (!vars && !clock) return exports.default.fetch(req);
   const ctx = createExecutionContext();
-  // The worker's fetch is typed for incoming requests (with cf properties); a test request has none.
-  const res = await worker.fetch(req as Parameters<typeof worker.fetch>[0], envWith(vars), ctx);
+  const res = await (clock ? appAt(clock) : app).fetch(req, vars ? envWith(vars) : env, ctx);
   await waitOnExecutionContext(ctx);
   return res;
+}
+
+/** Makes upload `id`'s object read its time from `clock` (until the object is reset). */
+export async function useUploadClock(id: string, clock: Clock): Promise<void> {
+  await runInDurableObject(env.UPLOAD.getByName(id), (upload) => {
+    upload.clock = clock;
+  });
 }
 
 export interface TusOptions {
@@ -39,6 +60,8 @@ export interface TusOptions {
   vars?: Vars;
   /** Leave out Tus-Resumable. */
   noTus?: boolean;
+  /** The clock the routes read (creation's deadlines). */
+  clock?: Clock;
 }
 
 export function tus(method: string, path: string, o: TusOptions = {}): Promise<Response> {
@@ -47,6 +70,7 @@ export function tus(method: string, path: string, o: TusOptions = {}): Promise<R
   return send(
     new Request(`${BASE}${path}`, { method, headers, ...(o.body !== undefined ? { body: o.body } : {}) }),
     o.vars,
+    o.clock,
   );
 }
 
@@ -119,19 +143,17 @@ export async function headOffset(auth: string, id: string): Promise<number> {
   return Number(res.headers.get("upload-offset"));
 }
 
-export function randomBytes(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
-  return out;
-}
-
 export async function sha256Base64(bytes: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return btoa(String.fromCharCode(...d));
+  return toBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
 }
 
-export async function download(id: string, headers: Record<string, string> = {}, vars?: Vars): Promise<Response> {
-  return send(new Request(`${BASE}/v1/attachments/${id}`, { headers }), vars);
+/** GET /v1/attachments/{id}; with `clock`, the route decides expiry by that clock's time. */
+export async function download(
+  id: string,
+  headers: Record<string, string> = {},
+  o: { vars?: Vars; clock?: Clock } = {},
+): Promise<Response> {
+  return send(new Request(`${BASE}/v1/attachments/${id}`, { headers }), o.vars, o.clock);
 }
 
 export async function bytesOf(res: Response): Promise<Uint8Array> {

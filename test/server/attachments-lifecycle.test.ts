@@ -1,9 +1,11 @@
 // Lifecycle: tus termination, early deletion by the uploading account, the upload object's expiry alarm, the
-// cron sweep of expired attachments and uploads, and account deletion.
+// cron sweep of expired attachments and uploads, and account deletion. Expiry moves a ManualClock (the routes',
+// the upload object's, the sweep's `now`) and fires alarms with runDurableObjectAlarm: nothing waits for time.
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { scheduled } from "../../src/server/index.ts";
+import { ManualClock } from "../support/manual-clock.ts";
 import {
   SMALL,
   bytesOf,
@@ -17,11 +19,11 @@ import {
   tus,
   uploadFrom,
   uploadPath,
+  useUploadClock,
 } from "./attachments-helpers.ts";
 import { call, registerAccount } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const r2Has = async (id: string) => (await env.ATTACHMENTS.head(`att/${id}`)) !== null;
 
 describe("termination", () => {
@@ -80,22 +82,24 @@ describe("early deletion", () => {
 describe("expiry", () => {
   it("an unfinished upload's alarm aborts it after UPLOAD_TTL_SECONDS and frees its quota", async () => {
     const a = await registerAccount();
-    // 3 s: creation, a 6 MiB PATCH and the quota check must all happen before the deadline, even on a slow machine.
-    const vars = { ...SMALL, UPLOAD_TTL_SECONDS: "3", UPLOAD_QUOTA_BYTES: String(8 * MiB) };
+    // The deadline is a minute of the clock's time, so the runtime's own alarm never fires while the test runs.
+    const clock = new ManualClock();
+    const vars = { ...SMALL, UPLOAD_TTL_SECONDS: "60", UPLOAD_QUOTA_BYTES: String(8 * MiB) };
     const bytes = randomBytes(6 * MiB);
-    const { id, res } = await createUpload(a.auth, 8 * MiB, { vars });
-    expect(Date.parse(res.headers.get("upload-expires")!)).toBeLessThanOrEqual(Date.now() + 3000);
+    const { id, res } = await createUpload(a.auth, 8 * MiB, { vars, clock });
+    expect(Date.parse(res.headers.get("upload-expires")!)).toBeLessThanOrEqual(clock.now() + 60_000);
+    await useUploadClock(id, clock);
     await expectPatched(await patch(a.auth, id, 0, bytes, { vars }), 6 * MiB);
     expect(
       (await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "1" } })).status,
     ).toBe(413);
-    await sleep(3100);
+    clock.advance(60_100);
     // Past its deadline it is gone to the client at once, before the alarm has run.
     expect((await tus("HEAD", uploadPath(id), { auth: a.auth })).status).toBe(404);
     expect((await patch(a.auth, id, 6 * MiB, randomBytes(10), { vars })).status).toBe(404);
-    // The alarm is due: run it now unless the runtime already has (alarms fire on their own locally too).
-    await runDurableObjectAlarm(env.UPLOAD.getByName(id));
-    await expect.poll(() => indexRow(a.accountId, id), { timeout: 10_000 }).toBeNull();
+    // The alarm is due by the object's clock: run it now.
+    expect(await runDurableObjectAlarm(env.UPLOAD.getByName(id))).toBe(true);
+    expect(await indexRow(a.accountId, id)).toBeNull();
     await createUpload(a.auth, 8 * MiB, { vars });
     // The alarm left nothing to wake up for.
     expect(await runDurableObjectAlarm(env.UPLOAD.getByName(id))).toBe(false);
@@ -103,23 +107,25 @@ describe("expiry", () => {
 
   it("an attachment expires ATTACHMENT_TTL_SECONDS after completion; the cron sweep deletes its blob and entry", async () => {
     const a = await registerAccount();
-    const vars = { ATTACHMENT_TTL_SECONDS: "1" };
+    const vars = { ATTACHMENT_TTL_SECONDS: "60" };
     const { id } = await createUpload(a.auth, 100, { vars });
     await expectPatched(await patch(a.auth, id, 0, randomBytes(100), { vars }), 100);
     expect(await indexRow(a.accountId, id)).toMatchObject({ state: "stored" });
     const keep = await createUpload(a.auth, 100);
     await expectPatched(await patch(a.auth, keep.id, 0, randomBytes(100)), 100);
-    await sleep(1100);
-    expect((await download(id)).status).toBe(404);
+    // Started after both completed, the clock is at or past every time stored for them.
+    const clock = new ManualClock();
+    clock.advance(60_100);
+    expect((await download(id, {}, { clock })).status).toBe(404);
     expect(await r2Has(id)).toBe(true);
-    const swept = await scheduled(env);
+    const swept = await scheduled(env, clock.now());
     expect(swept.attachments).toBeGreaterThanOrEqual(1);
     expect(await r2Has(id)).toBe(false);
     expect(await indexRow(a.accountId, id)).toBeNull();
     // The unexpired one stays, and a second sweep finds nothing of it.
     expect(await r2Has(keep.id)).toBe(true);
-    await scheduled(env);
-    expect((await download(keep.id)).status).toBe(200);
+    await scheduled(env, clock.now());
+    expect((await download(keep.id, {}, { clock })).status).toBe(200);
   });
 
   it("the sweep also removes an unfinished upload past its deadline whose alarm has not run", async () => {
@@ -139,17 +145,19 @@ describe("expiry", () => {
 
   it("the completed upload's object drops its own state once the attachment expires", async () => {
     const a = await registerAccount();
-    const vars = { ATTACHMENT_TTL_SECONDS: "1" };
-    const { id } = await createUpload(a.auth, 10, { vars });
+    const vars = { ATTACHMENT_TTL_SECONDS: "60" };
+    const clock = new ManualClock();
+    const { id } = await createUpload(a.auth, 10, { vars, clock });
+    await useUploadClock(id, clock);
     await expectPatched(await patch(a.auth, id, 0, randomBytes(10), { vars }), 10);
     expect((await tus("HEAD", uploadPath(id), { auth: a.auth })).status).toBe(200);
-    await sleep(1100);
-    await runDurableObjectAlarm(env.UPLOAD.getByName(id));
+    clock.advance(60_100);
+    expect(await runDurableObjectAlarm(env.UPLOAD.getByName(id))).toBe(true);
     expect((await tus("HEAD", uploadPath(id), { auth: a.auth })).status).toBe(404);
     expect(await runDurableObjectAlarm(env.UPLOAD.getByName(id))).toBe(false);
     // Its own state is gone; the blob and the index entry are the sweep's to delete.
     expect(await indexRow(a.accountId, id)).toMatchObject({ state: "stored" });
-    await scheduled(env);
+    await scheduled(env, clock.now());
     expect(await indexRow(a.accountId, id)).toBeNull();
   });
 });

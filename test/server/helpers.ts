@@ -1,7 +1,7 @@
 // Shared test helpers for the workerd tests: calling the Worker, and making accounts with real keys.
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
+import { fromBase64, randomBytes, toBase64, utf8 } from "../../src/crypto/bytes.ts";
 import { generateEcKeyPair, generateKemKeyPair } from "../../src/crypto/keys.ts";
 import { xeddsaSign } from "../../src/crypto/xeddsa.ts";
 import { registrationProofMessage } from "../../src/protocol/limits.ts";
@@ -72,9 +72,9 @@ export async function expectError(res: Response, status: number, code: string) {
 }
 
 export const basic = (accountId: string, deviceId: number, password: string) =>
-  `Basic ${btoa(`${accountId}.${deviceId}:${password}`)}`;
+  `Basic ${toBase64(utf8(`${accountId}.${deviceId}:${password}`))}`;
 
-export const newPassword = () => toBase64(crypto.getRandomValues(new Uint8Array(18)));
+export const newPassword = () => toBase64(randomBytes(18));
 
 export interface Identity {
   privateKey: Uint8Array;

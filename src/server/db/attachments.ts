@@ -141,19 +141,30 @@ const BATCH = 100;
 /** A sweep does at most this many batches per shard per run; the next cron run goes on. */
 const MAX_BATCHES_PER_SHARD = 20;
 
+/** Removes what `select` lists (at most BATCH entries a call), a batch at a time, until it lists fewer. */
+async function removeListed(
+  env: Cloudflare.Env,
+  db: D1Database,
+  select: () => D1PreparedStatement,
+  maxBatches = Number.POSITIVE_INFINITY,
+): Promise<number> {
+  let removed = 0;
+  for (let i = 0; i < maxBatches; i++) {
+    const { results } = await select().all<Row>();
+    await removeEntries(env, db, results.map(toEntry));
+    removed += results.length;
+    if (results.length < BATCH) break;
+  }
+  return removed;
+}
+
 /** The cron sweep: deletes expired entries (stored and unfinished) and their R2 objects on every shard. */
 export async function sweepAttachments(env: Cloudflare.Env, config: Config, now: number): Promise<number> {
   let removed = 0;
   for (const { db } of allShards(env, config)) {
-    for (let i = 0; i < MAX_BATCHES_PER_SHARD; i++) {
-      const { results } = await db
-        .prepare("SELECT * FROM attachments WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2")
-        .bind(now, BATCH)
-        .all<Row>();
-      await removeEntries(env, db, results.map(toEntry));
-      removed += results.length;
-      if (results.length < BATCH) break;
-    }
+    const expired = () =>
+      db.prepare("SELECT * FROM attachments WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2").bind(now, BATCH);
+    removed += await removeListed(env, db, expired, MAX_BATCHES_PER_SHARD);
   }
   return removed;
 }
@@ -165,14 +176,6 @@ export async function deleteAccountAttachments(
   accountId: string,
 ): Promise<number> {
   const db = shardFor(env, config, accountId);
-  let removed = 0;
-  for (;;) {
-    const { results } = await db
-      .prepare("SELECT * FROM attachments WHERE account_id = ?1 LIMIT ?2")
-      .bind(accountId, BATCH)
-      .all<Row>();
-    await removeEntries(env, db, results.map(toEntry));
-    removed += results.length;
-    if (results.length < BATCH) return removed;
-  }
+  const owned = () => db.prepare("SELECT * FROM attachments WHERE account_id = ?1 LIMIT ?2").bind(accountId, BATCH);
+  return removeListed(env, db, owned);
 }

@@ -1,17 +1,18 @@
 // Proof-of-work challenges: issued with a difficulty and an expiry, stored on the shard their first bytes
 // pick, deleted by the registration that uses them (so each works once), swept by cron when they expire.
-import { toBase64 } from "../../crypto/bytes.ts";
+import { randomBytes, toBase64, toHex } from "../../crypto/bytes.ts";
 import { POW_CHALLENGE_BYTES } from "../../protocol/limits.ts";
 import type { Config } from "../config.ts";
 import { allShards, shardFor } from "./shards.ts";
 
-const hexOf = (b: Uint8Array) => [...b.subarray(0, 2)].map((x) => x.toString(16).padStart(2, "0")).join("");
+/** The shard of a challenge: its first bytes, as hex, pick the bucket as an account id's first digits do. */
+const shardKey = (b: Uint8Array) => toHex(b.subarray(0, 2));
 
 export async function issueChallenge(env: object, config: Config, now: number) {
-  const bytes = crypto.getRandomValues(new Uint8Array(POW_CHALLENGE_BYTES));
+  const bytes = randomBytes(POW_CHALLENGE_BYTES);
   const challenge = toBase64(bytes);
   const expiresAt = now + config.POW_CHALLENGE_TTL_SECONDS * 1000;
-  await shardFor(env, config, hexOf(bytes))
+  await shardFor(env, config, shardKey(bytes))
     .prepare("INSERT INTO pow_challenges (challenge, difficulty, expires_at) VALUES (?1, ?2, ?3)")
     .bind(challenge, config.POW_DIFFICULTY_BITS, expiresAt)
     .run();
@@ -20,7 +21,7 @@ export async function issueChallenge(env: object, config: Config, now: number) {
 
 /** The stored difficulty of a live challenge, or null when it is unknown, used or expired. */
 export async function peekChallenge(env: object, config: Config, bytes: Uint8Array, challenge: string, now: number) {
-  const row = await shardFor(env, config, hexOf(bytes))
+  const row = await shardFor(env, config, shardKey(bytes))
     .prepare("SELECT difficulty FROM pow_challenges WHERE challenge = ?1 AND expires_at > ?2")
     .bind(challenge, now)
     .first<{ difficulty: number }>();
@@ -29,7 +30,7 @@ export async function peekChallenge(env: object, config: Config, bytes: Uint8Arr
 
 /** Deletes the challenge; true only for the one caller that deleted it while it was live. */
 export async function consumeChallenge(env: object, config: Config, bytes: Uint8Array, challenge: string, now: number) {
-  const row = await shardFor(env, config, hexOf(bytes))
+  const row = await shardFor(env, config, shardKey(bytes))
     .prepare("DELETE FROM pow_challenges WHERE challenge = ?1 AND expires_at > ?2 RETURNING difficulty")
     .bind(challenge, now)
     .first();

@@ -21,18 +21,47 @@ export const kemPagePrefix = (accountId: string, deviceUid?: number) =>
 const kemPageKey = (accountId: string, deviceUid: number, pageId: string) =>
   `${kemPagePrefix(accountId, deviceUid)}${pageId}`;
 
-/** Writes the account row and the device row (idempotent upserts). */
-export function deviceRowStatements(
+/** Replaces a device's one key of a kind that is signed and kept until replaced (signed EC prekey, KEM last resort). */
+function replaceSignedKey(
   db: D1Database,
-  a: {
-    accountId: string;
-    identityKey: string;
-    deviceId: number;
-    deviceUid: number;
-    registrationId: number;
-    createdAt: number;
-  },
-): D1PreparedStatement[] {
+  table: "signed_prekeys" | "kem_last_resort_keys",
+  accountId: string,
+  deviceUid: number,
+  k: ECSignedPreKey | KEMSignedPreKey,
+): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT OR REPLACE INTO ${table} (account_id, device_uid, key_id, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5)`,
+    )
+    .bind(accountId, deviceUid, k.keyId, k.publicKey, k.signature);
+}
+
+/** The one-time keys a device has left: EC prekeys, then KEM keys in ready pages (each answers one row `n`). */
+function countStatements(db: D1Database, accountId: string, deviceUid: number): D1PreparedStatement[] {
+  return [
+    db
+      .prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2")
+      .bind(accountId, deviceUid),
+    db
+      .prepare(
+        "SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1",
+      )
+      .bind(accountId, deviceUid),
+  ];
+}
+
+/** A device as the directory's account and device rows hold it. */
+export interface DeviceRowInput {
+  accountId: string;
+  identityKey: string;
+  deviceId: number;
+  deviceUid: number;
+  registrationId: number;
+  createdAt: number;
+}
+
+/** Writes the account row and the device row (idempotent upserts). */
+export function deviceRowStatements(db: D1Database, a: DeviceRowInput): D1PreparedStatement[] {
   return [
     db
       .prepare("INSERT OR IGNORE INTO accounts (account_id, identity_key, created_at) VALUES (?1, ?2, ?3)")
@@ -55,29 +84,12 @@ export async function putDeviceKeys(
   extra: D1PreparedStatement[] = [],
 ): Promise<void> {
   const stmts: D1PreparedStatement[] = [...extra];
-  if (keys.signedPreKey) {
-    const k = keys.signedPreKey;
-    stmts.push(
-      db
-        .prepare(
-          "INSERT OR REPLACE INTO signed_prekeys (account_id, device_uid, key_id, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(accountId, deviceUid, k.keyId, k.publicKey, k.signature),
-    );
-  }
-  if (keys.pqLastResortPreKey) {
-    const k = keys.pqLastResortPreKey;
-    stmts.push(
-      db
-        .prepare(
-          "INSERT OR REPLACE INTO kem_last_resort_keys (account_id, device_uid, key_id, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(accountId, deviceUid, k.keyId, k.publicKey, k.signature),
-    );
-  }
+  if (keys.signedPreKey) stmts.push(replaceSignedKey(db, "signed_prekeys", accountId, deviceUid, keys.signedPreKey));
+  if (keys.pqLastResortPreKey)
+    stmts.push(replaceSignedKey(db, "kem_last_resort_keys", accountId, deviceUid, keys.pqLastResortPreKey));
   // seq orders claims oldest first: upload time, then position within the upload.
   const base = Date.now() * 1024;
-  (keys.preKeys ?? []).forEach((k, i) => {
+  for (const [i, k] of (keys.preKeys ?? []).entries()) {
     stmts.push(
       db
         .prepare(
@@ -85,7 +97,7 @@ export async function putDeviceKeys(
         )
         .bind(accountId, deviceUid, k.keyId, base + i, k.publicKey),
     );
-  });
+  }
   if (stmts.length) await db.batch(stmts);
   if (keys.pqPreKeys?.length) await addKemPage(db, pages, accountId, deviceUid, keys.pqPreKeys);
 }
@@ -150,16 +162,7 @@ export async function countPreKeys(
   accountId: string,
   deviceUid: number,
 ): Promise<{ count: number; pqCount: number }> {
-  const [ec, kem] = await db.batch<{ n: number }>([
-    db
-      .prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2")
-      .bind(accountId, deviceUid),
-    db
-      .prepare(
-        "SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1",
-      )
-      .bind(accountId, deviceUid),
-  ]);
+  const [ec, kem] = await db.batch<{ n: number }>(countStatements(db, accountId, deviceUid));
   return { count: ec!.results[0]?.n ?? 0, pqCount: kem!.results[0]?.n ?? 0 };
 }
 
@@ -210,14 +213,7 @@ export async function claimBundles(
           "SELECT key_id, public_key, signature FROM kem_last_resort_keys WHERE account_id = ?1 AND device_uid = ?2",
         )
         .bind(accountId, t.deviceUid),
-      db
-        .prepare("SELECT count(*) AS n FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2")
-        .bind(accountId, t.deviceUid),
-      db
-        .prepare(
-          "SELECT coalesce(sum(key_count - next_index), 0) AS n FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1",
-        )
-        .bind(accountId, t.deviceUid),
+      ...countStatements(db, accountId, t.deviceUid),
     );
   }
   const results = await db.batch<Record<string, unknown>>(stmts);

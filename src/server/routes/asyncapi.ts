@@ -128,4 +128,7 @@ function buildDocument() {
 
 let cached: ReturnType<typeof buildDocument> | undefined;
 
-asyncapi.get("/v1/asyncapi.json", (c) => c.json((cached ??= buildDocument())));
+asyncapi.get("/", (c) => {
+  cached ??= buildDocument();
+  return c.json(cached);
+});

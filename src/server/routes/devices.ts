@@ -1,5 +1,5 @@
-// Devices of an account: list, remove, link a new one with a single-use token and an encrypted hand-over,
-// and delete the whole account. The account's Durable Object is the authority for all of it.
+// The account (/v1/accounts: who am I, delete everything) and its devices (/v1/devices: list, remove, link a new
+// one with a single-use token and an encrypted hand-over). The account's Durable Object is the authority for all.
 import { createRoute, z } from "@hono/zod-openapi";
 import { base64Length, decodedLength, isBase64 } from "../../protocol/base64.ts";
 import { fromBase64 } from "../../crypto/bytes.ts";
@@ -13,21 +13,21 @@ import {
   LinkEnvelopeRequest,
   LinkEnvelopeResponse,
 } from "../../protocol/directory.ts";
-import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import { deviceAuth, JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { requireDevice } from "../auth.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
-import { verifyDeviceKeys } from "../verify-keys.ts";
+import { KEY_ERRORS, verifiedNewDevice } from "../verify-keys.ts";
 
+export const accounts = newRouter();
 export const devices = newRouter();
-const security = [{ basicAuth: [] }];
 
-devices.openapi(
+accounts.openapi(
   createRoute({
     method: "get",
-    path: "/v1/accounts/whoami",
+    path: "/whoami",
     tags: ["Devices"],
     summary: "Who the credentials belong to",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     responses: {
       200: json(
@@ -43,15 +43,15 @@ devices.openapi(
   },
 );
 
-devices.openapi(
+accounts.openapi(
   createRoute({
     method: "delete",
-    path: "/v1/accounts/me",
+    path: "/me",
     tags: ["Devices"],
     summary: "Delete the account and everything it owns",
     description:
       "Credentials stop working at once; directory rows, key pages, queued messages and attachments are removed.",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     responses: { 204: { description: "Deleted" }, ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
   }),
@@ -65,10 +65,10 @@ devices.openapi(
 devices.openapi(
   createRoute({
     method: "get",
-    path: "/v1/devices",
+    path: "/",
     tags: ["Devices"],
     summary: "List the account's devices",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     responses: { 200: json(DeviceListResponse, "The devices"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
   }),
@@ -82,12 +82,12 @@ devices.openapi(
 devices.openapi(
   createRoute({
     method: "delete",
-    path: "/v1/devices/{deviceId}",
+    path: "/{deviceId}",
     tags: ["Devices"],
     summary: "Remove a linked device",
     description:
       "The primary device removes any linked device; a linked device may remove itself. Its credentials and keys go at once. Device 1 cannot be removed.",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     request: { params: z.object({ deviceId: z.coerce.number().int().min(1).max(127) }) },
     responses: {
@@ -106,12 +106,12 @@ devices.openapi(
 devices.openapi(
   createRoute({
     method: "post",
-    path: "/v1/devices/link",
+    path: "/link",
     tags: ["Devices"],
     summary: "Start linking a new device",
     description:
       "The linking device encrypts the hand-over (the account identity key pair and whatever else the new device needs) under a fresh secret that travels only in the link code it shows the new device, and leaves the ciphertext here. Answers a single-use token valid for LINK_TOKEN_TTL_SECONDS; limited to LINK_TOKENS_PER_ACCOUNT_LIMIT per LINK_TOKENS_PER_ACCOUNT_WINDOW_SECONDS.",
-    security,
+    security: deviceAuth,
     middleware: [
       requireDevice,
       requireJson,
@@ -139,7 +139,7 @@ devices.openapi(
 devices.openapi(
   createRoute({
     method: "post",
-    path: "/v1/devices/link/envelope",
+    path: "/link/envelope",
     tags: ["Devices"],
     summary: "Fetch the encrypted hand-over with a link token",
     description:
@@ -163,7 +163,7 @@ devices.openapi(
 devices.openapi(
   createRoute({
     method: "put",
-    path: "/v1/devices/link",
+    path: "/link",
     tags: ["Devices"],
     summary: "Register a new device of an account with a link token",
     description:
@@ -174,8 +174,7 @@ devices.openapi(
       200: json(LinkDeviceResponse, "The account and the new device's id"),
       ...errorResponses(
         ...JSON_BODY_ERRORS,
-        "INVALID_KEY",
-        "INVALID_SIGNATURE",
+        ...KEY_ERRORS,
         "LINK_TOKEN_INVALID",
         "TOO_MANY_DEVICES",
         "REGISTRATION_ID_TAKEN",
@@ -188,19 +187,8 @@ devices.openapi(
     const accountId = body.accountId.toLowerCase();
     const stub = c.env.ACCOUNT.getByName(accountId);
     const link = unwrap(await storage("account", () => stub.linkEnvelope(body.linkToken)));
-    await verifyDeviceKeys(fromBase64(link.identityKey), body);
-    const r = unwrap(
-      await storage("account", () =>
-        stub.linkDevice(body.linkToken, {
-          registrationId: body.registrationId,
-          password: body.password,
-          signedPreKey: body.signedPreKey,
-          pqLastResortPreKey: body.pqLastResortPreKey,
-          preKeys: body.preKeys,
-          pqPreKeys: body.pqPreKeys,
-        }),
-      ),
-    );
+    const device = await verifiedNewDevice(fromBase64(link.identityKey), body);
+    const r = unwrap(await storage("account", () => stub.linkDevice(body.linkToken, device)));
     return c.json({ accountId, deviceId: r.deviceId }, 200);
   },
 );

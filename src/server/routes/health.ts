@@ -20,7 +20,7 @@ async function answers(probe: () => Promise<unknown>): Promise<boolean> {
 health.openapi(
   createRoute({
     method: "get",
-    path: "/health",
+    path: "/",
     tags: ["Operations"],
     summary: "Configuration validity and storage reachability",
     responses: {

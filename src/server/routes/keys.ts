@@ -1,32 +1,31 @@
-// Prekeys in Signal's formats and names: publish signed, last-resort and one-time keys; count what is left;
-// claim a bundle for one device or all of an account's devices.
+// Prekeys at /v2/keys, in Signal's formats and names: publish signed, last-resort and one-time keys; count what
+// is left; claim a bundle for one device or all of an account's devices.
 import { createRoute, z } from "@hono/zod-openapi";
 import { fromBase64 } from "../../crypto/bytes.ts";
 import { PreKeyBundleResponse, PreKeyCountResponse, SetKeysRequest } from "../../protocol/directory.ts";
-import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import { deviceAuth, JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { requireDevice } from "../auth.ts";
 import { countPreKeys, putDeviceKeys } from "../db/keys.ts";
 import { shardFor } from "../db/shards.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
-import { verifyDeviceKeys } from "../verify-keys.ts";
+import { KEY_ERRORS, verifyDeviceKeys } from "../verify-keys.ts";
 
 export const keys = newRouter();
-const security = [{ basicAuth: [] }];
 
 keys.openapi(
   createRoute({
     method: "put",
-    path: "/v2/keys",
+    path: "/",
     tags: ["Keys"],
     summary: "Publish prekeys",
     description:
       "Replaces the signed EC prekey and/or the KEM last-resort prekey, and adds one-time keys (at most 100 of each kind per call). Every signature is checked against the account identity key (422 when bad). A key id already stored is accepted and not stored twice, even by concurrent calls. Body at most MAX_KEYS_REQUEST_BYTES.",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice, requireJson, limitBody((cfg) => cfg.MAX_KEYS_REQUEST_BYTES)] as const,
     request: { body: { required: true, content: { "application/json": { schema: SetKeysRequest } } } },
     responses: {
       204: { description: "Stored" },
-      ...errorResponses(...JSON_BODY_ERRORS, "INVALID_KEY", "INVALID_SIGNATURE", "UNAUTHORIZED", "UNAVAILABLE"),
+      ...errorResponses(...JSON_BODY_ERRORS, ...KEY_ERRORS, "UNAUTHORIZED", "UNAVAILABLE"),
     },
   }),
   async (c) => {
@@ -42,10 +41,10 @@ keys.openapi(
 keys.openapi(
   createRoute({
     method: "get",
-    path: "/v2/keys",
+    path: "/",
     tags: ["Keys"],
     summary: "Count the one-time prekeys this device has left",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     responses: { 200: json(PreKeyCountResponse, "Counts"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
   }),
@@ -59,12 +58,12 @@ keys.openapi(
 keys.openapi(
   createRoute({
     method: "get",
-    path: "/v2/keys/{accountId}/{deviceId}",
+    path: "/{accountId}/{deviceId}",
     tags: ["Keys"],
     summary: "Claim a prekey bundle for one device, or for every device with `*`",
     description:
       "Per device: the identity key, registration id, signed prekey, one one-time EC prekey (absent when none are left) and one one-time KEM prekey (the last-resort one when none are left), each claimed atomically and oldest first; a one-time key is never handed out twice. Limited per (requesting account, target account): PREKEY_CLAIMS_PER_PAIR_LIMIT per PREKEY_CLAIMS_PER_PAIR_WINDOW_SECONDS, counted exactly.",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     request: {
       params: z.object({

@@ -1,6 +1,6 @@
-// Sending: one message to one account (Signal-Server's shape), and per-recipient ciphertexts for a group fanned
-// out to every mailbox concurrently. Never touches D1: the sender's object authenticates and counts the
-// device's sends, the recipient's object checks the device set, counts the pair and stores before answering.
+// Sending at /v1/messages: one message to one account (Signal-Server's shape), and per-recipient ciphertexts for
+// a group fanned out to every mailbox concurrently. Never touches D1: the sender's object authenticates and
+// counts the device's sends, the recipient's object checks the device set, counts the pair and stores.
 import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import {
@@ -14,22 +14,28 @@ import {
   type OutgoingMessage,
 } from "../../protocol/messages.ts";
 import type { SenderDevice } from "../account/account.ts";
-import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson, type AppEnv } from "../app.ts";
-import { parseBasic } from "../auth.ts";
+import {
+  deviceAuth,
+  JSON_BODY_ERRORS,
+  errorResponses,
+  json,
+  limitBody,
+  newRouter,
+  requireJson,
+  type AppEnv,
+} from "../app.ts";
+import { requireCredentials } from "../auth.ts";
 import type { Config } from "../config.ts";
-import { ApiError, storage, unwrap } from "../errors.ts";
+import { ApiError, failureError, storage, unwrap } from "../errors.ts";
 import { checkSizes as checkMessageSizes, requestDigest, type DeliverRequest } from "../mailbox/delivery.ts";
 import { checkGroupSend, fanOut } from "../mailbox/fanout.ts";
 import { log } from "../log.ts";
 
 export const messages = newRouter();
-const security = [{ basicAuth: [] }];
 
 /** Authenticates and takes the device's send allowance in one call to the sender's own object. */
 const requireSender: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const creds = parseBasic(c.req.header("authorization"));
-  if (!creds)
-    throw new ApiError("UNAUTHORIZED", "credentials missing or malformed: use Basic accountId.deviceId:password");
+  const creds = requireCredentials(c.req.header("authorization"));
   const stub = c.env.ACCOUNT.getByName(creds.accountId);
   c.set("device", unwrap(await storage("account", () => stub.authorizeSend(creds.deviceId, creds.password))));
   return next();
@@ -44,7 +50,7 @@ function idempotencyKey(header: string | undefined): string | undefined {
 
 function checkSizes(cfg: Config, list: OutgoingMessage[], where: string) {
   const f = checkMessageSizes(cfg.MAX_MESSAGE_BYTES, list, where);
-  if (f) throw new ApiError(f.code, f.message, f.extras);
+  if (f) throw failureError(f);
 }
 
 const sendDescription = (extra: string) =>
@@ -56,17 +62,18 @@ const idempotencyHeader = z.object({
   }),
 });
 
-// Registered before /v1/messages/{accountId} so "multi" is never taken for an account id.
+// Registered before /{accountId} so "multi" is never taken for an account id (Hono tries overlapping
+// patterns in registration order).
 messages.openapi(
   createRoute({
     method: "put",
-    path: "/v1/messages/multi",
+    path: "/multi",
     tags: ["Messages"],
     summary: "Send a message to many accounts (a group)",
     description: sendDescription(
       "Per-recipient, per-device ciphertexts for up to MAX_GROUP_RECIPIENTS accounts (default 1000). The relay calls every recipient's mailbox concurrently and answers 200 with one result per recipient: 200, or the status and code a single send would have had (404, 409 with missingDevices/extraDevices, 410 with staleDevices, 429, 507, 503). One bad recipient never fails the others. The device limit counts the request once; the pair limit counts each recipient.",
     ),
-    security,
+    security: deviceAuth,
     middleware: [requireSender, requireJson, limitBody((cfg) => cfg.MAX_SEND_REQUEST_BYTES)] as const,
     request: {
       headers: idempotencyHeader,
@@ -83,7 +90,7 @@ messages.openapi(
     const body = c.req.valid("json");
     const key = idempotencyKey(c.req.header("idempotency-key"));
     const refused = checkGroupSend(cfg, body);
-    if (refused) throw new ApiError(refused.code, refused.message, refused.extras);
+    if (refused) throw failureError(refused);
     const results = await fanOut(
       c.env.ACCOUNT,
       { accountId: sender.accountId, deviceId: sender.deviceId },
@@ -98,13 +105,13 @@ messages.openapi(
 messages.openapi(
   createRoute({
     method: "put",
-    path: "/v1/messages/{accountId}",
+    path: "/{accountId}",
     tags: ["Messages"],
     summary: "Send a message to one account",
     description: sendDescription(
       "Exactly one ciphertext per current device of the recipient, with its registration id (409 `{missingDevices, extraDevices}` / 410 `{staleDevices}` otherwise). Sending to your own account covers your other devices and never the sending one. `online` messages go only to devices connected now and are never stored. A connected device can make the same send as a `send` frame over its mailbox WebSocket, answered by a `send_result` frame with this status and body (/v1/asyncapi.json); idempotency keys are shared between the two.",
     ),
-    security,
+    security: deviceAuth,
     middleware: [requireSender, requireJson, limitBody((cfg) => cfg.MAX_SEND_REQUEST_BYTES)] as const,
     request: {
       params: z.object({ accountId: z.uuid() }),

@@ -1,19 +1,20 @@
-// Push wake-ups (Web Push with VAPID): the relay's public key for subscribing, and each device's endpoint.
-// The pushes themselves are sent by the account's object when a message waits for a device with nothing open.
+// Push wake-ups (Web Push with VAPID): the relay's public key for subscribing (/v1/push) and each device's
+// endpoint (/v1/devices/push, a sub-resource of the device). The pushes themselves are sent by the account's
+// object when a message waits for a device with nothing open.
 import { createRoute } from "@hono/zod-openapi";
 import { PushEndpointRequest, VapidKeyResponse } from "../../protocol/push.ts";
-import { JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import { deviceAuth, JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { requireDevice } from "../auth.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
 import { pushEndpointProblem } from "../push/webpush.ts";
 
-export const push = newRouter();
-const security = [{ basicAuth: [] }];
+export const vapidKey = newRouter();
+export const pushEndpoint = newRouter();
 
-push.openapi(
+vapidKey.openapi(
   createRoute({
     method: "get",
-    path: "/v1/push/vapid-key",
+    path: "/vapid-key",
     tags: ["Push"],
     summary: "The relay's VAPID public key",
     description:
@@ -27,15 +28,15 @@ push.openapi(
   },
 );
 
-push.openapi(
+pushEndpoint.openapi(
   createRoute({
     method: "put",
-    path: "/v1/devices/push",
+    path: "/",
     tags: ["Push"],
     summary: "Register this device's Web Push endpoint",
     description:
       "When a message is queued for this device and it has no open connection, the relay sends an empty push (VAPID-signed, `TTL` PUSH_TTL_SECONDS, `Urgency` high for urgent messages) to the endpoint, at most once per PUSH_MIN_INTERVAL_SECONDS; the woken client connects and fetches its queue. The push carries nothing but the wake-up. A push service answering 404 or 410 ends the registration. Replaces any earlier endpoint of the device.",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice, requireJson, limitBody(() => 4096)] as const,
     request: { body: { required: true, content: { "application/json": { schema: PushEndpointRequest } } } },
     responses: {
@@ -56,15 +57,15 @@ push.openapi(
   },
 );
 
-push.openapi(
+pushEndpoint.openapi(
   createRoute({
     method: "get",
-    path: "/v1/devices/push",
+    path: "/",
     tags: ["Push"],
     summary: "This device's Web Push endpoint",
     description:
       "404 when the device has none: never registered, removed, or ended by its push service (404/410), in which case subscribe again and register the new endpoint.",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     responses: {
       200: json(PushEndpointRequest, "The registered endpoint"),
@@ -79,13 +80,13 @@ push.openapi(
   },
 );
 
-push.openapi(
+pushEndpoint.openapi(
   createRoute({
     method: "delete",
-    path: "/v1/devices/push",
+    path: "/",
     tags: ["Push"],
     summary: "Stop push wake-ups for this device",
-    security,
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     responses: {
       204: { description: "Removed (or there was none)" },

@@ -1,5 +1,6 @@
-// Accounts without phone numbers: a proof-of-work challenge, then registration with an identity key, the first
-// device's keys and password, the solved challenge and a proof of possession of the identity private key.
+// Accounts without phone numbers: a proof-of-work challenge (/v1/challenges), then registration (/v1/registration)
+// with an identity key, the first device's keys and password, the solved challenge and a proof of possession of
+// the identity private key. Two resources with no common prefix below /v1, so two sub-apps.
 import { createRoute } from "@hono/zod-openapi";
 import { fromBase64 } from "../../crypto/bytes.ts";
 import { ChallengeResponse, RegistrationRequest, RegistrationResponse } from "../../protocol/directory.ts";
@@ -10,14 +11,15 @@ import { JSON_BODY_ERRORS, clientIp, errorResponses, json, limitBody, newRouter,
 import { consumeChallenge, issueChallenge, peekChallenge } from "../db/challenges.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
 import { limitByIp } from "../rate-limiter.ts";
-import { ecKey, verifyDeviceKeys } from "../verify-keys.ts";
+import { KEY_ERRORS, ecKey, verifiedNewDevice } from "../verify-keys.ts";
 
+export const challenges = newRouter();
 export const registration = newRouter();
 
-registration.openapi(
+challenges.openapi(
   createRoute({
     method: "post",
-    path: "/v1/challenges",
+    path: "/",
     tags: ["Registration"],
     summary: "Get a proof-of-work challenge for registering",
     description:
@@ -31,14 +33,14 @@ registration.openapi(
     );
     if (!rate.allowed)
       throw new ApiError("RATE_LIMITED", "too many challenges from this address", {}, rate.retryAfterSeconds);
-    return c.json(await storage("directory", () => issueChallenge(c.env, cfg, Date.now())), 200);
+    return c.json(await storage("directory", () => issueChallenge(c.env, cfg, c.get("clock").now())), 200);
   },
 );
 
 registration.openapi(
   createRoute({
     method: "post",
-    path: "/v1/registration",
+    path: "/",
     tags: ["Registration"],
     summary: "Create an account and its primary device",
     description:
@@ -49,8 +51,7 @@ registration.openapi(
       200: json(RegistrationResponse, "The new account and its device id (1)"),
       ...errorResponses(
         ...JSON_BODY_ERRORS,
-        "INVALID_KEY",
-        "INVALID_SIGNATURE",
+        ...KEY_ERRORS,
         "PROOF_INVALID",
         "CHALLENGE_INVALID",
         "RATE_LIMITED",
@@ -74,10 +75,10 @@ registration.openapi(
       throw new ApiError("RATE_LIMITED", "too many registrations from this address", {}, rate.retryAfterSeconds);
 
     const identityKey = ecKey(body.identityKey, "identityKey");
-    await verifyDeviceKeys(identityKey, body);
+    const device = await verifiedNewDevice(identityKey, body);
 
     const challenge = fromBase64(body.pow.challenge);
-    const now = Date.now();
+    const now = c.get("clock").now();
     const difficulty = await storage("directory", () => peekChallenge(c.env, cfg, challenge, body.pow.challenge, now));
     if (difficulty === null) throw new ApiError("CHALLENGE_INVALID", "the challenge is unknown, used or expired");
     if ((await powBits(challenge, fromBase64(body.pow.nonce))) < difficulty)
@@ -97,16 +98,7 @@ registration.openapi(
 
     const accountId = crypto.randomUUID();
     const created = unwrap(
-      await storage("account", () =>
-        c.env.ACCOUNT.getByName(accountId).register(accountId, body.identityKey, {
-          registrationId: body.registrationId,
-          password: body.password,
-          signedPreKey: body.signedPreKey,
-          pqLastResortPreKey: body.pqLastResortPreKey,
-          preKeys: body.preKeys,
-          pqPreKeys: body.pqPreKeys,
-        }),
-      ),
+      await storage("account", () => c.env.ACCOUNT.getByName(accountId).register(accountId, body.identityKey, device)),
     );
     return c.json({ accountId, deviceId: created.deviceId }, 200);
   },

@@ -1,27 +1,24 @@
-// Connecting to the mailbox: the Worker authenticates the device (HTTP Basic, or a single-use ticket for
-// browsers, which cannot set headers on a WebSocket) and forwards the upgrade to the account's object, which
-// holds the socket on the Hibernation API. The frames are documented at /v1/asyncapi.json.
+// Connecting to the mailbox at /v1/websocket: the Worker authenticates the device (HTTP Basic, or a single-use
+// ticket for browsers, which cannot set headers on a WebSocket) and forwards the upgrade to the account's object,
+// which holds the socket on the Hibernation API. The frames are documented at /v1/asyncapi.json.
 import { createRoute, z } from "@hono/zod-openapi";
-import type { ErrorCode } from "../../protocol/errors.ts";
 import { WebSocketTicketResponse } from "../../protocol/messages.ts";
 import { INTERNAL_DEVICE_HEADER, INTERNAL_TICKET_HEADER } from "../account/account.ts";
-import { errorResponses, json, newRouter } from "../app.ts";
-import { authenticate, requireDevice } from "../auth.ts";
-import { ApiError, storage, unwrap, type Failure } from "../errors.ts";
+import { deviceAuth, errorResponses, json, newRouter } from "../app.ts";
+import { ACCOUNT_ID_PATTERN, authenticate, requireDevice } from "../auth.ts";
+import { ApiError, failureError, storage, unwrap, type Failure } from "../errors.ts";
 
 export const websocket = newRouter();
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 websocket.openapi(
   createRoute({
     method: "post",
-    path: "/v1/websocket/ticket",
+    path: "/ticket",
     tags: ["Mailbox"],
     summary: "Get a single-use ticket to open the mailbox WebSocket",
     description:
       "For clients that cannot send an Authorization header on a WebSocket (browsers). Valid once, for WS_TICKET_TTL_SECONDS (default 30).",
-    security: [{ basicAuth: [] }],
+    security: deviceAuth,
     middleware: [requireDevice] as const,
     responses: { 200: json(WebSocketTicketResponse, "The ticket"), ...errorResponses("UNAUTHORIZED", "UNAVAILABLE") },
   }),
@@ -35,12 +32,12 @@ websocket.openapi(
 websocket.openapi(
   createRoute({
     method: "get",
-    path: "/v1/websocket",
+    path: "/",
     tags: ["Mailbox"],
     summary: "Open the device's mailbox WebSocket",
     description:
       "A WebSocket upgrade, authenticated with HTTP Basic or `?ticket=` from POST /v1/websocket/ticket. The mailbox sends the device's queued messages oldest first, then a `queue_empty` frame, then live messages; the client acks by id. Frames are JSON text; see /v1/asyncapi.json. A second connection of the same device closes the first with 4409; a socket with no ping for IDLE_TIMEOUT_SECONDS (default 90) is closed with 4408.",
-    security: [{ basicAuth: [] }, {}],
+    security: [...deviceAuth, {}],
     request: {
       query: z.object({
         ticket: z
@@ -65,7 +62,7 @@ websocket.openapi(
       if (ticket.length > 200) throw new ApiError("UNAUTHORIZED", "the ticket is unknown, used or expired");
       const dot = ticket.indexOf(".");
       accountId = ticket.slice(0, dot).toLowerCase();
-      if (dot < 0 || !UUID.test(accountId))
+      if (dot < 0 || !ACCOUNT_ID_PATTERN.test(accountId))
         throw new ApiError("UNAUTHORIZED", "the ticket is unknown, used or expired");
       headers[INTERNAL_TICKET_HEADER] = ticket.slice(dot + 1);
     } else {
@@ -78,7 +75,6 @@ websocket.openapi(
       c.env.ACCOUNT.getByName(accountId).fetch("https://account/websocket", { headers }),
     );
     if (res.status === 101) return res;
-    const f = (await res.json()) as Failure;
-    throw new ApiError(f.code as ErrorCode, f.message, f.extras ?? {}, f.retryAfterSeconds);
+    throw failureError((await res.json()) as Failure);
   },
 );

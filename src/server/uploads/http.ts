@@ -2,8 +2,8 @@
 // (RFC 9110 §14). Each parser either returns a value or throws the ApiError the client should see.
 import { isBase64 } from "../../protocol/base64.ts";
 import { fromBase64 } from "../../crypto/bytes.ts";
-import { MAX_UPLOAD_METADATA_CHARS, TUS_CHECKSUM_ALGORITHMS } from "../../protocol/attachments.ts";
-import { ApiError } from "../errors.ts";
+import { MAX_UPLOAD_METADATA_CHARS, TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE } from "../../protocol/attachments.ts";
+import { ApiError, fail, type Failure } from "../errors.ts";
 
 const DIGITS = /^\d{1,16}$/;
 
@@ -14,6 +14,20 @@ export function parseCount(name: string, value: string | undefined): number | nu
   if (!DIGITS.test(v) || !Number.isSafeInteger(Number(v)))
     throw new ApiError("BAD_REQUEST", `${name} must be a non-negative integer`);
   return Number(v);
+}
+
+/** Whether a Content-Type is the tus upload body's (tus 1.0.0, PATCH), parameters and case aside. */
+export function isUploadBody(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.split(";")[0]!.trim().toLowerCase() === TUS_CONTENT_TYPE;
+}
+
+/** A PATCH body over MAX_PATCH_BYTES: refused from Content-Length by the route, or while counting by the object. */
+export function patchTooLarge(maxPatchBytes: number): Failure {
+  return fail(
+    "PAYLOAD_TOO_LARGE",
+    `a PATCH body may be at most ${maxPatchBytes} bytes; set the tus client's chunkSize below it`,
+    { limitBytes: maxPatchBytes },
+  );
 }
 
 /** Upload-Checksum: `sha256 <base64>` (tus 1.0.0, checksum). Another algorithm is a 400, as the extension says. */

@@ -1,50 +1,20 @@
-// The per-upload Durable Object: it serialises one tus upload's PATCHes and cuts the byte stream into equal R2
-// multipart parts. Bytes counted in the offset are durable: whole parts are in R2, the tail not yet a part is
-// in this object's SQLite storage (1 MiB rows), so an eviction mid-upload loses nothing. It holds at most one
-// part in memory, completes the multipart upload on the last byte, and aborts it by alarm when the upload expires.
+// The per-upload Durable Object: serialises one tus upload's PATCHes and cuts the stream into equal R2 multipart
+// parts, keeping the tail not yet a part in its SQLite (store.ts) so an eviction loses nothing counted; at most one
+// part in memory. It completes the multipart upload on the last byte and aborts it by alarm at expiry.
 import { DurableObject } from "cloudflare:workers";
+import { equalBytes } from "../../crypto/bytes.ts";
+import { systemClock, type Clock } from "../../protocol/clock.ts";
+import { Mutex } from "../../protocol/concurrency.ts";
 import { loadConfig } from "../config.ts";
 import { attachmentKey, deleteEntry, markStored } from "../db/attachments.ts";
 import { shardFor } from "../db/shards.ts";
 import { fail, type Failure } from "../errors.ts";
 import { log } from "../log.ts";
+import { patchTooLarge } from "./http.ts";
+import { expiryOf, UploadStore, type CreateUpload, type UploadRow } from "./store.ts";
 
-/** Staged tail rows stay well under the 2 MB per-row limit of Durable Object storage. */
-const TAIL_ROW_BYTES = 1024 * 1024;
 /** When the index could not be updated after completion, the alarm retries after this long. */
 const INDEX_RETRY_MS = 30_000;
-
-type UploadState = "uploading" | "completed";
-
-interface UploadRow extends Record<string, SqlStorageValue> {
-  upload_id: string;
-  account_id: string;
-  device_uid: number;
-  length: number;
-  offset: number;
-  part_bytes: number;
-  parts: number;
-  multipart_id: string | null;
-  state: UploadState;
-  metadata: string | null;
-  created_at: number;
-  expires_at: number;
-  attachment_ttl_ms: number;
-  completed_at: number | null;
-  indexed: number;
-}
-
-export interface CreateUpload {
-  id: string;
-  accountId: string;
-  deviceUid: number;
-  length: number;
-  partBytes: number;
-  now: number;
-  uploadExpiresAt: number;
-  attachmentTtlMs: number;
-  metadata: string | null;
-}
 
 export interface PatchUpload {
   accountId: string;
@@ -72,36 +42,24 @@ export interface Owner {
   deviceUid: number;
 }
 
+type Appended = { ok: true; offset: number; expiresAt: number; completed: boolean };
+
+const overrun = (u: UploadRow, room: number) =>
+  fail("UPLOAD_OVERRUN", `only ${room} more bytes fit in Upload-Length ${u.length}`, {
+    offset: u.offset,
+    length: u.length,
+  });
+
 export class Upload extends DurableObject<Cloudflare.Env> {
-  private readonly sql: SqlStorage;
+  /** The time deadlines are compared with; tests replace it (runInDurableObject) to move time instead of sleeping. */
+  clock: Clock = systemClock;
+  private readonly store: UploadStore;
   /** PATCHes, terminations and alarms run one at a time, in arrival order. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly mutex = new Mutex();
 
   constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
     super(ctx, env);
-    this.sql = ctx.storage.sql;
-    this.migrate();
-  }
-
-  private migrate(): void {
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS upload (
-      id INTEGER PRIMARY KEY CHECK (id = 1), upload_id TEXT NOT NULL, account_id TEXT NOT NULL, device_uid INTEGER NOT NULL,
-      length INTEGER NOT NULL, offset INTEGER NOT NULL, part_bytes INTEGER NOT NULL, parts INTEGER NOT NULL,
-      multipart_id TEXT, state TEXT NOT NULL, metadata TEXT, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
-      attachment_ttl_ms INTEGER NOT NULL, completed_at INTEGER, indexed INTEGER NOT NULL DEFAULT 0)`);
-    this.sql.exec("CREATE TABLE IF NOT EXISTS parts (part_number INTEGER PRIMARY KEY, etag TEXT NOT NULL)");
-    // The bytes after the last whole part, in upload order.
-    this.sql.exec("CREATE TABLE IF NOT EXISTS tail (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)");
-  }
-
-  private row(): UploadRow | undefined {
-    return this.sql.exec<UploadRow>("SELECT * FROM upload WHERE id = 1").toArray()[0];
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+    this.store = new UploadStore(ctx.storage);
   }
 
   private bucket(): R2Bucket {
@@ -114,45 +72,27 @@ export class Upload extends DurableObject<Cloudflare.Env> {
     return shardFor(this.env, loaded.config, accountId);
   }
 
-  /** The attachment's metadata on its R2 object: its lifetime after completion and a hard deadline, read by downloads. */
-  private objectMetadata(p: { now: number; uploadExpiresAt: number; attachmentTtlMs: number }): Record<string, string> {
-    return { ttlMs: String(p.attachmentTtlMs), deadline: String(p.uploadExpiresAt + p.attachmentTtlMs) };
-  }
-
   /** Starts an upload: the multipart upload in R2, the state row, and the alarm that aborts it when it expires. */
   async create(p: CreateUpload): Promise<{ ok: true; completed: boolean } | Failure> {
-    return this.serial(async () => {
-      if (this.row()) return fail("BAD_REQUEST", "the upload exists already");
-      const customMetadata = this.objectMetadata(p);
+    return this.mutex.run(async () => {
+      if (this.store.row()) return fail("BAD_REQUEST", "the upload exists already");
+      // On the R2 object, read by downloads: the attachment's lifetime after completion and a hard deadline.
+      const customMetadata = {
+        ttlMs: String(p.attachmentTtlMs),
+        deadline: String(p.uploadExpiresAt + p.attachmentTtlMs),
+      };
       const key = attachmentKey(p.id);
       if (p.length === 0) {
         // Nothing to wait for: an empty attachment is complete at creation (R2 has no empty multipart upload).
         await this.bucket().put(key, new Uint8Array(0), { customMetadata });
-        this.insert(p, null);
+        this.store.insert(p, null);
         return { ok: true, completed: await this.finish(p.now) };
       }
       const mp = await this.bucket().createMultipartUpload(key, { customMetadata });
-      this.insert(p, mp.uploadId);
+      this.store.insert(p, mp.uploadId);
       await this.ctx.storage.setAlarm(p.uploadExpiresAt);
       return { ok: true, completed: false };
     });
-  }
-
-  private insert(p: CreateUpload, multipartId: string | null): void {
-    this.sql.exec(
-      `INSERT INTO upload (id, upload_id, account_id, device_uid, length, offset, part_bytes, parts, multipart_id, state,
-         metadata, created_at, expires_at, attachment_ttl_ms) VALUES (1, ?, ?, ?, ?, 0, ?, 0, ?, 'uploading', ?, ?, ?, ?)`,
-      p.id,
-      p.accountId,
-      p.deviceUid,
-      p.length,
-      p.partBytes,
-      multipartId,
-      p.metadata,
-      p.now,
-      p.uploadExpiresAt,
-      p.attachmentTtlMs,
-    );
   }
 
   /** The upload as HEAD reports it, to its own device only; anything else is NOT_FOUND. */
@@ -163,19 +103,18 @@ export class Upload extends DurableObject<Cloudflare.Env> {
       ok: true,
       offset: u.offset,
       length: u.length,
-      expiresAt: u.state === "completed" ? u.completed_at! + u.attachment_ttl_ms : u.expires_at,
+      expiresAt: expiryOf(u),
       metadata: u.metadata,
       completed: u.state === "completed",
     };
   }
 
   /** The state row if it exists, belongs to `owner` (when given) and has not expired. */
-  private live(owner: Owner | null, now = Date.now()): UploadRow | undefined {
-    const u = this.row();
+  private live(owner: Owner | null): UploadRow | undefined {
+    const u = this.store.row();
     if (!u) return undefined;
     if (owner && (u.account_id !== owner.accountId || u.device_uid !== owner.deviceUid)) return undefined;
-    const expiresAt = u.state === "completed" ? u.completed_at! + u.attachment_ttl_ms : u.expires_at;
-    return now < expiresAt ? u : undefined;
+    return this.clock.now() < expiryOf(u) ? u : undefined;
   }
 
   /**
@@ -185,11 +124,8 @@ export class Upload extends DurableObject<Cloudflare.Env> {
    * the next part numbers are simply sent again by the next PATCH. A body cut short without a checksum keeps
    * what arrived (tus 1.0.0: the server should store as much of the received data as possible).
    */
-  async patch(
-    p: PatchUpload,
-    body: ReadableStream<Uint8Array> | null,
-  ): Promise<{ ok: true; offset: number; expiresAt: number; completed: boolean } | Failure> {
-    return this.serial(async () => {
+  async patch(p: PatchUpload, body: ReadableStream<Uint8Array> | null): Promise<Appended | Failure> {
+    return this.mutex.run(async () => {
       const discard = async () => {
         try {
           await body?.cancel();
@@ -209,10 +145,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
       const room = u.length - u.offset;
       if (p.contentLength !== null && p.contentLength > room) {
         await discard();
-        return fail("UPLOAD_OVERRUN", `only ${room} more bytes fit in Upload-Length ${u.length}`, {
-          offset: u.offset,
-          length: u.length,
-        });
+        return overrun(u, room);
       }
       try {
         return await this.append(u, p, body);
@@ -242,12 +175,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
     const hasher = digest?.getWriter();
 
     const loadTail = (into: Uint8Array) => {
-      let at = 0;
-      for (const r of this.sql.exec<{ data: ArrayBuffer }>("SELECT data FROM tail ORDER BY seq")) {
-        into.set(new Uint8Array(r.data), at);
-        at += r.data.byteLength;
-      }
-      if (at !== tailBytes) throw new Error(`staged tail is ${at} bytes, expected ${tailBytes}`);
+      this.store.readTail(into, tailBytes);
       tailInBuf = true;
     };
 
@@ -265,20 +193,11 @@ export class Upload extends DurableObject<Cloudflare.Env> {
         }
         if (received + chunk.byteLength > p.maxPatchBytes) {
           await reader.cancel().catch(() => undefined);
-          return fail(
-            "PAYLOAD_TOO_LARGE",
-            `a PATCH body may be at most ${p.maxPatchBytes} bytes; set the tus client's chunkSize below it`,
-            {
-              limitBytes: p.maxPatchBytes,
-            },
-          );
+          return patchTooLarge(p.maxPatchBytes);
         }
         if (received + chunk.byteLength > room) {
           await reader.cancel().catch(() => undefined);
-          return fail("UPLOAD_OVERRUN", `only ${room} more bytes fit in Upload-Length ${u.length}`, {
-            offset: u.offset,
-            length: u.length,
-          });
+          return overrun(u, room);
         }
         received += chunk.byteLength;
         if (hasher) await hasher.write(chunk);
@@ -320,45 +239,17 @@ export class Upload extends DurableObject<Cloudflare.Env> {
         if (!tailInBuf) loadTail(buf);
         pending.push(await mp!.uploadPart(u.parts + pending.length + 1, buf.subarray(0, fill)));
       }
-      const parts = [
-        ...this.sql
-          .exec<{ part_number: number; etag: string }>("SELECT part_number, etag FROM parts ORDER BY part_number")
-          .toArray()
-          .map((r) => ({
-            partNumber: r.part_number,
-            etag: r.etag,
-          })),
-        ...pending,
-      ];
-      await mp!.complete(parts);
+      await mp!.complete([...this.store.parts(), ...pending]);
     }
 
-    const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      for (const part of pending)
-        this.sql.exec("INSERT OR REPLACE INTO parts (part_number, etag) VALUES (?, ?)", part.partNumber, part.etag);
-      if (completing || pending.length > 0) this.sql.exec("DELETE FROM tail");
-      if (!completing && buf && fill > freshStart) {
-        for (let at = freshStart; at < fill; at += TAIL_ROW_BYTES) {
-          this.sql.exec(
-            "INSERT INTO tail (data) VALUES (?)",
-            buf.slice(at, Math.min(fill, at + TAIL_ROW_BYTES)).buffer,
-          );
-        }
-      }
-      this.sql.exec("UPDATE upload SET offset = ?, parts = parts + ? WHERE id = 1", offset, pending.length);
-    });
+    const now = this.clock.now();
+    this.store.commit(offset, pending, completing, buf && fill > freshStart ? buf.subarray(freshStart, fill) : null);
     if (completing) {
       const stillThere = await this.finish(now);
       if (!stillThere) return fail("NOT_FOUND", "the upload was deleted while it was being written");
     }
-    const after = this.row()!;
-    return {
-      ok: true as const,
-      offset,
-      expiresAt: after.state === "completed" ? after.completed_at! + after.attachment_ttl_ms : after.expires_at,
-      completed: after.state === "completed",
-    };
+    const after = this.store.row()!;
+    return { ok: true as const, offset, expiresAt: expiryOf(after), completed: after.state === "completed" };
   }
 
   /**
@@ -366,21 +257,19 @@ export class Upload extends DurableObject<Cloudflare.Env> {
    * was deleted during the upload) the blob is deleted too and false is returned. A D1 failure is retried by alarm.
    */
   private async finish(now: number): Promise<boolean> {
-    this.sql.exec("UPDATE upload SET state = 'completed', completed_at = ?, indexed = 0 WHERE id = 1", now);
-    this.sql.exec("DELETE FROM tail");
-    this.sql.exec("DELETE FROM parts");
+    this.store.complete(now);
     return this.syncIndex();
   }
 
   private async syncIndex(): Promise<boolean> {
-    const u = this.row()!;
-    const expiresAt = u.completed_at! + u.attachment_ttl_ms;
+    const u = this.store.row()!;
+    const expiresAt = expiryOf(u);
     let found: boolean;
     try {
       found = await markStored(this.shard(u.account_id), u.upload_id, expiresAt);
     } catch (e) {
       log("warn", { event: "upload_index_retry", error: String(e) });
-      await this.ctx.storage.setAlarm(Date.now() + INDEX_RETRY_MS);
+      await this.ctx.storage.setAlarm(this.clock.now() + INDEX_RETRY_MS);
       return true;
     }
     if (!found) {
@@ -388,7 +277,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
       await this.clear();
       return false;
     }
-    this.sql.exec("UPDATE upload SET indexed = 1 WHERE id = 1");
+    this.store.markIndexed();
     // Wake once more at expiry to drop this object's own state; the cron sweep deletes the blob and the entry.
     await this.ctx.storage.setAlarm(expiresAt);
     return true;
@@ -396,7 +285,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
 
   /** tus termination by the uploading device: the upload (finished or not), its blob and its index entry go. */
   async terminate(owner: Owner): Promise<{ ok: true } | Failure> {
-    return this.serial(async () => {
+    return this.mutex.run(async () => {
       const u = this.live(owner);
       if (!u) return fail("NOT_FOUND", "no such upload");
       await this.dropR2(u);
@@ -411,8 +300,8 @@ export class Upload extends DurableObject<Cloudflare.Env> {
    * sweep, account deletion) has checked ownership and deletes the index entry. Idempotent.
    */
   async discard(): Promise<{ ok: true }> {
-    return this.serial(async () => {
-      const u = this.row();
+    return this.mutex.run(async () => {
+      const u = this.store.row();
       if (u) await this.dropR2(u);
       await this.clear();
       return { ok: true as const };
@@ -435,7 +324,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
   private async clear(): Promise<void> {
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
-    this.migrate();
+    this.store.migrate();
   }
 
   /**
@@ -443,10 +332,10 @@ export class Upload extends DurableObject<Cloudflare.Env> {
    * index update if it failed, or drop this object's state once the attachment has expired.
    */
   override async alarm(): Promise<void> {
-    await this.serial(async () => {
-      const u = this.row();
+    await this.mutex.run(async () => {
+      const u = this.store.row();
       if (!u) return this.clear();
-      const now = Date.now();
+      const now = this.clock.now();
       if (u.state === "uploading") {
         if (now < u.expires_at) return this.ctx.storage.setAlarm(u.expires_at);
         await this.dropR2(u);
@@ -457,16 +346,9 @@ export class Upload extends DurableObject<Cloudflare.Env> {
         await this.syncIndex();
         return;
       }
-      const expiresAt = u.completed_at! + u.attachment_ttl_ms;
+      const expiresAt = expiryOf(u);
       if (now < expiresAt) return this.ctx.storage.setAlarm(expiresAt);
       return this.clear();
     });
   }
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
 }
