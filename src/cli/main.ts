@@ -11,7 +11,13 @@ import {
   type StoredMessage,
   type UploadState,
 } from "../client/index.ts";
-import { FileStorage, fileBlob, nodeWebSocket, writeStreamToFile } from "../client/node.ts";
+import {
+  type EncryptedFileStorage,
+  fileBlob,
+  nodeWebSocket,
+  openProfileStorage,
+  writeStreamToFile,
+} from "../client/node.ts";
 import { existsSync } from "node:fs";
 import { parseCommandLine, UsageError, USAGE, type Command } from "./args.ts";
 import { lockHolder, openProfile, type Profile } from "./profile.ts";
@@ -26,11 +32,11 @@ const uploadKey = (account: string, path: string, size: number, mtimeMs: number)
 
 interface Session {
   profile: Profile;
-  storage: FileStorage;
+  storage: EncryptedFileStorage;
   client?: CipherpostClient;
 }
 
-async function options(storage: FileStorage): Promise<ClientOptions> {
+async function options(storage: EncryptedFileStorage): Promise<ClientOptions> {
   return { storage, WebSocket: await nodeWebSocket() };
 }
 
@@ -105,17 +111,27 @@ async function run(command: Exclude<Command, { name: "help" }>, s: Session): Pro
       const saved = await s.storage.get(key);
       const bar = progress(`uploading ${basename(path)}`);
       let attachment: AttachmentPointer;
+      let created = false;
       try {
         const upload = {
           onProgress: (n: number, total: number) => bar.update(n, total),
-          onCreated: (state: UploadState) => s.storage.write({ set: { [key]: JSON.stringify(state) } }),
+          onCreated: (state: UploadState) => {
+            created = true;
+            return s.storage.write({ set: { [key]: JSON.stringify(state) } });
+          },
         };
         try {
           attachment = await c.uploadAttachment(file, {
             ...upload,
             ...(saved ? { resume: JSON.parse(saved) as UploadState } : {}),
           });
-          if (saved) note(`resumed the interrupted upload of ${basename(path)}`);
+          // A resume whose file no longer matches starts over under a fresh key (a new upload is created).
+          if (saved)
+            note(
+              created
+                ? `${basename(path)} changed since the interrupted upload: uploaded it again from the start`
+                : `resumed the interrupted upload of ${basename(path)}`,
+            );
         } catch (e) {
           // The saved upload may have expired or gone: start afresh once.
           if (!saved || !CipherpostError.is(e, "NOT_FOUND")) throw e;
@@ -208,7 +224,7 @@ export async function main(argv: string[]): Promise<number> {
     await session?.storage.close().catch(() => undefined);
     session?.profile.release();
   };
-  // Ctrl-C: let in-flight work settle (acks, the state journal), free the lock, exit 130.
+  // Ctrl-C: let in-flight work settle (acks, the storage's last write), free the lock, exit 130.
   const onSignal = (signal: NodeJS.Signals) => {
     void cleanUp().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
   };
@@ -218,8 +234,8 @@ export async function main(argv: string[]): Promise<number> {
     const profile = await openProfile(command.profile, (holder) =>
       note(`waiting for the profile ${command.profile}, in use by ${lockHolder(holder)}…`),
     );
-    session = { profile, storage: undefined as unknown as FileStorage };
-    session.storage = await FileStorage.open(profile.statePath);
+    session = { profile, storage: undefined as unknown as EncryptedFileStorage };
+    session.storage = await openProfileStorage(profile.dir);
     await run(command, session);
     await cleanUp();
     return 0;

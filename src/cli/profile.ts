@@ -1,13 +1,13 @@
-// A profile directory (mode 0700): the device's state journal (state.log), received files (files/) and a lock
-// file, so a second command on the same profile waits for the first (up to CIPHERPOST_LOCK_TIMEOUT_MS, default
-// 30 s) and then fails with PROFILE_LOCKED instead of advancing the same ratchets from a diverging copy.
+// A profile directory (mode 0700): the device's encrypted state (state/, under the key in storage.key: see
+// openProfileStorage), received files (files/) and a lock file, so a second command on the same profile waits for
+// the first (up to CIPHERPOST_LOCK_TIMEOUT_MS, default 30 s) and then fails with PROFILE_LOCKED instead of
+// advancing the same ratchets from a diverging copy.
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CipherpostError } from "../client/errors.ts";
 
 export interface Profile {
   dir: string;
-  statePath: string;
   filesDir: string;
   release(): void;
 }
@@ -80,7 +80,6 @@ export async function openProfile(dir: string, onWait: (holder: number | null) =
   let released = false;
   return {
     dir: abs,
-    statePath: join(abs, "state.log"),
     filesDir,
     release() {
       if (released) return;

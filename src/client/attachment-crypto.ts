@@ -2,6 +2,7 @@
 // nonce of segment index and final flag (the STREAM construction), and a digest over the segments' digests, so
 // neither side ever holds more than one segment.
 import { sha256 } from "@noble/hashes/sha2.js";
+import { equalBytes } from "../crypto/bytes.ts";
 import { CipherpostError } from "./errors.ts";
 
 // The nonce is u64 segment index ‖ final flag ‖ three zero bytes, so segments cannot be reordered, dropped or the
@@ -82,16 +83,32 @@ export async function openSegment(
   }
 }
 
-/** The pointer's digest, built segment by segment in order. */
+/** SHA-256 over the SHA-256 of each part, in order: the pointer's digest (parts: sealed segments), and contentDigest. */
 export class SegmentDigest {
   readonly #outer = sha256.create();
 
-  async add(sealedSegment: Uint8Array): Promise<void> {
-    this.#outer.update(new Uint8Array(await crypto.subtle.digest("SHA-256", plainBuffer(sealedSegment))));
+  async add(part: Uint8Array): Promise<void> {
+    this.#outer.update(new Uint8Array(await crypto.subtle.digest("SHA-256", plainBuffer(part))));
   }
 
   finish(): Uint8Array {
     return this.#outer.digest();
+  }
+}
+
+/** Plaintext bytes hashed at a time by contentDigest: a read window, so every large hash runs natively. */
+const CONTENT_DIGEST_WINDOW = 4 * 1024 * 1024;
+
+/**
+ * A digest of a file's content (SHA-256 over the SHA-256 of each 4 MiB window), read from the Blob a window at a
+ * time: what binds a resumable upload's key to the bytes it encrypts.
+ */
+export async function contentDigest(blob: Blob): Promise<Uint8Array> {
+  const digest = new SegmentDigest();
+  for (let start = 0; ; start += CONTENT_DIGEST_WINDOW) {
+    const end = Math.min(blob.size, start + CONTENT_DIGEST_WINDOW);
+    await digest.add(new Uint8Array(await blob.slice(start, end).arrayBuffer()));
+    if (end >= blob.size) return digest.finish();
   }
 }
 
@@ -198,10 +215,7 @@ export function decryptStream(options: DecryptStreamOptions): TransformStream<Ui
       if (filled > 0) await flushSegment(controller, buffer.subarray(0, filled));
       if (received !== total || index !== count)
         throw new CipherpostError("DIGEST_MISMATCH", `the attachment is ${received} bytes, its pointer says ${total}`);
-      const got = digest.finish();
-      let diff = got.length ^ options.digest.length;
-      for (let i = 0; i < got.length; i++) diff |= got[i]! ^ (options.digest[i] ?? 0);
-      if (diff !== 0)
+      if (!equalBytes(digest.finish(), options.digest))
         throw new CipherpostError("DIGEST_MISMATCH", "the attachment's digest does not match its pointer");
     },
   });

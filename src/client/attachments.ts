@@ -4,6 +4,7 @@
 import { TUS_CONTENT_TYPE, TUS_ENDPOINT, TUS_VERSION } from "../protocol/attachments.ts";
 import {
   ATTACHMENT_KEY_BYTES,
+  contentDigest,
   DEFAULT_SEGMENT_BYTES,
   SegmentDigest,
   decryptStream,
@@ -32,6 +33,11 @@ export interface UploadState {
   /** Plaintext bytes encrypted, padding included (paddedSize(size)). */
   paddedSize: number;
   segmentBytes: number;
+  /**
+   * contentDigest of the file, base64: a resume goes on under `key` only for the same bytes. A state without it
+   * (saved before resumes checked the content) starts over.
+   */
+  contentDigest?: string;
 }
 
 export interface UploadOptions {
@@ -44,7 +50,11 @@ export interface UploadOptions {
   onCreated?: (state: UploadState) => void | Promise<void>;
   /** Cancels; the upload stays resumable (the error carries `extras.upload`). */
   signal?: AbortSignal;
-  /** Resume this upload instead of creating one. */
+  /**
+   * Resume this upload instead of creating one. If the file is not the one the upload was for (another size or
+   * content digest), the upload starts over under a fresh key (onCreated is called again): a key never encrypts
+   * two different plaintexts under the same nonces.
+   */
   resume?: UploadState;
   name?: string;
   contentType?: string;
@@ -112,7 +122,8 @@ async function patch(
 /**
  * Encrypts `blob` and uploads it; answers the pointer to put in a message. Interrupted (signal, network) after
  * the upload exists, it throws with `extras.upload` (the UploadState); pass that as `resume` to go on from the
- * relay's offset. Segments before the offset are encrypted again locally (for the digest) but not re-sent.
+ * relay's offset. Segments before the offset are encrypted again locally (for the digest) but not re-sent. The
+ * file is read once more first, for its content digest, which a resume must match (else it starts over).
  */
 export async function uploadAttachment(
   http: RelayHttp,
@@ -124,21 +135,19 @@ export async function uploadAttachment(
   if (!Number.isInteger(chunkBytes) || chunkBytes < 64 * 1024)
     throw new CipherpostError("INVALID_ARGUMENT", "chunkBytes must be at least 64 KiB");
   const signal = options.signal;
+  const digestOfFile = toBase64(await contentDigest(blob));
+  const saved = options.resume;
+  const resumed = saved !== undefined && saved.size === blob.size && saved.contentDigest === digestOfFile;
   let state: UploadState;
-  if (options.resume) {
+  if (resumed) {
     // A state saved before padding existed has no paddedSize: that upload was created unpadded.
-    state = { ...options.resume, paddedSize: options.resume.paddedSize ?? options.resume.size };
-    if (state.size !== blob.size)
-      throw new CipherpostError(
-        "INVALID_ARGUMENT",
-        `the file is ${blob.size} bytes; the upload being resumed was for ${state.size}`,
-      );
+    state = { ...saved, paddedSize: saved.paddedSize ?? saved.size };
   } else {
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     const key = randomBytes(ATTACHMENT_KEY_BYTES);
     const padded = paddedSize(blob.size);
     const url = await createUpload(http, auth, encryptedSize(padded, segmentBytes), signal);
-    state = { url, key: toBase64(key), size: blob.size, paddedSize: padded, segmentBytes };
+    state = { url, key: toBase64(key), size: blob.size, paddedSize: padded, segmentBytes, contentDigest: digestOfFile };
     await options.onCreated?.(state);
   }
   const total = encryptedSize(state.paddedSize, state.segmentBytes);
@@ -152,7 +161,7 @@ export async function uploadAttachment(
   };
 
   try {
-    let offset = options.resume ? await uploadOffset(http, auth, state.url, signal) : 0;
+    let offset = resumed ? await uploadOffset(http, auth, state.url, signal) : 0;
     options.onProgress?.(offset, total);
     const key = await importAttachmentKey(fromBase64(state.key));
     const digest = new SegmentDigest();

@@ -101,8 +101,10 @@ export type TypingContent = z.infer<typeof TypingContent>;
 
 /**
  * A retry receipt (Signal's DecryptionErrorMessage): sent unencrypted (ciphertext type 8) because the session
- * may be what is broken. It names the device that failed and the sender timestamp of the message it could not
- * read; the original sender starts a fresh session with that device and sends the message again.
+ * may be what is broken. It names the device that failed, the sender timestamp of the message it could not read
+ * and the ratchet key in that message's header; the original sender acts only if it sent that message to the
+ * requesting device under that ratchet key, archiving its session with the device when that session is the
+ * one the key belongs to, and sends the message again.
  */
 export const RetryContent = z.object({
   type: z.literal("retry"),
@@ -111,6 +113,8 @@ export const RetryContent = z.object({
   targetDevice: DeviceId,
   /** The failed message's sender timestamp (its envelope's `timestamp`). */
   originalTimestamp: Timestamp,
+  /** The sender's ratchet key from the failed message's header; absent (and the receipt ignored) when it did not parse. */
+  ratchetKey: base64Bytes(33, "ratchet key").optional(),
 });
 export type RetryContent = z.infer<typeof RetryContent>;
 

@@ -33,6 +33,10 @@ export const CLIENT_ERRORS = {
   DIGEST_MISMATCH: { retry: false, summary: "A downloaded attachment does not match the digest its sender recorded." },
   DEVICE_REMOVED: { retry: false, summary: "This device was removed from its account, or the account was deleted." },
   PROFILE_LOCKED: { retry: true, summary: "Another process is using this profile." },
+  STORAGE_UNREADABLE: {
+    retry: false,
+    summary: "The encrypted storage does not open with its storage key: a wrong or missing key, or a damaged file.",
+  },
   UNEXPECTED: {
     retry: false,
     summary: "A local failure the SDK did not anticipate (a file system error, a bug); the message says what.",

@@ -90,7 +90,7 @@ export async function sendGroupMessage(
       }
     };
     for (const account of reachable) {
-      const messages = await sender.encryptFor(account, bytes);
+      const messages = await sender.encryptFor(account, bytes, content.timestamp);
       const size = messages.reduce((n, m) => n + m.content.length + 120, 80);
       if (batch.length >= MAX_GROUP_RECIPIENTS_PER_REQUEST || chars + size > MAX_GROUP_REQUEST_CHARS) await flush();
       batch.push({ accountId: account, messages });
@@ -101,7 +101,11 @@ export async function sendGroupMessage(
     // Members whose device set changed: repaired and sent to one by one.
     for (const account of retry) {
       try {
-        const r = await sender.deliver(account, bytes, { timestamp: content.timestamp, ttlSeconds: ttl });
+        const r = await sender.deliver(account, bytes, {
+          timestamp: content.timestamp,
+          ttlSeconds: ttl,
+          resendable: true,
+        });
         needsSync ||= r.needsSync;
         serverTimestamp = Math.max(serverTimestamp, r.serverTimestamp);
       } catch (e) {

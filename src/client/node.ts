@@ -1,12 +1,19 @@
-// Node-only helpers for the SDK: a WebSocket implementation for Node 20 (which has no global one), files as
-// streaming Blobs, and writing a decrypted attachment stream to disk. Browser and Workers builds do not import this.
+// Node-only helpers for the SDK: the encrypted file storage, a WebSocket implementation for Node 20 (which has no
+// global one), files as streaming Blobs, and writing a decrypted attachment stream to disk. Browser and Workers
+// builds do not import this.
 import { createHash } from "node:crypto";
 import { createWriteStream, openAsBlob } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { basename } from "node:path";
 import type { WebSocketConstructor } from "./connection.ts";
 
-export { FileStorage } from "./file-storage.ts";
+export {
+  EncryptedFileStorage,
+  type EncryptedFileStorageOptions,
+  openProfileStorage,
+  STORAGE_KEY_BYTES,
+  storageKeyFile,
+} from "./encrypted-storage.ts";
 
 /**
  * The global WebSocket when the runtime has one (Node 22+), otherwise undici's (a dependency: undici 7 implements

@@ -1,14 +1,14 @@
 // A device's prekeys: generation (signed by the account identity key, as the relay verifies them), their private
 // halves in Storage behind the crypto layer's PreKeyStore, and the policy: refill one-time keys below a threshold,
 // rotate the signed and last-resort keys on a schedule, forget replaced ones after a grace period.
-import { fromBase64, toBase64 } from "../crypto/bytes.ts";
+import { fromBase64, toBase64, toHex } from "../crypto/bytes.ts";
 import { generateEcKeyPair, generateKemKeyPair, type EcKeyPair, type KemKeyPair } from "../crypto/keys.ts";
-import type { PreKeyStore } from "../crypto/session-store.ts";
+import type { PreKeyStore, UsedPreKeys } from "../crypto/session-store.ts";
 import { xeddsaSign } from "../crypto/xeddsa.ts";
 import type { ECPreKey, ECSignedPreKey, KEMSignedPreKey } from "../protocol/directory.ts";
 import { MAX_KEY_ID, MAX_PREKEYS_PER_UPLOAD } from "../protocol/limits.ts";
-import type { Storage, StorageBatch } from "./storage.ts";
-import { PREKEY_PREFIXES, preKeyKey } from "./storage-keys.ts";
+import type { Storage, StorageBatch, WriteBatch } from "./storage.ts";
+import { keyIdOfPreKeyKey, lastResortUseKey, lastResortUsePrefix, PREKEY_PREFIXES, preKeyKey } from "./storage-keys.ts";
 
 export interface PreKeyPolicy {
   /** One-time keys of each kind kept on the relay after a refill (at most 100 per upload). Default 100. */
@@ -135,19 +135,26 @@ export class StoragePreKeyStore implements PreKeyStore {
     return s ? ecIn(s) : undefined;
   }
 
-  async kemPreKey(keyId: number): Promise<KemKeyPair | undefined> {
-    const s =
-      (await this.storage.get(preKeyKey(PREKEY_PREFIXES.kem, keyId))) ??
-      (await this.storage.get(preKeyKey(PREKEY_PREFIXES.lastResort, keyId)));
-    return s ? kemIn(s) : undefined;
+  async kemPreKey(keyId: number): Promise<(KemKeyPair & { lastResort?: boolean }) | undefined> {
+    const oneTime = await this.storage.get(preKeyKey(PREKEY_PREFIXES.kem, keyId));
+    if (oneTime) return kemIn(oneTime);
+    const lastResort = await this.storage.get(preKeyKey(PREKEY_PREFIXES.lastResort, keyId));
+    return lastResort ? { ...kemIn(lastResort), lastResort: true } : undefined;
+  }
+
+  async lastResortUsed(kemPreKeyId: number, signedPreKeyId: number, baseKey: Uint8Array): Promise<boolean> {
+    return (await this.storage.get(lastResortUseKey(kemPreKeyId, signedPreKeyId, toHex(baseKey)))) !== undefined;
   }
 }
 
-/** Deletions after a prekey message set up a session: the one-time EC key and a one-time KEM key (never a last-resort one). */
-export function usedPreKeyDeletions(used: { preKeyId?: number; kemPreKeyId: number }): string[] {
-  const out = [preKeyKey(PREKEY_PREFIXES.kem, used.kemPreKeyId)];
-  if (used.preKeyId !== undefined) out.push(preKeyKey(PREKEY_PREFIXES.ec, used.preKeyId));
-  return out;
+/**
+ * What a prekey message that set up a session changes, staged into its batch: the one-time EC key and a one-time
+ * KEM key are deleted; a last-resort KEM key stays, and the use is recorded against replays.
+ */
+export function stageUsedPreKeys(batch: WriteBatch, used: UsedPreKeys): void {
+  if (used.preKeyId !== undefined) batch.delete.push(preKeyKey(PREKEY_PREFIXES.ec, used.preKeyId));
+  if (!used.lastResort) batch.delete.push(preKeyKey(PREKEY_PREFIXES.kem, used.kemPreKeyId));
+  else batch.set[lastResortUseKey(used.kemPreKeyId, used.signedPreKeyId, toHex(used.baseKey))] = "1";
 }
 
 /**
@@ -174,5 +181,10 @@ export async function rotationPlan(
   };
   const signed = await check(PREKEY_PREFIXES.signed);
   const lastResort = await check(PREKEY_PREFIXES.lastResort);
+  // A last-resort key's recorded uses go with it: messages naming it fail as MISSING_PREKEY from then on.
+  for (const k of [...expired]) {
+    if (!k.startsWith(PREKEY_PREFIXES.lastResort)) continue;
+    for (const [use] of await storage.list(lastResortUsePrefix(keyIdOfPreKeyKey(k)))) expired.push(use);
+  }
   return { signed, lastResort, expired };
 }

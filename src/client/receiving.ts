@@ -3,7 +3,7 @@
 // its seen marker) is written in one batch; only then is it acked, and only then are its events emitted.
 import { fromBase64, toBase64 } from "../crypto/bytes.ts";
 import { CryptoError } from "../crypto/errors.ts";
-import { sessionDecrypt } from "../crypto/session-store.ts";
+import { type DecryptResult, sessionDecrypt } from "../crypto/session-store.ts";
 import type { MessageFrame, ServerFrame } from "../protocol/frames.ts";
 import { CIPHERTEXT_TYPES, type Envelope } from "../protocol/messages.ts";
 import type { MailboxSocket } from "./connection.ts";
@@ -13,9 +13,10 @@ import { asCipherpostError, CipherpostError } from "./errors.ts";
 import type { DecryptionErrorEvent } from "./events.ts";
 import type { Expiry } from "./expiry.ts";
 import { type MessageStore, toStored } from "./message-store.ts";
-import { StoragePreKeyStore, usedPreKeyDeletions } from "./prekeys.ts";
+import { StoragePreKeyStore, stageUsedPreKeys } from "./prekeys.ts";
 import type { Receipts } from "./receipts.ts";
 import type { Retries } from "./retries.ts";
+import { SenderBudgets } from "./sender-budget.ts";
 import type { Sessions } from "./sessions.ts";
 import { newBatch, type WriteBatch } from "./storage.ts";
 import { seenKey } from "./storage-keys.ts";
@@ -42,6 +43,7 @@ export class Receiver {
   readonly #ctx: ClientContext;
   readonly #p: ReceiverParts;
   readonly #preKeys: StoragePreKeyStore;
+  readonly #budgets: SenderBudgets;
   #chain: Promise<void> = Promise.resolve();
   #queued = 0;
 
@@ -49,6 +51,7 @@ export class Receiver {
     this.#ctx = ctx;
     this.#p = parts;
     this.#preKeys = new StoragePreKeyStore(ctx.storage);
+    this.#budgets = new SenderBudgets(ctx.clock);
   }
 
   /** Settles once every frame received so far has been processed. */
@@ -125,23 +128,28 @@ export class Receiver {
     }
   }
 
-  /** Decrypts with the sender device's record; stages the record, a new identity and used prekeys into `batch`. */
+  /**
+   * Decrypts with the sender device's record, within what is left of that device's work budget for the minute;
+   * stages the record, a new identity and used prekeys into `batch`.
+   */
   async #decrypt(env: Envelope, batch: WriteBatch): Promise<Content | undefined> {
     const { sessions } = this.#p;
     const from = env.sourceAccountId;
     const record = await sessions.record(from, env.sourceDeviceId);
     const trusted = await sessions.trustedIdentity(from);
-    const result = await sessionDecrypt(
-      record,
-      this.#ctx.identity,
-      this.#preKeys,
-      env.type,
-      fromBase64(env.content),
-      trusted ? { trustedIdentityKey: trusted } : {},
-    );
+    const work = this.#budgets.work(from, env.sourceDeviceId);
+    let result: DecryptResult;
+    try {
+      result = await sessionDecrypt(record, this.#ctx.identity, this.#preKeys, env.type, fromBase64(env.content), {
+        work,
+        ...(trusted ? { trustedIdentityKey: trusted } : {}),
+      });
+    } finally {
+      this.#budgets.spent(from, env.sourceDeviceId, work);
+    }
     sessions.stage(batch, from, env.sourceDeviceId, record);
     if (!trusted) sessions.stageFirstIdentity(batch, from, toBase64(result.remoteIdentityKey));
-    if (result.usedPreKeys) batch.delete.push(...usedPreKeyDeletions(result.usedPreKeys));
+    if (result.usedPreKeys) stageUsedPreKeys(batch, result.usedPreKeys);
     return decodeContent(result.plaintext);
   }
 
@@ -195,8 +203,10 @@ export class Receiver {
       this.stats.decryptionErrors++;
       await storage.write({ set: { [seenKey(frame.id)]: String(env.expiresAt) } });
       emits.push(this.#decryptionError(frame, asCipherpostError(e)));
-      // Signal's answer to an undecryptable message: ask the sender to start a new session and send it again.
-      this.#ctx.runInBackground("retry receipt", () => this.#p.retries.sendRetryReceipt(env));
+      // Signal's answer to an undecryptable message: ask the sender to start a new session and send it again
+      // (a few times a minute per sender at most: each forged message would otherwise cost a request).
+      if (this.#budgets.takeRetryReceipt(from, env.sourceDeviceId))
+        this.#ctx.runInBackground("retry receipt", () => this.#p.retries.sendRetryReceipt(env));
       return emits;
     }
 

@@ -2,7 +2,7 @@
 // once on 409/410), the sync copy to this account's other devices, the sender's own stored copy, and the one
 // socket-or-HTTP send that single and group sends share (one idempotency key covers both ways).
 import type { z } from "zod";
-import { toBase64, utf8 } from "../crypto/bytes.ts";
+import { toBase64, toHex, utf8 } from "../crypto/bytes.ts";
 import { encryptForDevices } from "../crypto/session-store.ts";
 import {
   type MultiRecipientSendRequest,
@@ -30,6 +30,7 @@ import { type MessageStore, toStored } from "./message-store.ts";
 import type { SentLog } from "./sent-log.ts";
 import type { Sessions } from "./sessions.ts";
 import { newBatch } from "./storage.ts";
+import { sentRatchetKey } from "./storage-keys.ts";
 
 /** What an application sends: text and/or attachments and/or structured data. */
 export interface MessageInput {
@@ -55,6 +56,8 @@ export interface DeliverFields {
   timestamp: number;
   online?: boolean;
   ttlSeconds?: number | undefined;
+  /** The content is in the send log: remember each copy's ratchet key, which a retry receipt must name. */
+  resendable?: boolean;
 }
 
 export class Sender {
@@ -114,7 +117,11 @@ export class Sender {
     const bytes = this.encode(content);
     return this.#ctx.mutex.run(async () => {
       await this.logSent(content, [account]);
-      const r = await this.deliver(account, bytes, { timestamp: content.timestamp, ttlSeconds: content.expireSeconds });
+      const r = await this.deliver(account, bytes, {
+        timestamp: content.timestamp,
+        ttlSeconds: content.expireSeconds,
+        resendable: true,
+      });
       if (account !== this.#ctx.accountId) await this.sync(content, account, r.needsSync);
       await this.storeOwn(content, account);
       return { id: content.id, timestamp: content.timestamp, serverTimestamp: r.serverTimestamp };
@@ -129,8 +136,11 @@ export class Sender {
     );
   }
 
-  /** Encrypts `plaintext` for every known device of `account`, storing the moved ratchets before anything is sent. */
-  async encryptFor(account: string, plaintext: Uint8Array): Promise<OutgoingMessage[]> {
+  /**
+   * Encrypts `plaintext` for every known device of `account`, storing the moved ratchets before anything is sent;
+   * with `loggedAt` (the sender timestamp of a content in the send log), also each copy's ratchet key.
+   */
+  async encryptFor(account: string, plaintext: Uint8Array, loggedAt?: number): Promise<OutgoingMessage[]> {
     const records = await this.#sessions.recordsFor(account);
     const encrypted = encryptForDevices(records, plaintext);
     const batch = newBatch();
@@ -140,6 +150,11 @@ export class Sender {
       records,
       encrypted.map((m) => m.destinationDeviceId),
     );
+    if (loggedAt !== undefined)
+      for (const m of encrypted) {
+        const ratchetKey = records.get(m.destinationDeviceId)!.current!.sendingRatchet.publicKey;
+        batch.set[sentRatchetKey(loggedAt, account, m.destinationDeviceId, toHex(ratchetKey))] = "1";
+      }
     // The ratchet has moved: store it before sending, so a crash can never make us reuse a message key.
     await this.#ctx.storage.write(batch);
     return encrypted.map((m) => ({
@@ -158,7 +173,7 @@ export class Sender {
     if (account !== this.#ctx.accountId && !(await this.#sessions.hasCurrentSession(account)))
       await this.#sessions.fetch(account, "*");
     return this.sendWithRepair(account, async () => ({
-      messages: await this.encryptFor(account, plaintext),
+      messages: await this.encryptFor(account, plaintext, fields.resendable ? fields.timestamp : undefined),
       timestamp: fields.timestamp,
       online: fields.online ?? false,
       urgent: !fields.online,
@@ -189,7 +204,11 @@ export class Sender {
       message: content,
     };
     await this.#log.record(sync, [self], ".sync");
-    await this.deliver(self, this.encode(sync), { timestamp: content.timestamp, ttlSeconds: content.expireSeconds });
+    await this.deliver(self, this.encode(sync), {
+      timestamp: content.timestamp,
+      ttlSeconds: content.expireSeconds,
+      resendable: true,
+    });
   }
 
   /** Stores the sender's own copy of a message it sent. */

@@ -4,7 +4,15 @@
 import type { Clock } from "../protocol/clock.ts";
 import type { Content } from "./content.ts";
 import type { Storage } from "./storage.ts";
-import { SEEN_PREFIX, SENT_PREFIX, sentKey, sentPrefixAt, timestampOfSentKey } from "./storage-keys.ts";
+import {
+  SEEN_PREFIX,
+  SENT_PREFIX,
+  SENT_RATCHET_PREFIX,
+  sentKey,
+  sentPrefixAt,
+  sentRatchetKey,
+  timestampOfSentKey,
+} from "./storage-keys.ts";
 
 /** How long sent messages are kept for resending after a retry receipt (Signal keeps its send log a day). */
 const SENT_LOG_MS = 86_400_000;
@@ -37,6 +45,11 @@ export class SentLog {
     return (await this.#storage.list(sentPrefixAt(timestamp))).map(([k, v]) => [k, JSON.parse(v) as SentLogEntry]);
   }
 
+  /** Whether the copy of a logged message sent to (account, device) at `timestamp` went out under this ratchet key. */
+  async sentUnder(timestamp: number, account: string, device: number, ratchetKeyHex: string): Promise<boolean> {
+    return (await this.#storage.get(sentRatchetKey(timestamp, account, device, ratchetKeyHex))) !== undefined;
+  }
+
   async countResend(key: string, entry: SentLogEntry): Promise<void> {
     await this.#storage.write({ set: { [key]: JSON.stringify({ ...entry, resends: entry.resends + 1 }) } });
   }
@@ -45,7 +58,8 @@ export class SentLog {
   async prune(): Promise<void> {
     const now = this.#clock.now();
     const del: string[] = [];
-    for (const [k] of await this.#storage.list(SENT_PREFIX)) if (timestampOfSentKey(k) < now - SENT_LOG_MS) del.push(k);
+    for (const prefix of [SENT_PREFIX, SENT_RATCHET_PREFIX])
+      for (const [k] of await this.#storage.list(prefix)) if (timestampOfSentKey(k) < now - SENT_LOG_MS) del.push(k);
     for (const [k, v] of await this.#storage.list(SEEN_PREFIX)) if (Number(v) < now) del.push(k);
     if (del.length) await this.#storage.write({ delete: del });
   }

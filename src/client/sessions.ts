@@ -3,7 +3,8 @@
 // with the relay's 409/410 answer (Sesame). Callers hold the client's mutex.
 import { fromBase64, toBase64 } from "../crypto/bytes.ts";
 import { bundlesFromJson } from "../crypto/pqxdh.ts";
-import { initiateSession, SessionRecord } from "../crypto/session-store.ts";
+import { SessionRecord } from "../crypto/session-record.ts";
+import { initiateSession } from "../crypto/session-store.ts";
 import { PreKeyBundleResponse } from "../protocol/directory.ts";
 import type { ClientContext } from "./context.ts";
 import { asCipherpostError, CipherpostError } from "./errors.ts";

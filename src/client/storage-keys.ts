@@ -25,7 +25,14 @@ export const seenKey = (relayId: string): string => `${SEEN_PREFIX}${relayId}`;
 export const SENT_PREFIX = "sent/";
 export const sentPrefixAt = (timestamp: number): string => `${SENT_PREFIX}${String(timestamp).padStart(15, "0")}/`;
 export const sentKey = (timestamp: number, id: string): string => `${sentPrefixAt(timestamp)}${id}`;
-/** The sender timestamp a send-log key names. */
+/**
+ * The ratchet key each device's copy of a logged message went out under, which a retry receipt must name:
+ * `rk/<sender timestamp, 15 digits>/<account>/<device, 3 digits>/<ratchet key, hex>`; pruned with the send log.
+ */
+export const SENT_RATCHET_PREFIX = "rk/";
+export const sentRatchetKey = (timestamp: number, account: string, device: number, ratchetKeyHex: string): string =>
+  `${SENT_RATCHET_PREFIX}${String(timestamp).padStart(15, "0")}/${account}/${String(device).padStart(3, "0")}/${ratchetKeyHex}`;
+/** The sender timestamp a send-log or sent-ratchet key names. */
 export const timestampOfSentKey = (key: string): number => Number(key.split("/")[1]);
 
 /** Private halves of prekeys, by kind: `pk/<kind>/<key id, 10 digits>`. */
@@ -37,6 +44,19 @@ export const PREKEY_PREFIXES = {
   lastResort: `${PREKEY_PREFIX}lr/`,
 } as const;
 export const preKeyKey = (prefix: string, keyId: number): string => `${prefix}${String(keyId).padStart(10, "0")}`;
+/** The key id a prekey key names. */
+export const keyIdOfPreKeyKey = (key: string): number => Number(key.slice(key.lastIndexOf("/") + 1));
+
+/**
+ * Prekey messages accepted under a last-resort KEM key, which is never deleted on use (libsignal's replay check):
+ * `lru/<KEM key id>/<signed prekey id>/<base key, hex>`. Apart from session records, so deleting a record does not
+ * let a replay in again; deleted with their last-resort key.
+ */
+const LAST_RESORT_USE_PREFIX = "lru/";
+export const lastResortUsePrefix = (kemPreKeyId: number): string =>
+  `${LAST_RESORT_USE_PREFIX}${String(kemPreKeyId).padStart(10, "0")}/`;
+export const lastResortUseKey = (kemPreKeyId: number, signedPreKeyId: number, baseKeyHex: string): string =>
+  `${lastResortUsePrefix(kemPreKeyId)}${String(signedPreKeyId).padStart(10, "0")}/${baseKeyHex}`;
 
 /** Stored messages in arrival order: `m/<sequence, 16 digits>`. */
 export const MESSAGE_PREFIX = "m/";
@@ -52,7 +72,9 @@ export const SDK_PREFIXES: readonly string[] = [
   SESSION_PREFIX,
   IDENTITY_PREFIX,
   PREKEY_PREFIX,
+  LAST_RESORT_USE_PREFIX,
   MESSAGE_PREFIX,
   SEEN_PREFIX,
   SENT_PREFIX,
+  SENT_RATCHET_PREFIX,
 ];

@@ -10,6 +10,13 @@ export const CRYPTO_ERROR_CODES = {
   DUPLICATE_MESSAGE: "DUPLICATE_MESSAGE",
   /** A message number further ahead than the skipped-key bound allows (Double Ratchet MAX_SKIP). */
   TOO_MANY_SKIPPED_MESSAGES: "TOO_MANY_SKIPPED_MESSAGES",
+  /**
+   * The message's key may have been dropped to bound storage (more skipped keys than a chain keeps, or more
+   * receiving chains than a session keeps): not a proven duplicate, so the sender should be asked to resend.
+   */
+  MESSAGE_KEY_EVICTED: "MESSAGE_KEY_EVICTED",
+  /** Decrypting would cost more ratchet work than one message, or its sender this minute, is allowed (work.ts). */
+  WORK_LIMIT: "WORK_LIMIT",
   /** A key that is malformed, of the wrong type, or (for X25519) of small order. */
   INVALID_KEY: "INVALID_KEY",
   /** A prekey bundle signature that does not verify under the bundle's identity key. */

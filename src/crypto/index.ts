@@ -9,15 +9,19 @@ export * from "./kdf.ts";
 export * from "./padding.ts";
 export * from "./wire.ts";
 export * from "./pqxdh.ts";
+export { associatedData, type DecryptPlan } from "./ratchet.ts";
 export {
-  associatedData,
   type ChainState,
-  type DecryptPlan,
-  MAX_SKIP,
-  MAX_STORED_SKIPPED_KEYS,
+  type FinishedChain,
+  MAX_FINISHED_CHAINS,
+  MAX_RECEIVING_CHAINS,
+  MAX_SKIPPED_KEYS_PER_CHAIN,
   type PendingPreKey,
+  type ReceivingChain,
   type SessionState,
-} from "./ratchet.ts";
+} from "./ratchet-state.ts";
+export * from "./work.ts";
+export * from "./session-record.ts";
 export * from "./session-store.ts";
 export * from "./fingerprint.ts";
 export * from "./link-envelope.ts";

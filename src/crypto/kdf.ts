@@ -3,7 +3,7 @@
 
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { hmac } from "@noble/hashes/hmac.js";
-import { sha256 } from "@noble/hashes/sha2.js";
+import { _SHA256, sha256 } from "@noble/hashes/sha2.js";
 import { utf8 } from "./bytes.ts";
 
 export const INFO = {
@@ -54,12 +54,68 @@ export function kdfRootKey(rootKey: Uint8Array, dhOut: Uint8Array): [rootKey: Ui
   return [out.slice(0, 32), out.slice(32, 64)];
 }
 
-const MESSAGE_KEY_SEED = new Uint8Array([0x01]);
-const CHAIN_KEY_SEED = new Uint8Array([0x02]);
+const MESSAGE_KEY_SEED = 0x01;
+const CHAIN_KEY_SEED = 0x02;
+
+/**
+ * HMAC-SHA256(key, one byte) for a 32-byte key on noble's SHA-256 compression function, with no allocation:
+ * exactly four compressions (RFC 2104: inner pad block, seed block, outer pad block, inner-digest block).
+ * A chain step through noble's general hmac costs about four times as much, and a receiver must walk up to
+ * MAX_SKIP steps before it can check a message's tag, so this is what bounds a forged message's cost.
+ */
+class ChainHmac extends _SHA256 {
+  readonly #iv = this.get();
+  readonly #block = new Uint8Array(64);
+  readonly #view = new DataView(this.#block.buffer);
+
+  compute(key: Uint8Array, seed: number): Uint8Array {
+    if (key.length !== 32) throw new Error("a chain key is 32 bytes");
+    const block = this.#block;
+    const view = this.#view;
+    this.set(...this.#iv);
+    for (let i = 0; i < 32; i++) block[i] = key[i]! ^ 0x36;
+    block.fill(0x36, 32);
+    this.process(view, 0);
+    block.fill(0);
+    block[0] = seed;
+    block[1] = 0x80; // SHA-256 padding after 65 bytes of input: 0x80, zeros, the bit length
+    view.setUint32(60, 65 * 8);
+    this.process(view, 0);
+    const inner = this.get();
+    this.set(...this.#iv);
+    for (let i = 0; i < 32; i++) block[i] = key[i]! ^ 0x5c;
+    block.fill(0x5c, 32);
+    this.process(view, 0);
+    block.fill(0);
+    for (let i = 0; i < 8; i++) view.setUint32(4 * i, inner[i]!);
+    block[32] = 0x80; // after 96 bytes of input
+    view.setUint32(60, 96 * 8);
+    this.process(view, 0);
+    const out = new Uint8Array(32);
+    const outView = new DataView(out.buffer);
+    const digest = this.get();
+    for (let i = 0; i < 8; i++) outView.setUint32(4 * i, digest[i]!);
+    block.fill(0);
+    this.set(...this.#iv);
+    return out;
+  }
+}
+
+const chainHmac = new ChainHmac();
+
+/** KDF_CK's next chain key alone: HMAC-SHA256(ck, 0x02). */
+export function nextChainKey(chainKey: Uint8Array): Uint8Array {
+  return chainHmac.compute(chainKey, CHAIN_KEY_SEED);
+}
+
+/** KDF_CK's message key alone: HMAC-SHA256(ck, 0x01). */
+export function messageKeyOf(chainKey: Uint8Array): Uint8Array {
+  return chainHmac.compute(chainKey, MESSAGE_KEY_SEED);
+}
 
 /** Double Ratchet §5.2 KDF_CK(ck): HMAC-SHA256 with constants 0x01 (message key) and 0x02 (next chain key), as Signal does. */
 export function kdfChainKey(chainKey: Uint8Array): [chainKey: Uint8Array, messageKey: Uint8Array] {
-  return [hmacSha256(chainKey, CHAIN_KEY_SEED), hmacSha256(chainKey, MESSAGE_KEY_SEED)];
+  return [nextChainKey(chainKey), messageKeyOf(chainKey)];
 }
 
 /**

@@ -1,149 +1,16 @@
-// Sessions with one remote device, as Sesame (signal.org/docs/specifications/sesame) keeps them: the
-// newest active, older ones kept so messages in flight still decrypt, the record serialisable to
-// bytes. Also the API the SDK calls: initiateSession, sessionEncrypt, sessionDecrypt.
+// The session API the SDK calls, over SessionRecord (session-record.ts): initiateSession, sessionEncrypt,
+// encryptForDevices and sessionDecrypt, which tries a message on the record's sessions as Sesame says, within a
+// bound on the ratchet work a message may cost before it authenticates.
 
 import { concatBytes, equalBytes } from "./bytes.ts";
-import { ByteReader, ByteWriter } from "./encoding.ts";
 import { CryptoError, type CryptoErrorCode } from "./errors.ts";
 import type { EcKeyPair, KemKeyPair } from "./keys.ts";
 import { type LocalIdentity, type PreKeyBundle, pqxdhInitiate, pqxdhRespond, type ResponderKeys } from "./pqxdh.ts";
-import {
-  type DecryptPlan,
-  initiatorSession,
-  ratchetDecrypt,
-  ratchetEncrypt,
-  readSessionState,
-  responderSession,
-  type SessionState,
-  writeSessionState,
-} from "./ratchet.ts";
+import { initiatorSession, ratchetDecrypt, ratchetEncrypt, responderSession } from "./ratchet.ts";
+import { knowsRatchetKey, type SessionState } from "./ratchet-state.ts";
+import { identityChanged, SessionRecord, withLock } from "./session-record.ts";
 import { CiphertextMessageType, encodePreKeyHeader, parsePreKeyMessage, parseWhisperMessage } from "./wire.ts";
-
-/** Inactive sessions kept per device (libsignal keeps 40 archived states). */
-export const MAX_ARCHIVED_SESSIONS = 40;
-/** Base keys of sessions already set up, so a replayed prekey message cannot set one up again. */
-export const MAX_SEEN_BASE_KEYS = 100;
-
-const RECORD_VERSION = 1;
-
-/** All sessions with one remote device. */
-export class SessionRecord {
-  /** The active session: new messages are encrypted with it. */
-  current: SessionState | null = null;
-  /** Inactive sessions, most recently active first. */
-  previous: SessionState[] = [];
-  /** Base keys of prekey messages already accepted, most recent last. */
-  seenBaseKeys: Uint8Array[] = [];
-
-  /** The identity key of the remote device's sessions, if any. */
-  remoteIdentityKey(): Uint8Array | undefined {
-    return (this.current ?? this.previous[0])?.remoteIdentityKey;
-  }
-
-  remoteRegistrationId(): number | undefined {
-    return (this.current ?? this.previous[0])?.remoteRegistrationId;
-  }
-
-  hasCurrentSession(): boolean {
-    return this.current !== null;
-  }
-
-  /** True while our active session still announces itself with prekey messages (no answer yet). */
-  isAwaitingFirstReply(): boolean {
-    return this.current?.pendingPreKey != null;
-  }
-
-  /**
-   * Sesame §3: mark the active session inactive (e.g. after a 410 stale-devices answer or an identity
-   * change); the next send then needs a fresh bundle, while in-flight messages still decrypt.
-   */
-  archiveCurrentSession(): void {
-    if (!this.current) return;
-    this.previous.unshift(this.current);
-    this.current = null;
-    this.trim();
-  }
-
-  /** Makes `session` active, archiving the one it replaces. */
-  promote(session: SessionState): void {
-    const i = this.previous.indexOf(session);
-    if (i >= 0) this.previous.splice(i, 1);
-    if (this.current && this.current !== session) this.previous.unshift(this.current);
-    this.current = session;
-    this.trim();
-  }
-
-  /** Drops every session whose remote identity is not `identityKey` (after an accepted identity change). */
-  dropSessionsNotWith(identityKey: Uint8Array): void {
-    if (this.current && !equalBytes(this.current.remoteIdentityKey, identityKey)) this.current = null;
-    this.previous = this.previous.filter((s) => equalBytes(s.remoteIdentityKey, identityKey));
-  }
-
-  private trim(): void {
-    if (this.previous.length > MAX_ARCHIVED_SESSIONS) this.previous.length = MAX_ARCHIVED_SESSIONS;
-  }
-
-  rememberBaseKey(baseKey: Uint8Array): void {
-    if (this.seenBaseKeys.some((k) => equalBytes(k, baseKey))) return;
-    this.seenBaseKeys.push(baseKey);
-    if (this.seenBaseKeys.length > MAX_SEEN_BASE_KEYS) this.seenBaseKeys.shift();
-  }
-
-  /** version u8 ‖ has-current u8 ‖ [current] ‖ u16 count ‖ previous… ‖ u16 count ‖ base keys (33 each). */
-  serialize(): Uint8Array {
-    const w = new ByteWriter(4096);
-    w.u8(RECORD_VERSION).u8(this.current ? 1 : 0);
-    if (this.current) writeSessionState(w, this.current);
-    w.u16(this.previous.length);
-    for (const s of this.previous) writeSessionState(w, s);
-    w.u16(this.seenBaseKeys.length);
-    for (const k of this.seenBaseKeys) w.raw(k);
-    return w.finish();
-  }
-
-  static deserialize(bytes: Uint8Array): SessionRecord {
-    const r = new ByteReader(bytes, "INVALID_STATE", "session record");
-    const version = r.u8();
-    if (version !== RECORD_VERSION) r.fail(`unknown version ${version}`);
-    const record = new SessionRecord();
-    const hasCurrent = r.u8();
-    if (hasCurrent > 1) r.fail("bad flag");
-    if (hasCurrent) record.current = readSessionState(r);
-    const n = r.u16();
-    if (n > MAX_ARCHIVED_SESSIONS) r.fail("too many sessions");
-    for (let i = 0; i < n; i++) record.previous.push(readSessionState(r));
-    const m = r.u16();
-    if (m > MAX_SEEN_BASE_KEYS) r.fail("too many base keys");
-    for (let i = 0; i < m; i++) record.seenBaseKeys.push(r.raw(33));
-    r.end();
-    return record;
-  }
-}
-
-// Decryptions of one record run one at a time: each computes against the state it sees and
-// commits after awaiting, so two at once could lose each other's changes.
-const locks = new WeakMap<SessionRecord, Promise<unknown>>();
-
-function withLock<T>(record: SessionRecord, fn: () => Promise<T>): Promise<T> {
-  const prev = locks.get(record) ?? Promise.resolve();
-  const run = prev.then(fn, fn);
-  locks.set(
-    record,
-    run.catch(() => undefined),
-  );
-  return run;
-}
-
-function identityChanged(trusted: Uint8Array, received: Uint8Array): CryptoError {
-  return new CryptoError(
-    "IDENTITY_CHANGED",
-    "the contact's identity key has changed: confirm the new safety number first",
-    {
-      trustedIdentityKey: trusted,
-      receivedIdentityKey: received,
-    },
-  );
-}
+import { PQXDH_WORK, RatchetWork } from "./work.ts";
 
 export interface InitiateOptions {
   /** An existing record for this device: the new session becomes active, older ones stay. */
@@ -238,12 +105,36 @@ type MaybePromise<T> = T | Promise<T>;
 export interface PreKeyStore {
   signedPreKey(keyId: number): MaybePromise<EcKeyPair | undefined>;
   preKey(keyId: number): MaybePromise<EcKeyPair | undefined>;
-  kemPreKey(keyId: number): MaybePromise<KemKeyPair | undefined>;
+  /** A one-time KEM key, or a last-resort one (`lastResort: true`: it is never deleted, so replays are tracked). */
+  kemPreKey(keyId: number): MaybePromise<(KemKeyPair & { lastResort?: boolean }) | undefined>;
+  /**
+   * Whether a prekey message with this last-resort KEM key, signed prekey and base key was accepted before:
+   * libsignal's replay check for last-resort keys, kept by the application apart from session records so it
+   * survives their deletion. The application records the triple when it stores the session the message set up
+   * (`DecryptResult.usedPreKeys` with `lastResort: true`).
+   */
+  lastResortUsed(kemPreKeyId: number, signedPreKeyId: number, baseKey: Uint8Array): MaybePromise<boolean>;
 }
 
 export interface DecryptOptions {
   /** As for initiateSession: the identity the application trusts for the sender, if it knows one. */
   trustedIdentityKey?: Uint8Array;
+  /**
+   * The ratchet work this message may cost before it authenticates (work.ts); at most, and by default,
+   * MAX_MESSAGE_WORK. The SDK passes what is left of the sender's budget for the minute and reads `spent`.
+   */
+  work?: RatchetWork;
+}
+
+/** The prekeys a new session used: the application deletes one-time keys, or records a last-resort use. */
+export interface UsedPreKeys {
+  signedPreKeyId: number;
+  preKeyId?: number;
+  kemPreKeyId: number;
+  /** The KEM key was the last-resort one: not deleted; (kemPreKeyId, signedPreKeyId, baseKey) is recorded instead. */
+  lastResort: boolean;
+  /** The initiator's base key (EK_A). */
+  baseKey: Uint8Array;
 }
 
 export interface DecryptResult {
@@ -253,16 +144,15 @@ export interface DecryptResult {
   remoteRegistrationId: number;
   /** True when this message set up a new session. */
   newSession: boolean;
-  /**
-   * For a new session: the prekeys it used. The application deletes the one-time EC prekey and a
-   * one-time KEM prekey (never its last-resort key) and may replenish them.
-   */
-  usedPreKeys?: { signedPreKeyId: number; preKeyId?: number; kemPreKeyId: number };
+  /** For a new session: the prekeys it used (see UsedPreKeys). */
+  usedPreKeys?: UsedPreKeys;
 }
 
 const ERROR_PRIORITY: CryptoErrorCode[] = [
   "DUPLICATE_MESSAGE",
+  "MESSAGE_KEY_EVICTED",
   "TOO_MANY_SKIPPED_MESSAGES",
+  "WORK_LIMIT",
   "INVALID_KEY",
   "INVALID_MESSAGE",
   "DECRYPTION_FAILED",
@@ -276,15 +166,12 @@ function mostTelling(errors: unknown[]): unknown {
   return errors[0];
 }
 
-async function tryDecrypt(s: SessionState, body: Uint8Array, outerHeader?: Uint8Array): Promise<DecryptPlan> {
-  return ratchetDecrypt(s, parseWhisperMessage(body), outerHeader);
-}
-
 /**
  * Decrypts a message from one device. Sesame §3: a ratchet message is tried against the active
  * session, then each inactive one; one that succeeds becomes active. A prekey message either
  * belongs to a session we already have (same base key: the sender has not heard from us yet) or sets
- * up a new one with PQXDH as responder. Failed messages leave the record unchanged.
+ * up a new one with PQXDH as responder. Failed messages leave the record unchanged, and the work
+ * spent on them is bounded by `options.work`.
  */
 export function sessionDecrypt(
   record: SessionRecord,
@@ -294,22 +181,32 @@ export function sessionDecrypt(
   body: Uint8Array,
   options: DecryptOptions = {},
 ): Promise<DecryptResult> {
+  const work = options.work ?? new RatchetWork();
   return withLock(record, async () => {
-    if (type === CiphertextMessageType.Whisper) return decryptWhisper(record, body);
-    if (type === CiphertextMessageType.PreKey) return decryptPreKey(record, ours, preKeys, body, options);
-    throw new CryptoError("INVALID_MESSAGE", `unknown message type ${type}`);
+    let result: DecryptResult;
+    if (type === CiphertextMessageType.Whisper) result = await decryptWhisper(record, body, work);
+    else if (type === CiphertextMessageType.PreKey)
+      result = await decryptPreKey(record, ours, preKeys, body, options, work);
+    else throw new CryptoError("INVALID_MESSAGE", `unknown message type ${type}`);
+    record.boundSkippedKeys();
+    return result;
   });
 }
 
-async function decryptWhisper(record: SessionRecord, body: Uint8Array): Promise<DecryptResult> {
+/**
+ * A ratchet key names its session: when one of the record's sessions holds or held the chain, only that one is
+ * tried. Otherwise each session is a candidate for a DH ratchet step, tried in order (active first) while the
+ * work budget lasts; every such attempt costs the same, so the first that does not fit ends the search.
+ */
+async function decryptWhisper(record: SessionRecord, body: Uint8Array, work: RatchetWork): Promise<DecryptResult> {
   const parsed = parseWhisperMessage(body);
-  const candidates = record.current ? [record.current, ...record.previous] : [...record.previous];
-  if (candidates.length === 0)
-    throw new CryptoError("NO_SESSION", "no session with this device to decrypt a ratchet message");
+  const all = record.current ? [record.current, ...record.previous] : [...record.previous];
+  if (all.length === 0) throw new CryptoError("NO_SESSION", "no session with this device to decrypt a ratchet message");
+  const owners = all.filter((s) => knowsRatchetKey(s, parsed.header.ratchetKey));
   const errors: unknown[] = [];
-  for (const s of candidates) {
+  for (const s of owners.length ? owners : all) {
     try {
-      const plan = await ratchetDecrypt(s, parsed);
+      const plan = await ratchetDecrypt(s, parsed, undefined, work);
       plan.commit();
       record.promote(s);
       return {
@@ -321,6 +218,7 @@ async function decryptWhisper(record: SessionRecord, body: Uint8Array): Promise<
     } catch (e) {
       if (!CryptoError.is(e)) throw e;
       errors.push(e);
+      if (e.code === "WORK_LIMIT") break;
     }
   }
   throw mostTelling(errors);
@@ -332,17 +230,19 @@ async function decryptPreKey(
   preKeys: PreKeyStore,
   body: Uint8Array,
   options: DecryptOptions,
+  work: RatchetWork,
 ): Promise<DecryptResult> {
   const msg = parsePreKeyMessage(body);
   const trusted = options.trustedIdentityKey ?? record.remoteIdentityKey();
   if (trusted && !equalBytes(trusted, msg.identityKey)) throw identityChanged(trusted, msg.identityKey);
+  const inner = parseWhisperMessage(msg.message);
 
   // The sender repeats its prekey header until we answer: decrypt with the session it set up.
   const existing = [record.current, ...record.previous].find(
     (s): s is SessionState => s !== null && !s.initiator && equalBytes(s.baseKey, msg.baseKey),
   );
   if (existing) {
-    const plan = await tryDecrypt(existing, msg.message, msg.headerBytes);
+    const plan = await ratchetDecrypt(existing, inner, msg.headerBytes, work);
     plan.commit();
     record.promote(existing);
     return {
@@ -352,35 +252,14 @@ async function decryptPreKey(
       newSession: false,
     };
   }
-  if (record.seenBaseKeys.some((k) => equalBytes(k, msg.baseKey))) {
-    throw new CryptoError(
-      "DUPLICATE_MESSAGE",
-      "this prekey message's session was already set up and has since been dropped",
-    );
-  }
+  const replayed = () =>
+    new CryptoError("DUPLICATE_MESSAGE", "this prekey message's session was already set up and has since been dropped");
+  if (record.seenBaseKeys.some((k) => equalBytes(k, msg.baseKey))) throw replayed();
 
-  const signedPreKey = await preKeys.signedPreKey(msg.signedPreKeyId);
-  if (!signedPreKey) {
-    throw new CryptoError("MISSING_PREKEY", `no signed prekey ${msg.signedPreKeyId}`, {
-      missingKey: { kind: "signedPreKey", keyId: msg.signedPreKeyId },
-    });
-  }
-  const kemPreKey = await preKeys.kemPreKey(msg.kemPreKeyId);
-  if (!kemPreKey) {
-    throw new CryptoError("MISSING_PREKEY", `no KEM prekey ${msg.kemPreKeyId}`, {
-      missingKey: { kind: "kemPreKey", keyId: msg.kemPreKeyId },
-    });
-  }
-  const keys: ResponderKeys = { signedPreKey, kemPreKey };
-  if (msg.preKeyId !== undefined) {
-    const preKey = await preKeys.preKey(msg.preKeyId);
-    if (!preKey) {
-      throw new CryptoError("MISSING_PREKEY", `no one-time prekey ${msg.preKeyId}`, {
-        missingKey: { kind: "preKey", keyId: msg.preKeyId },
-      });
-    }
-    keys.preKey = preKey;
-  }
+  const keys = await responderKeys(preKeys, msg);
+  const lastResort = keys.kemPreKey.lastResort === true;
+  if (lastResort && (await preKeys.lastResortUsed(msg.kemPreKeyId, msg.signedPreKeyId, msg.baseKey))) throw replayed();
+  work.reserve(PQXDH_WORK);
   const sharedSecret = await pqxdhRespond(ours, keys, msg);
   const session = responderSession({
     sharedSecret,
@@ -388,17 +267,19 @@ async function decryptPreKey(
     remoteIdentityKey: msg.identityKey,
     localRegistrationId: ours.registrationId,
     remoteRegistrationId: msg.registrationId,
-    ourSignedPreKey: signedPreKey,
+    ourSignedPreKey: keys.signedPreKey,
     baseKey: msg.baseKey,
   });
-  const plan = await tryDecrypt(session, msg.message, msg.headerBytes);
+  const plan = await ratchetDecrypt(session, inner, msg.headerBytes, work);
   plan.commit();
   record.dropSessionsNotWith(msg.identityKey);
   record.promote(session);
   record.rememberBaseKey(msg.baseKey);
-  const usedPreKeys: NonNullable<DecryptResult["usedPreKeys"]> = {
+  const usedPreKeys: UsedPreKeys = {
     signedPreKeyId: msg.signedPreKeyId,
     kemPreKeyId: msg.kemPreKeyId,
+    lastResort,
+    baseKey: msg.baseKey,
   };
   if (msg.preKeyId !== undefined) usedPreKeys.preKeyId = msg.preKeyId;
   return {
@@ -408,4 +289,22 @@ async function decryptPreKey(
     newSession: true,
     usedPreKeys,
   };
+}
+
+const missing = (kind: "signedPreKey" | "kemPreKey" | "preKey", keyId: number, what: string) =>
+  new CryptoError("MISSING_PREKEY", `no ${what} ${keyId}`, { missingKey: { kind, keyId } });
+
+/** The private prekeys a prekey message names; MISSING_PREKEY for the first one we no longer have. */
+async function responderKeys(
+  preKeys: PreKeyStore,
+  msg: { signedPreKeyId: number; kemPreKeyId: number; preKeyId?: number },
+): Promise<ResponderKeys & { kemPreKey: KemKeyPair & { lastResort?: boolean } }> {
+  const signedPreKey = await preKeys.signedPreKey(msg.signedPreKeyId);
+  if (!signedPreKey) throw missing("signedPreKey", msg.signedPreKeyId, "signed prekey");
+  const kemPreKey = await preKeys.kemPreKey(msg.kemPreKeyId);
+  if (!kemPreKey) throw missing("kemPreKey", msg.kemPreKeyId, "KEM prekey");
+  if (msg.preKeyId === undefined) return { signedPreKey, kemPreKey };
+  const preKey = await preKeys.preKey(msg.preKeyId);
+  if (!preKey) throw missing("preKey", msg.preKeyId, "one-time prekey");
+  return { signedPreKey, kemPreKey, preKey };
 }

@@ -129,3 +129,18 @@ export function parsePreKeyMessage(body: Uint8Array): PreKeyMessage {
   if (preKeyId !== undefined) fields.preKeyId = preKeyId;
   return fields;
 }
+
+/**
+ * The sender's ratchet key (33 bytes) in the header of a ratchet (2) or prekey (3) message, the inner message's
+ * for a prekey message: what a retry receipt names. Undefined for anything that does not parse.
+ */
+export function messageRatchetKey(type: number, body: Uint8Array): Uint8Array | undefined {
+  try {
+    if (type === CiphertextMessageType.Whisper) return parseWhisperMessage(body).header.ratchetKey;
+    if (type === CiphertextMessageType.PreKey)
+      return parseWhisperMessage(parsePreKeyMessage(body).message).header.ratchetKey;
+  } catch {
+    // not a message we can read a header from
+  }
+  return undefined;
+}

@@ -2,10 +2,12 @@
 // key travels in bit 7 of signature byte 63), with strict verification that never throws.
 
 import { ED25519_TORSION_SUBGROUP, ed25519 } from "@noble/curves/ed25519.js";
+import { bytesToNumberLE, numberToBytesLE } from "@noble/curves/utils.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { fromHex, randomBytes } from "./bytes.ts";
-import { ed25519VerifyRaw } from "./native.ts";
 import { clampPrivateKey, EC_KEY_TYPE, EC_PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "./keys.ts";
+import { ed25519VerifyRaw } from "./native.ts";
+import { reduceScalar, scalarMulAdd } from "./scalar.ts";
 
 const Point = ed25519.Point;
 const P = Point.Fp.ORDER; // 2^255 - 19
@@ -19,24 +21,9 @@ const HASH1_PREFIX = (() => {
   return p;
 })();
 
-function bytesToNumberLE(bytes: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]!);
-  return n;
-}
-
-function numberToBytesLE(n: bigint, len: number): Uint8Array {
-  const out = new Uint8Array(len);
-  for (let i = 0; i < len; i++) {
-    out[i] = Number(n & 0xffn);
-    n >>= 8n;
-  }
-  return out;
-}
-
-function mod(a: bigint, m: bigint): bigint {
-  const r = a % m;
-  return r >= 0n ? r : r + m;
+/** sB for a reduced secret scalar, with noble's constant-time multiplication (wNAF with fake additions). */
+function baseMultiply(scalar: Uint8Array): Uint8Array {
+  return Point.BASE.multiply(bytesToNumberLE(scalar)).toBytes();
 }
 
 /**
@@ -48,26 +35,31 @@ function mod(a: bigint, m: bigint): bigint {
  * bit to 0. It signs with a = clamp(k) and A = aB as they are, and puts A's sign bit into bit 7 of
  * byte 63 (always 0 in S, since S < L < 2^253) so the verifier can rebuild A from the Montgomery u.
  * Negating a and also sending A's original sign bit would make half of all signatures invalid.
+ *
+ * Constant time in the secrets: the scalars a and r are reduced and S = r + h·a is computed in fixed
+ * byte limbs (scalar.ts), and aB and rB are noble's constant-time multiplications; no BigInt arithmetic
+ * touches a secret (the one BigInt made of each is the input noble's multiplication takes).
  */
 export function xeddsaSign(privateKey: Uint8Array, message: Uint8Array, random?: Uint8Array): Uint8Array {
   if (!(message instanceof Uint8Array)) throw new TypeError("message must be a Uint8Array");
   const Z = random ?? randomBytes(64);
   if (!(Z instanceof Uint8Array) || Z.length !== 64) throw new Error("XEdDSA random must be 64 bytes");
   const k = clampPrivateKey(privateKey);
-  const a = mod(bytesToNumberLE(k), L);
-  const A = Point.BASE.multiply(a).toBytes();
+  const a = reduceScalar(k);
+  const A = baseMultiply(a);
   const signBit = A[31]! & 0x80;
 
   // r = hash1(k ‖ M ‖ Z) mod q, as libsignal hashes the clamped key bytes.
   const h1 = sha512.create().update(HASH1_PREFIX).update(k).update(message).update(Z).digest();
-  const r = mod(bytesToNumberLE(h1), L);
-  const R = Point.BASE.multiply(r).toBytes();
-  const h = mod(bytesToNumberLE(sha512.create().update(R).update(A).update(message).digest()), L);
-  const s = mod(r + h * a, L);
+  const r = reduceScalar(h1);
+  const R = baseMultiply(r);
+  const h = reduceScalar(sha512.create().update(R).update(A).update(message).digest());
+  const s = scalarMulAdd(h, a, r);
+  for (const secret of [k, a, h1, r]) secret.fill(0);
 
   const sig = new Uint8Array(SIGNATURE_BYTES);
   sig.set(R, 0);
-  sig.set(numberToBytesLE(s, 32), 32);
+  sig.set(s, 32);
   sig[63]! |= signBit;
   return sig;
 }

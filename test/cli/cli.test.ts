@@ -2,10 +2,11 @@
 // the relay started locally, checking stdout's JSON, stderr and exit codes of every command in the issue.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decryptedFiles, rawFiles } from "../client/storage-scan.ts";
 import { startRelay, type Relay } from "../support/relay.ts";
 
 const BIN = new URL("../../bin/cipherpost.mjs", import.meta.url).pathname;
@@ -107,7 +108,12 @@ describe("the cipherpost command", () => {
     bob = (await ok(["--profile", "bob", "register", "--server", relay.url])).accountId as string;
     expect(await ok(["--profile", "alice", "whoami"])).toEqual({ accountId: alice, deviceId: 1, server: relay.url });
     expect(statSync(join(cwd, "alice")).mode & 0o777).toBe(0o700);
-    expect(statSync(join(cwd, "alice", "state.log")).mode & 0o777).toBe(0o600);
+    // The state is encrypted (state/, mode 0700, files 0600) under a key only the user can read (storage.key).
+    expect(statSync(join(cwd, "alice", "storage.key")).mode & 0o777).toBe(0o600);
+    expect(statSync(join(cwd, "alice", "state")).mode & 0o777).toBe(0o700);
+    for (const f of readdirSync(join(cwd, "alice", "state")))
+      expect(statSync(join(cwd, "alice", "state", f)).mode & 0o777).toBe(0o600);
+    expect(rawFiles(join(cwd, "alice")).some((f) => f.includes(alice))).toBe(false); // not even the account id
     const again = await cli(["--profile", "alice", "register", "--server", relay.url]);
     expect(again.code).toBe(1);
     expect(again.json).toEqual({ error: { code: "ALREADY_REGISTERED", message: expect.any(String) } });
@@ -316,4 +322,25 @@ describe("the cipherpost command", () => {
       stop(child);
     }
   }, 60_000);
+
+  it("a profile of an earlier version: its plaintext state.log is taken over into the encrypted store and removed", async () => {
+    const carol = (await ok(["--profile", "carol", "register", "--server", relay.url])).accountId as string;
+    // Turn the profile back into what an earlier version kept: one plaintext journal line, no encrypted store.
+    const profile = join(cwd, "carol");
+    const key = new Uint8Array(readFileSync(join(profile, "storage.key")));
+    const state = join(profile, "state");
+    const entries = decryptedFiles(state, key)
+      .filter((_, i) => readdirSync(state)[i] !== "manifest")
+      .flatMap((text) => JSON.parse(text) as [string, string][]);
+    writeFileSync(join(profile, "state.log"), `${JSON.stringify({ set: Object.fromEntries(entries) })}\n`, {
+      mode: 0o600,
+    });
+    rmSync(state, { recursive: true });
+    rmSync(join(profile, "storage.key"));
+    expect(await ok(["--profile", "carol", "whoami"])).toEqual({ accountId: carol, deviceId: 1, server: relay.url });
+    expect(readdirSync(profile).sort()).toEqual(["files", "state", "storage.key"]);
+    expect(rawFiles(profile).some((f) => f.includes(carol))).toBe(false);
+    const sent = await ok(["--profile", "carol", "send", alice, "from a migrated profile"]);
+    expect(sent.id).toEqual(expect.any(String));
+  });
 });

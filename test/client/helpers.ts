@@ -1,5 +1,10 @@
-// Shared helpers of the SDK tests: clients on the test relay with a Node WebSocket, and waiting for events or
-// conditions with a timeout that names what was awaited instead of hanging.
+// Shared helpers of the SDK tests: one relay per test file with the clients and directories it made cleaned up after,
+// clients on it with a Node WebSocket, and waiting for events or conditions with a timeout that names what was
+// awaited instead of hanging.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll } from "vitest";
 import {
   CipherpostClient,
   MemoryStorage,
@@ -8,6 +13,7 @@ import {
   type Storage,
 } from "../../src/client/index.ts";
 import { nodeWebSocket } from "../../src/client/node.ts";
+import { type Relay, startRelay } from "../support/relay.ts";
 
 const WebSocket = await nodeWebSocket();
 
@@ -23,6 +29,40 @@ export function clientOptions(
 
 export function register(server: string, extra: Partial<ClientOptions> = {}): Promise<CipherpostClient> {
   return CipherpostClient.register({ server, ...clientOptions(extra.storage, extra) });
+}
+
+/**
+ * One relay for the calling test file, started before its tests and stopped after them, with every client `client`
+ * made or `track` was given closed first (each close bounded: on a loaded machine a slow close of background sends
+ * must not fail a file whose tests passed) and every `tempDir` removed.
+ */
+export function relayForFile() {
+  let relay: Relay | undefined;
+  const open: CipherpostClient[] = [];
+  const dirs: string[] = [];
+  beforeAll(async () => {
+    relay = await startRelay();
+  }, 120_000);
+  afterAll(async () => {
+    const bounded = (p: Promise<unknown>, ms: number) => Promise.race([p, new Promise((r) => setTimeout(r, ms))]);
+    await Promise.allSettled(open.map((c) => bounded(c.close(), 20_000)));
+    await bounded(relay?.stop() ?? Promise.resolve(), 30_000);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }, 120_000);
+  const track = <T extends CipherpostClient>(c: T): T => {
+    open.push(c);
+    return c;
+  };
+  return {
+    relay: (): Relay => relay!,
+    track,
+    client: async (extra: Partial<ClientOptions> = {}) => track(await register(relay!.url, extra)),
+    tempDir: (prefix = "cipherpost-test-"): string => {
+      const d = mkdtempSync(join(tmpdir(), prefix));
+      dirs.push(d);
+      return d;
+    },
+  };
 }
 
 /** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */

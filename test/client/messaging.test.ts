@@ -1,10 +1,7 @@
 // The SDK against the relay started locally (test/support/relay.ts), one relay for the file: conversations, linked
 // devices, groups, disappearing messages, 500 messages across a dropped connection and a restart, retry receipts,
 // prekey upkeep, devices and account deletion, sends over the connection, and reconnecting after a relay restart.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   CipherpostClient,
   CipherpostError,
@@ -12,33 +9,12 @@ import {
   type DecryptionErrorEvent,
   type StoredMessage,
 } from "../../src/client/index.ts";
-import { FileStorage } from "../../src/client/node.ts";
+import { openProfileStorage } from "../../src/client/node.ts";
 import { ManualClock } from "../support/manual-clock.ts";
-import { startRelay, type Relay } from "../support/relay.ts";
-import { clientOptions, nextEvent, register, waitFor } from "./helpers.ts";
+import { clientOptions, nextEvent, relayForFile, waitFor } from "./helpers.ts";
 
-let relay: Relay;
-const open: CipherpostClient[] = [];
-const dirs: string[] = [];
-
-beforeAll(async () => {
-  relay = await startRelay();
-}, 120_000);
-
-afterAll(async () => {
-  // A client's close waits for its background sends (receipts); on a loaded machine those can be slow, and a
-  // slow close must not fail the file after every test passed.
-  const bounded = (p: Promise<unknown>, ms: number) => Promise.race([p, new Promise((r) => setTimeout(r, ms))]);
-  await Promise.allSettled(open.map((c) => bounded(c.close(), 20_000)));
-  await bounded(relay?.stop() ?? Promise.resolve(), 30_000);
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-}, 120_000);
-
-async function client(extra: Parameters<typeof register>[1] = {}): Promise<CipherpostClient> {
-  const c = await register(relay.url, extra);
-  open.push(c);
-  return c;
-}
+const fixture = relayForFile();
+const client = fixture.client;
 
 const texts = (list: StoredMessage[]) => list.map((m) => m.text);
 
@@ -103,8 +79,8 @@ describe("two accounts and a linked device", () => {
   it("a second device linked to A receives both sides of the conversation from then on", async () => {
     const { code } = await a1.createLinkCode();
     expect(code).toMatch(/^cplink1\.[A-Za-z0-9_-]{107}$/);
-    a2 = await CipherpostClient.link({ server: relay.url, code, ...clientOptions() });
-    open.push(a2);
+    a2 = await CipherpostClient.link({ server: fixture.relay().url, code, ...clientOptions() });
+    fixture.track(a2);
     expect(a2.accountId).toBe(a1.accountId);
     expect(a2.deviceId).toBe(2);
     expect(a2.identityKey).toEqual(a1.identityKey);
@@ -161,7 +137,7 @@ describe("two accounts and a linked device", () => {
     await c.close();
     for (const [k] of await storage.list(`s/${d.accountId}/`)) await storage.write({ delete: [k] });
     const c2 = await CipherpostClient.open(clientOptions(storage));
-    open.push(c2);
+    fixture.track(c2);
     // (D's delivery receipt for "first" may be among the failures too: it was sent on the lost session.)
     const reports: DecryptionErrorEvent[] = [];
     c2.on("decryptionError", (e) => void reports.push(e));
@@ -245,11 +221,9 @@ describe("groups and disappearing messages", () => {
 
 describe("a long conversation across connection loss", () => {
   it("500 messages arrive exactly once and in order through a dropped connection and a restarted receiver", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "cipherpost-sdk-"));
-    dirs.push(dir);
-    const path = join(dir, "state.log");
+    const dir = fixture.tempDir("cipherpost-sdk-");
     const a = await client();
-    let storage = await FileStorage.open(path);
+    let storage = await openProfileStorage(dir);
     let b = await client({ storage });
     const events: string[] = [];
     let sent = 0;
@@ -283,9 +257,9 @@ describe("a long conversation across connection loss", () => {
         await b.close();
         duplicates += b.stats.duplicates;
         await storage.close();
-        storage = await FileStorage.open(path);
+        storage = await openProfileStorage(dir);
         b = await CipherpostClient.open(clientOptions(storage));
-        open.push(b);
+        fixture.track(b);
         listen(b);
         await b.connect();
       }
@@ -377,7 +351,7 @@ describe("a relay restart (a deploy closes every socket)", () => {
 
     const closed = nextEvent(b, "connection", (e) => e.state === "closed");
     const reopened = nextEvent(b, "connection", (e) => e.state === "open", 30_000);
-    await relay.restart({ downMs: 500 });
+    await fixture.relay().restart({ downMs: 500 });
     expect((await closed).state).toBe("closed");
     await reopened;
 
@@ -426,7 +400,7 @@ describe("sending over the mailbox connection", () => {
 
     await a.close();
     const c = await CipherpostClient.open(clientOptions(storage, { fetch: rec.fetchImpl }));
-    open.push(c);
+    fixture.track(c);
     const viaHttp = await c.send(b.accountId, "over HTTP");
     await waitFor("B gets the second", () => b.messages.get(viaHttp.id, a.accountId));
     expect(rec.sends).toHaveLength(1);

@@ -1,17 +1,7 @@
 // The SDK's parts that need no relay: the error class and its codes, link codes, the attachment format (segment
-// boundaries, reordering, truncation, tampering), FileStorage's atomicity and crash recovery, content parsing, prekey
+// boundaries, reordering, truncation, tampering), content parsing, prekey
 // rotation, timers on an injected clock (disappearing messages, reconnect backoff), and the CLI's argument grammar.
-import {
-  appendFileSync,
-  closeSync,
-  mkdtempSync,
-  openAsBlob,
-  openSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  truncateSync,
-} from "node:fs";
+import { closeSync, mkdtempSync, openAsBlob, openSync, rmSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -39,7 +29,6 @@ import { type ConnectionEvent, MailboxConnection, type WebSocketConstructor } fr
 import { Emitter } from "../../src/client/events.ts";
 import { Expiry } from "../../src/client/expiry.ts";
 import { MessageStore, toStored } from "../../src/client/message-store.ts";
-import { FileStorage } from "../../src/client/node.ts";
 import { newBatch } from "../../src/client/storage.ts";
 import { DEFAULT_PREKEY_POLICY, generateKeys, rotationPlan } from "../../src/client/prekeys.ts";
 import { MESSAGE_PREFIX, PREKEY_PREFIXES } from "../../src/client/storage-keys.ts";
@@ -278,55 +267,6 @@ describe("attachments stream both ways", () => {
     // One 20 MiB PATCH buffer, a 4 MiB read window and garbage not yet collected; the file itself is 256 MiB.
     expect(peak).toBeLessThan(160 * 1024 * 1024);
   }, 60_000);
-});
-
-describe("FileStorage", () => {
-  it("keeps batches across reopening, with the journal mode 0600", async () => {
-    const path = join(tempDir(), "state.log");
-    const s = await FileStorage.open(path);
-    await s.write({ set: { a: "1", b: "2", "m/2": "x", "m/1": "y" } });
-    await s.write({ set: { a: "3" }, delete: ["b"] });
-    await s.close();
-    expect(statSync(path).mode & 0o777).toBe(0o600);
-    const again = await FileStorage.open(path);
-    expect(await again.get("a")).toBe("3");
-    expect(await again.get("b")).toBeUndefined();
-    expect(await again.list("m/")).toEqual([
-      ["m/1", "y"],
-      ["m/2", "x"],
-    ]);
-    await again.close();
-  });
-
-  it("drops a batch torn by a crash as a whole, and goes on appending after it", async () => {
-    const path = join(tempDir(), "state.log");
-    const s = await FileStorage.open(path);
-    await s.write({ set: { session: "v1", message: "one" } });
-    await s.close();
-    appendFileSync(path, '{"set":{"session":"v2","mess'); // the process died mid-write
-    const after = await FileStorage.open(path);
-    expect(await after.get("session")).toBe("v1");
-    await after.write({ set: { later: "ok" } });
-    await after.close();
-    const third = await FileStorage.open(path);
-    expect(await third.get("later")).toBe("ok");
-    expect(await third.get("session")).toBe("v1");
-    await third.close();
-  });
-
-  it("compacts a journal of mostly dead entries and loses nothing live", async () => {
-    const path = join(tempDir(), "state.log");
-    const s = await FileStorage.open(path, { durable: false });
-    const big = "x".repeat(10_000);
-    for (let i = 0; i < 400; i++) await s.write({ set: { hot: `${i}${big}`, [`k${i % 5}`]: String(i) } });
-    await s.close();
-    expect(statSync(path).size).toBeLessThan(1024 * 1024 + 100_000);
-    const again = await FileStorage.open(path);
-    expect((await again.get("hot"))?.startsWith("399x")).toBe(true);
-    expect(await again.list("k")).toEqual([0, 1, 2, 3, 4].map((i) => [`k${i}`, String(395 + i)]));
-    expect(readFileSync(path, "utf8").endsWith("\n")).toBe(true);
-    await again.close();
-  });
 });
 
 describe("content", () => {

@@ -61,7 +61,7 @@ describe("src/crypto inside workerd", () => {
       preKey: { keyId: 7, publicKey: opk.publicKey },
       pqPreKey: { keyId: 9, publicKey: kem.publicKey, signature: sign(kem.publicKey) },
     };
-    const store = { signedPreKey: () => spk, preKey: () => opk, kemPreKey: () => kem };
+    const store = { signedPreKey: () => spk, preKey: () => opk, kemPreKey: () => kem, lastResortUsed: () => false };
     const alice = await initiateSession(aliceIdentity, bundle);
     const bob = new SessionRecord();
     const m1 = sessionEncrypt(alice, utf8("hello from workerd"));

@@ -9,6 +9,8 @@ import {
   type LocalIdentity,
   type PreKeyBundle,
   type PreKeyStore,
+  toHex,
+  type UsedPreKeys,
   xeddsaSign,
 } from "../../src/crypto/index.ts";
 
@@ -18,6 +20,8 @@ export interface TestDevice {
   preKeys: Map<number, EcKeyPair>;
   kemPreKeys: Map<number, KemKeyPair>;
   store: PreKeyStore;
+  /** What the application does with a new session's prekeys: here, recording a last-resort use. */
+  recordUse(used: UsedPreKeys | undefined): void;
   /** A bundle as the relay would serve it, consuming one-time keys like the relay does. */
   bundle(options?: { withPreKey?: boolean; lastResort?: boolean }): PreKeyBundle;
 }
@@ -32,6 +36,8 @@ export function makeDevice(identityKeyPair: EcKeyPair = generateEcKeyPair()): Te
   let nextPreKeyId = 1;
   let nextKemId = 1;
   const sign = (publicKey: Uint8Array) => xeddsaSign(identityKeyPair.privateKey, publicKey);
+  const lastResortUses = new Set<string>();
+  const use = (kemId: number, signedId: number, baseKey: Uint8Array) => `${kemId}/${signedId}/${toHex(baseKey)}`;
   return {
     identity,
     signedPreKeys,
@@ -40,7 +46,14 @@ export function makeDevice(identityKeyPair: EcKeyPair = generateEcKeyPair()): Te
     store: {
       signedPreKey: (id) => signedPreKeys.get(id),
       preKey: async (id) => preKeys.get(id), // async on purpose: stores may be
-      kemPreKey: (id) => kemPreKeys.get(id),
+      kemPreKey: (id) => {
+        const k = kemPreKeys.get(id);
+        return k && id === 1000 ? { ...k, lastResort: true } : k;
+      },
+      lastResortUsed: (kemId, signedId, baseKey) => lastResortUses.has(use(kemId, signedId, baseKey)),
+    },
+    recordUse(used) {
+      if (used?.lastResort) lastResortUses.add(use(used.kemPreKeyId, used.signedPreKeyId, used.baseKey));
     },
     bundle({ withPreKey = true, lastResort = false } = {}) {
       const spk = signedPreKeys.get(1)!;

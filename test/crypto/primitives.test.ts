@@ -7,7 +7,16 @@ import { ml_kem1024 } from "@noble/post-quantum/ml-kem.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { concatBytes, fromHex, randomBytes, toHex, utf8 } from "../../src/crypto/bytes.ts";
-import { hkdfSha256, INFO, kdfChainKey, kdfRootKey, messageKeyMaterial, pqxdhSecret } from "../../src/crypto/kdf.ts";
+import {
+  hkdfSha256,
+  INFO,
+  kdfChainKey,
+  kdfRootKey,
+  messageKeyMaterial,
+  messageKeyOf,
+  nextChainKey,
+  pqxdhSecret,
+} from "../../src/crypto/kdf.ts";
 import { encodeEcPublicKey, KEM_KEY_TYPE_MLKEM1024, kemDecapsulate, kemEncapsulate } from "../../src/crypto/keys.ts";
 import kat from "../vectors/mlkem1024-cctv-unlucky.json" with { type: "json" };
 
@@ -86,10 +95,22 @@ describe("protocol KDFs", () => {
     expect(toHex(INFO.pqxdh)).toBe(toHex(utf8("cipherpost_PQXDH_CURVE25519_SHA-256_ML-KEM-1024")));
   });
   it("KDF_CK uses HMAC-SHA256 with 0x01 for the message key and 0x02 for the next chain key", () => {
-    const ck = randomBytes(32);
-    const [next, mk] = kdfChainKey(ck);
-    expect(toHex(mk)).toBe(toHex(hmac(sha256, ck, new Uint8Array([1]))));
-    expect(toHex(next)).toBe(toHex(hmac(sha256, ck, new Uint8Array([2]))));
+    // The chain step runs on its own allocation-free HMAC over noble's compression function: it must agree with
+    // noble's general HMAC on every key, including all-zero and all-one keys, and leave its input alone.
+    for (const ck of [
+      new Uint8Array(32),
+      new Uint8Array(32).fill(0xff),
+      ...Array.from({ length: 500 }, () => randomBytes(32)),
+    ]) {
+      const copy = toHex(ck);
+      const [next, mk] = kdfChainKey(ck);
+      expect(toHex(mk)).toBe(toHex(hmac(sha256, ck, new Uint8Array([1]))));
+      expect(toHex(next)).toBe(toHex(hmac(sha256, ck, new Uint8Array([2]))));
+      expect(toHex(nextChainKey(ck))).toBe(toHex(next));
+      expect(toHex(messageKeyOf(ck))).toBe(toHex(mk));
+      expect(toHex(ck)).toBe(copy);
+    }
+    expect(() => nextChainKey(new Uint8Array(31))).toThrow();
   });
   it("KDF_RK uses the root key as HKDF salt and splits 64 bytes", () => {
     const rk = randomBytes(32);
