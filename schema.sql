@@ -1,4 +1,6 @@
--- cipherpost's D1 schema, applied to every shard. Idempotent: safe to apply again at any time.
+-- cipherpost's D1 schema as it stands, on every shard: the file to read. Databases get it from migrations/
+-- (wrangler d1 migrations apply; docs/scaling.md), never from this file; test/migrations.test.ts checks that the
+-- migrations applied in order give exactly these tables and indexes. Change both together.
 -- Bytes are stored as the standard base64 text they travel in, so a bundle is served without re-encoding.
 -- Devices are keyed by device_uid, a random id the account's Durable Object gives each device when it is
 -- created: a removed device's rows can never be mistaken for those of a later device with the same id.

@@ -1,4 +1,5 @@
-// `npm run deploy` refuses a configuration that would make the relay answer 503, before touching anything.
+// `npm run deploy` refuses a configuration that would make the relay answer 503 or give shards different schemas,
+// before touching anything.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -27,6 +28,18 @@ describe("deploy configuration check", () => {
       problems: [],
       warnings: [expect.stringMatching(/DB_7 is not in SHARD_MAP yet/)],
     });
+  });
+
+  it("refuses PUSH_ALLOW_LOOPBACK, which only npm start and the test relays set", () => {
+    const r = checkDeployConfig(toml.replace('PUSH_ALLOW_LOOPBACK = "false"', 'PUSH_ALLOW_LOOPBACK = "true"'));
+    expect(r.problems).toEqual([expect.stringMatching(/^PUSH_ALLOW_LOOPBACK: development only/)]);
+  });
+
+  it("refuses shards that would take different migrations folders, so every shard keeps one schema", () => {
+    const other = `${toml}\n[[d1_databases]]\nbinding = "DB_7"\ndatabase_name = "x"\ndatabase_id = "y"\nmigrations_dir = "elsewhere"\n`;
+    expect(checkDeployConfig(other).problems).toEqual([
+      expect.stringMatching(/^d1_databases: every shard must take the same migrations_dir/),
+    ]);
   });
 
   it("npm run deploy exits 1 on a bad configuration without running wrangler", () => {

@@ -1,15 +1,15 @@
 // Starts a Worker for benchmarking the same way for every target: bundle it with wrangler (as a deploy would),
-// then run the bundle in Miniflare directly on a free loopback port, with in-memory D1, R2 and Durable Objects
-// declared by its wrangler.toml. Miniflare without wrangler dev's proxy is the closest local stand-in for the
-// platform, so the comparison measures the Workers, not the tooling.
+// then run the bundle in Miniflare directly on a free loopback port, with in-memory D1 (migrated), R2 and Durable
+// Objects declared by its wrangler.toml. Miniflare without wrangler dev's proxy is the closest local stand-in for
+// the platform, so the comparison measures the Workers, not the tooling.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { Miniflare } from "miniflare";
 import { parse } from "smol-toml";
-import { splitSqlStatements } from "../../scripts/sql.mjs";
+import { applyMigrations, readMigrations } from "../../scripts/d1-migrations.ts";
 
 interface WranglerToml {
   main: string;
@@ -32,7 +32,6 @@ const root = resolve(new URL("../../", import.meta.url).pathname);
 export async function startWorker(opts: {
   config: string;
   vars?: Record<string, string>;
-  schema?: string;
   inspectorPort?: number;
 }): Promise<WorkerHost> {
   process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
@@ -82,12 +81,10 @@ export async function startWorker(opts: {
     ),
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
-  if (opts.schema) {
-    const statements = splitSqlStatements(readFileSync(resolve(dirname(config), opts.schema), "utf8"));
-    for (const d of toml.d1_databases ?? []) {
-      const db = await mf.getD1Database(d.binding);
-      await db.batch(statements.map((s) => db.prepare(s)));
-    }
+  // Every D1 database the config declares gets the migrations, as `npm start` gives them to its shards.
+  if (toml.d1_databases?.length) {
+    const migrations = await readMigrations();
+    for (const d of toml.d1_databases) await applyMigrations(await mf.getD1Database(d.binding), migrations);
   }
   return {
     url,

@@ -1,0 +1,94 @@
+-- Migration 0001: cipherpost's first D1 schema, as shards were created by hand before migrations existed.
+-- IF NOT EXISTS throughout, so a shard that already holds this schema records 0001 as applied and changes nothing.
+CREATE TABLE IF NOT EXISTS accounts (
+  account_id TEXT PRIMARY KEY,
+  identity_key TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS devices (
+  account_id TEXT NOT NULL,
+  device_id INTEGER NOT NULL,
+  device_uid INTEGER NOT NULL,
+  registration_id INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, device_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS signed_prekeys (
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_id INTEGER NOT NULL,
+  public_key TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  PRIMARY KEY (account_id, device_uid)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS kem_last_resort_keys (
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_id INTEGER NOT NULL,
+  public_key TEXT NOT NULL,
+  signature TEXT NOT NULL,
+  PRIMARY KEY (account_id, device_uid)
+) WITHOUT ROWID;
+
+-- One-time EC prekeys, keyed by id so a re-sent id is ignored; seq (upload time in ms * 1024 + position in the
+-- upload) orders them so claims take the oldest first. WITHOUT ROWID: two b-trees per key, not three.
+CREATE TABLE IF NOT EXISTS ec_prekeys (
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  public_key TEXT NOT NULL,
+  PRIMARY KEY (account_id, device_uid, key_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ec_prekeys_claim ON ec_prekeys (account_id, device_uid, seq);
+
+-- One-time KEM prekeys live in immutable R2 pages (about 1.6 KB a key); D1 keeps each page's claim cursor.
+-- A page is claimable once ready = 1 (its R2 object is written).
+CREATE TABLE IF NOT EXISTS kem_prekey_pages (
+  seq INTEGER PRIMARY KEY,
+  page_id TEXT NOT NULL UNIQUE,
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_count INTEGER NOT NULL,
+  next_index INTEGER NOT NULL DEFAULT 0,
+  ready INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kem_prekey_pages_claim ON kem_prekey_pages (account_id, device_uid, ready, seq);
+
+-- The KEM key ids a device has in pages, so a re-sent id is ignored rather than stored twice. A page's ids
+-- are found through the primary key's (account_id, device_uid) prefix: a device has a few hundred at most.
+CREATE TABLE IF NOT EXISTS kem_prekey_ids (
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  key_id INTEGER NOT NULL,
+  page_seq INTEGER NOT NULL,
+  PRIMARY KEY (account_id, device_uid, key_id)
+) WITHOUT ROWID;
+
+-- Proof-of-work challenges, on the shard their first 12 bits pick; deleted when used, swept when expired.
+CREATE TABLE IF NOT EXISTS pow_challenges (
+  challenge TEXT PRIMARY KEY,
+  difficulty INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pow_challenges_expiry ON pow_challenges (expires_at);
+
+-- Attachments: each account's index of its tus uploads and stored attachments, on the account's shard. R2
+-- cannot list unfinished multipart uploads and cron cannot list Durable Objects, so this index is what the
+-- quotas, the expiry sweep and account deletion read. state: 'uploading' (size = Upload-Length reserved,
+-- expires_at = the upload's deadline) or 'stored' (expires_at = completion + ATTACHMENT_TTL_SECONDS).
+CREATE TABLE IF NOT EXISTS attachments (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL,
+  device_uid INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attachments_account ON attachments (account_id, state);
+CREATE INDEX IF NOT EXISTS attachments_expiry ON attachments (expires_at);

@@ -1,1 +1,0 @@
-export declare function splitSqlStatements(sql: string): string[];
