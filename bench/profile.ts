@@ -20,7 +20,6 @@ interface ProfileNode {
 async function main() {
   const host = await startWorker({
     config: "wrangler.toml",
-    schema: "schema.sql",
     inspectorPort: INSPECTOR_PORT,
     vars: {
       POW_DIFFICULTY_BITS: "0",
@@ -28,6 +27,13 @@ async function main() {
       REGISTRATIONS_PER_IP_LIMIT: "1000000000",
       SENDS_PER_DEVICE_LIMIT: "1000000000",
       SENDS_PER_PAIR_LIMIT: "1000000000",
+      PREKEY_CLAIMS_PER_DEVICE_LIMIT: "1000000000",
+      KEY_UPLOADS_PER_DEVICE_LIMIT: "1000000000",
+      QUEUE_SENDER_MAX_MESSAGES: "1000000",
+      QUEUE_SENDER_MAX_BYTES: "1073741824",
+      UPLOADS_PER_DEVICE_LIMIT: "1000000000",
+      MAX_ATTACHMENTS_PER_ACCOUNT: "1000000000",
+      POW_NORMAL_REGISTRATIONS_LIMIT: "1000000000",
     },
   });
   const targets = (await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json`)).json()) as {

@@ -55,6 +55,13 @@ const CIPHERPOST_VARS = {
   PREKEY_CLAIMS_PER_PAIR_LIMIT: "1000000000",
   SENDS_PER_DEVICE_LIMIT: "1000000000",
   SENDS_PER_PAIR_LIMIT: "1000000000",
+  PREKEY_CLAIMS_PER_DEVICE_LIMIT: "1000000000",
+  KEY_UPLOADS_PER_DEVICE_LIMIT: "1000000000",
+  QUEUE_SENDER_MAX_MESSAGES: "1000000",
+  QUEUE_SENDER_MAX_BYTES: "1073741824",
+  UPLOADS_PER_DEVICE_LIMIT: "1000000000",
+  MAX_ATTACHMENTS_PER_ACCOUNT: "1000000000",
+  POW_NORMAL_REGISTRATIONS_LIMIT: "1000000000",
 };
 
 function runGenerator(options: LoadOptions): Promise<LoadResult> {
@@ -79,7 +86,7 @@ function runGenerator(options: LoadOptions): Promise<LoadResult> {
 async function measure(target: "cipherpost" | "baseline", sendOver: "http" | "socket" = "http"): Promise<LoadResult> {
   const host =
     target === "cipherpost"
-      ? await startWorker({ config: "wrangler.toml", schema: "schema.sql", vars: CIPHERPOST_VARS })
+      ? await startWorker({ config: "wrangler.toml", vars: CIPHERPOST_VARS })
       : await startWorker({ config: "bench/baseline/wrangler.toml" });
   try {
     const options: LoadOptions =

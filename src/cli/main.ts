@@ -22,6 +22,7 @@ import { existsSync } from "node:fs";
 import { parseCommandLine, UsageError, USAGE, type Command } from "./args.ts";
 import { lockHolder, openProfile, type Profile } from "./profile.ts";
 import { progress } from "./progress.ts";
+import type { PowProgress } from "../protocol/pow.ts";
 
 const out = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
 const note = (text: string) => process.stderr.write(`${text}\n`);
@@ -69,7 +70,18 @@ function receivedPath(dir: string, name: string | undefined, id: string): string
 async function run(command: Exclude<Command, { name: "help" }>, s: Session): Promise<void> {
   switch (command.name) {
     case "register": {
-      const c = await CipherpostClient.register({ server: command.server, ...(await options(s.storage)) });
+      // Progress on stderr at most once a second: under a registration flood the work can take seconds.
+      let last = Date.now();
+      const onPowProgress = (p: PowProgress) => {
+        if (Date.now() - last < 1000) return;
+        last = Date.now();
+        note(`proof of work: ${p.attempts} hashes tried (about ${p.expectedAttempts} expected)`);
+      };
+      const c = await CipherpostClient.register({
+        server: command.server,
+        onPowProgress,
+        ...(await options(s.storage)),
+      });
       s.client = c;
       return void out({ accountId: c.accountId, deviceId: c.deviceId });
     }

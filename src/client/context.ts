@@ -3,6 +3,7 @@
 // without making an import cycle.
 import type { LocalIdentity } from "../crypto/pqxdh.ts";
 import type { Clock } from "../protocol/clock.ts";
+import type { PowProgress } from "../protocol/pow.ts";
 import type { Mutex } from "../protocol/concurrency.ts";
 import { AccountId } from "../protocol/directory.ts";
 import type { ConnectionOptions, MailboxConnection, WebSocketConstructor } from "./connection.ts";
@@ -33,6 +34,8 @@ export interface ClientOptions {
 
 export interface RegisterOptions extends ClientOptions {
   server: string;
+  /** Called while the relay's proof of work is being solved (its difficulty rises under a registration flood). */
+  onPowProgress?: (progress: PowProgress) => void;
 }
 
 export interface LinkOptions extends ClientOptions {

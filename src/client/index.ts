@@ -26,6 +26,7 @@ export { DEFAULT_SEGMENT_BYTES, encryptedSize, paddedSize } from "./attachment-c
 export type { ConnectionEvent, ConnectionOptions, WebSocketConstructor } from "./connection.ts";
 export { systemClock } from "../protocol/clock.ts";
 export type { Clock } from "../protocol/clock.ts";
+export type { PowProgress } from "../protocol/pow.ts";
 export { decodeLinkCode, encodeLinkCode, LINK_CODE_PREFIX } from "./link-code.ts";
 export type { LinkCode } from "./link-code.ts";
 export { DEFAULT_PREKEY_POLICY } from "./prekeys.ts";

@@ -120,7 +120,11 @@ export async function registerDevice(options: RegisterOptions): Promise<void> {
   const identity = generateEcKeyPair();
   const ch = await http.json("POST", "/v1/challenges", ChallengeResponse);
   const challenge = fromBase64(ch.challenge);
-  const nonce = await solvePow(challenge, ch.difficulty);
+  const nonce = await solvePow(
+    challenge,
+    ch.difficulty,
+    options.onPowProgress ? { onProgress: options.onPowProgress } : {},
+  );
   const proof = xeddsaSign(identity.privateKey, registrationProofMessage(challenge, identity.publicKey));
   const publish = (fields: NewDeviceFields) =>
     http.json("POST", "/v1/registration", RegistrationResponse, {

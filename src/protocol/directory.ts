@@ -26,6 +26,29 @@ export const DeviceId = z
   .min(MIN_DEVICE_ID)
   .max(MAX_DEVICE_ID)
   .meta({ description: "Device id, 1..127; 1 is the primary device." });
+
+/**
+ * A device id written as text (the Basic user `accountId.deviceId`, a path parameter): canonical decimal only, no
+ * sign, leading zero, space, exponent or hex, so that a device has one spelling (`1e0`, `0x1`, ` 1`, `01` and `+1`
+ * are not device 1).
+ */
+export function parseDeviceIdText(text: string): number | null {
+  if (!/^[1-9][0-9]{0,2}$/.test(text)) return null;
+  const n = Number(text);
+  return n >= MIN_DEVICE_ID && n <= MAX_DEVICE_ID ? n : null;
+}
+
+/** A device id as a path parameter: the text parseDeviceIdText takes, as a number. */
+export const DeviceIdParam = z
+  .string()
+  .regex(/^[1-9][0-9]{0,2}$/, "must be a device id, 1..127 in decimal without sign, leading zero or spaces")
+  .transform((text, ctx) => {
+    const n = parseDeviceIdText(text);
+    if (n !== null) return n;
+    ctx.addIssue({ code: "custom", message: `must be a device id, ${MIN_DEVICE_ID}..${MAX_DEVICE_ID}` });
+    return z.NEVER;
+  })
+  .meta({ description: "A device id, 1..127, in decimal without sign, leading zero or spaces." });
 export const RegistrationId = z
   .number()
   .int()
@@ -83,12 +106,10 @@ const DeviceKeys = {
 export const ChallengeResponse = z
   .object({
     challenge: base64Bytes(POW_CHALLENGE_BYTES, "The challenge"),
-    difficulty: z
-      .number()
-      .int()
-      .min(0)
-      .max(32)
-      .meta({ description: 'Leading zero bits SHA-256("cipherpost-pow-v1" ‖ challenge ‖ nonce) must have.' }),
+    difficulty: z.number().int().min(0).max(32).meta({
+      description:
+        'Leading zero bits SHA-256("cipherpost-pow-v1" ‖ challenge ‖ nonce) must have: this challenge\'s own, which rises with the relay-wide registration rate (each bit doubles the expected work).',
+    }),
     expiresAt: z
       .number()
       .int()

@@ -34,6 +34,12 @@ export const ERRORS = {
   },
   LINK_TOKEN_INVALID: { status: 403, retry: false, summary: "The link token is unknown, used or expired." },
   PRIMARY_DEVICE: { status: 403, retry: false, summary: "Device 1 cannot be removed; delete the account instead." },
+  // Keys
+  TOO_MANY_KEYS: {
+    status: 409,
+    retry: false,
+    summary: "The device would hold more one-time keys of a kind than the relay keeps; nothing was stored.",
+  },
   // Messages
   MISMATCHED_DEVICES: {
     status: 409,
@@ -46,6 +52,12 @@ export const ERRORS = {
     status: 507,
     retry: true,
     summary: "The recipient device's queue is at its quota; try again after it drains.",
+  },
+  SENDER_QUEUE_SHARE_EXCEEDED: {
+    status: 429,
+    retry: true,
+    summary:
+      "Your share of the recipient device's queue is used up (other senders still get through); try again after Retry-After.",
   },
   IDEMPOTENCY_KEY_REUSED: {
     status: 422,
@@ -66,6 +78,11 @@ export const ERRORS = {
     summary: "The Upload-Checksum does not match the bytes received; they were discarded.",
   },
   QUOTA_EXCEEDED: { status: 413, retry: false, summary: "The account's storage quota would be exceeded." },
+  TOO_MANY_ATTACHMENTS: {
+    status: 409,
+    retry: false,
+    summary: "The account holds the most attachments and unfinished uploads it may; delete some or let them expire.",
+  },
   PRECONDITION_FAILED: { status: 412, retry: false, summary: "The Tus-Resumable version is not supported." },
   RANGE_NOT_SATISFIABLE: {
     status: 416,

@@ -7,11 +7,10 @@ export const MAX_PUSH_ENDPOINT_CHARS = 1024;
 
 export const PushEndpointRequest = z
   .object({
-    endpoint: z
-      .string()
-      .min(1)
-      .max(MAX_PUSH_ENDPOINT_CHARS)
-      .meta({ description: "The PushSubscription's endpoint (https; http only on the loopback interface)." }),
+    endpoint: z.string().min(1).max(MAX_PUSH_ENDPOINT_CHARS).meta({
+      description:
+        "The PushSubscription's endpoint: https on port 443 at a push service on PUSH_ALLOWED_HOSTS, named by host name.",
+    }),
   })
   .meta({
     id: "PushEndpointRequest",

@@ -78,6 +78,8 @@ export function createApp(mount: (app: OpenAPIHono<AppEnv>) => void, clock: Cloc
     c.set("clock", clock);
     await next();
     c.header("X-Request-Id", requestId);
+    // The log level is the isolate's: an object running in this isolate (always, in tests) may have set its own meanwhile.
+    loadConfig(c.env);
     // Structured access log: never content, keys, passwords or client addresses. A 5xx is an error worth an
     // operator's attention whatever LOG_LEVEL says; everything else is "info" (LOG_LEVEL=warn drops it).
     log(c.res.status >= 500 ? "error" : "info", {

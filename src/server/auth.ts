@@ -2,7 +2,8 @@
 // own Durable Object (one hop, never D1, so a D1 outage never stops a device from authenticating).
 import type { MiddlewareHandler } from "hono";
 import { fromBase64, fromUtf8 } from "../crypto/bytes.ts";
-import { MAX_DEVICE_ID, MIN_DEVICE_ID } from "../protocol/limits.ts";
+import { parseDeviceIdText } from "../protocol/directory.ts";
+import { PRIMARY_DEVICE_ID } from "../protocol/limits.ts";
 import type { AuthenticatedDevice } from "./account/directory.ts";
 import type { AppEnv } from "./app.ts";
 import { ApiError, storage, unwrap } from "./errors.ts";
@@ -37,14 +38,9 @@ export function parseBasic(header: string | undefined): Credentials | null {
   const password = text.slice(colon + 1);
   const dot = user.lastIndexOf(".");
   const accountId = (dot < 0 ? user : user.slice(0, dot)).toLowerCase();
-  const deviceId = dot < 0 ? 1 : Number(user.slice(dot + 1));
-  if (
-    !ACCOUNT_ID_PATTERN.test(accountId) ||
-    !Number.isInteger(deviceId) ||
-    deviceId < MIN_DEVICE_ID ||
-    deviceId > MAX_DEVICE_ID
-  )
-    return null;
+  // Without a dot the user is the account and the device is 1 (as Signal's clients send it).
+  const deviceId = dot < 0 ? PRIMARY_DEVICE_ID : parseDeviceIdText(user.slice(dot + 1));
+  if (!ACCOUNT_ID_PATTERN.test(accountId) || deviceId === null) return null;
   if (password.length === 0 || password.length > 256) return null;
   return { accountId, deviceId, password };
 }

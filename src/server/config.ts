@@ -3,6 +3,7 @@
 // says the same. Defaults here equal the ones in wrangler.toml and docs/configuration.md.
 import { z } from "zod";
 import { LOG_LEVELS, setLogLevel } from "./log.ts";
+import { DEFAULT_PUSH_HOSTS, parseHostPatterns, type PushHosts } from "./push/endpoint-policy.ts";
 import { parseVapidKey, type VapidKey } from "./push/webpush.ts";
 
 /** Buckets an account id falls into; SHARD_MAP assigns contiguous bucket ranges to D1 bindings. */
@@ -24,6 +25,19 @@ const int = (min: number, max: number, dflt: number) =>
         return z.NEVER;
       }
       return n;
+    });
+
+/** A true/false switch; "" or unset is the default. */
+const bool = (dflt: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const text = v?.trim() ?? "";
+      if (text === "") return dflt;
+      if (text === "true" || text === "false") return text === "true";
+      ctx.addIssue({ code: "custom", message: `must be true or false, got ${JSON.stringify(v)}` });
+      return z.NEVER;
     });
 
 export interface ShardRange {
@@ -77,12 +91,28 @@ export const ConfigSchema = z.object({
   CHALLENGES_PER_IP_WINDOW_SECONDS: int(1, 86_400, 3600),
   REGISTRATIONS_PER_IP_LIMIT: int(1, 1_000_000_000, 20),
   REGISTRATIONS_PER_IP_WINDOW_SECONDS: int(1, 86_400, 3600),
+  // The per-IP limits key an IPv6 client on this prefix (one subscriber's network), an IPv4 one on its address.
+  IPV6_RATE_LIMIT_PREFIX_BITS: int(32, 128, 64),
+  // The adaptive proof of work (registration-rate.ts): POW_DIFFICULTY_BITS while at most
+  // POW_NORMAL_REGISTRATIONS_LIMIT accounts are created per POW_RATE_WINDOW_SECONDS, relay-wide; one bit more per
+  // doubling above it, up to POW_MAX_DIFFICULTY_BITS. The rate is counted in POW_RATE_SHARD_COUNT objects.
+  POW_MAX_DIFFICULTY_BITS: int(0, 32, 22),
+  POW_NORMAL_REGISTRATIONS_LIMIT: int(1, 1_000_000_000, 60),
+  POW_RATE_WINDOW_SECONDS: int(10, 3600, 60),
+  POW_RATE_SHARD_COUNT: int(1, 64, 8),
   LINK_TOKEN_TTL_SECONDS: int(30, 3600, 600),
   LINK_TOKENS_PER_ACCOUNT_LIMIT: int(1, 1_000_000_000, 10),
   LINK_TOKENS_PER_ACCOUNT_WINDOW_SECONDS: int(1, 86_400, 3600),
   MAX_LINK_ENVELOPE_BYTES: int(1024, 1_048_576, 65_536),
   PREKEY_CLAIMS_PER_PAIR_LIMIT: int(1, 1_000_000_000, 6),
   PREKEY_CLAIMS_PER_PAIR_WINDOW_SECONDS: int(1, 86_400, 600),
+  // Per target device, whoever asks: claims past it get no one-time keys (the last-resort KEM key instead).
+  PREKEY_CLAIMS_PER_DEVICE_LIMIT: int(1, 1_000_000_000, 30),
+  PREKEY_CLAIMS_PER_DEVICE_WINDOW_SECONDS: int(1, 86_400, 3600),
+  // One-time keys of each kind a device may hold; at least one full upload (100).
+  MAX_ONE_TIME_PREKEYS_PER_DEVICE: int(100, 1_000_000, 1000),
+  KEY_UPLOADS_PER_DEVICE_LIMIT: int(1, 1_000_000_000, 20),
+  KEY_UPLOADS_PER_DEVICE_WINDOW_SECONDS: int(1, 86_400, 3600),
   MAX_KEYS_REQUEST_BYTES: int(4096, 8_388_608, 393_216),
   // mailbox
   MAX_MESSAGE_BYTES: int(1, 1_048_576, 98_304),
@@ -91,15 +121,19 @@ export const ConfigSchema = z.object({
   MESSAGE_TTL_SECONDS: int(60, 315_360_000, 2_592_000),
   QUEUE_MAX_MESSAGES: int(1, 1_000_000, 10_000),
   QUEUE_MAX_BYTES: int(1024, 1_073_741_824, 104_857_600),
+  // Of each device queue, what one sending account (not the recipient's own) may fill.
+  QUEUE_SENDER_MAX_MESSAGES: int(1, 1_000_000, 1000),
+  QUEUE_SENDER_MAX_BYTES: int(1024, 1_073_741_824, 10_485_760),
   MAX_UNACKED_PER_CONNECTION: int(1, 1000, 100),
   IDLE_TIMEOUT_SECONDS: int(1, 3600, 90),
-  SENDS_PER_DEVICE_LIMIT: int(1, 1_000_000_000, 300),
+  // Deliveries: a group send counts each recipient, so the default fits one full group (MAX_GROUP_RECIPIENTS).
+  SENDS_PER_DEVICE_LIMIT: int(1, 1_000_000_000, 1200),
   SENDS_PER_DEVICE_WINDOW_SECONDS: int(1, 86_400, 60),
   SENDS_PER_PAIR_LIMIT: int(1, 1_000_000_000, 120),
   SENDS_PER_PAIR_WINDOW_SECONDS: int(1, 86_400, 60),
   PREKEY_LOW_THRESHOLD: int(0, 100, 10),
   WS_TICKET_TTL_SECONDS: int(1, 600, 30),
-  IDEMPOTENCY_TTL_SECONDS: int(60, 604_800, 86_400),
+  IDEMPOTENCY_TTL_SECONDS: int(60, 604_800, 600),
   // attachments
   // Upload-Length above this is refused (tus Tus-Max-Size). R2 allows 10,000 parts, so it must also fit
   // 10,000 × UPLOAD_PART_BYTES; creation checks both.
@@ -118,6 +152,13 @@ export const ConfigSchema = z.object({
   UPLOAD_QUOTA_BYTES: int(0, 1_099_511_627_776, 4_294_967_296),
   // Per account: bytes of stored attachments plus unfinished uploads' reservations.
   STORAGE_QUOTA_BYTES: int(0, 1_099_511_627_776, 10_737_418_240),
+  // Per account: attachments and unfinished uploads held at once, whatever their size.
+  MAX_ATTACHMENTS_PER_ACCOUNT: int(1, 1_000_000_000, 2000),
+  // Per device: uploads created per window.
+  UPLOADS_PER_DEVICE_LIMIT: int(1, 1_000_000_000, 300),
+  UPLOADS_PER_DEVICE_WINDOW_SECONDS: int(1, 86_400, 3600),
+  // Every upload counts at least this many bytes against both quotas, so small and empty ones are not free.
+  MIN_UPLOAD_RESERVATION_BYTES: int(0, 1_073_741_824, 1_048_576),
   // push: a secret (wrangler secret put), never a [vars] entry; unset means no push wake-ups.
   VAPID_PRIVATE_KEY_JWK: z
     .string()
@@ -147,6 +188,18 @@ export const ConfigSchema = z.object({
   PUSH_MIN_INTERVAL_SECONDS: int(0, 3600, 10),
   // How long a push service keeps a wake-up for a device it cannot reach (the TTL header; 28 days at most).
   PUSH_TTL_SECONDS: int(0, 2_419_200, 86_400),
+  // The hosts push endpoints may name (https, port 443): the browsers' push services; `*.` allows subdomains.
+  PUSH_ALLOWED_HOSTS: z
+    .string()
+    .optional()
+    .transform((v, ctx): PushHosts => {
+      const hosts = parseHostPatterns(v === undefined || v.trim() === "" ? DEFAULT_PUSH_HOSTS : v);
+      if (typeof hosts !== "string") return hosts;
+      ctx.addIssue({ code: "custom", message: hosts });
+      return z.NEVER;
+    }),
+  // Development only (npm start, test relays): endpoints on the loopback interface, http or https. A deploy refuses it.
+  PUSH_ALLOW_LOOPBACK: bool(false),
   // logs: lines below this level are dropped (src/server/log.ts); "warn" keeps failures and drops the access log.
   LOG_LEVEL: z
     .string()

@@ -22,6 +22,7 @@ import { websocket } from "./routes/websocket.ts";
 
 export { Account } from "./account/account.ts";
 export { RateLimiter } from "./rate-limiter.ts";
+export { RegistrationRate } from "./registration-rate.ts";
 export { Upload } from "./uploads/upload.ts";
 
 /**

@@ -205,7 +205,10 @@ describe("the attachment format", () => {
 });
 
 describe("attachments stream both ways", () => {
-  it("a 256 MiB file goes up and comes back through the SDK without ever being held in memory", async () => {
+  it("a 256 MiB file goes up and comes back through the SDK without ever being held in memory", {
+    tags: ["slow"],
+    timeout: 60_000,
+  }, async () => {
     // A fake relay in fetch: PATCH bodies are hashed and dropped, the download is generated again on demand.
     const path = join(tempDir(), "big.bin");
     closeSync(openSync(path, "w"));
@@ -266,7 +269,7 @@ describe("attachments stream both ways", () => {
     );
     // One 20 MiB PATCH buffer, a 4 MiB read window and garbage not yet collected; the file itself is 256 MiB.
     expect(peak).toBeLessThan(160 * 1024 * 1024);
-  }, 60_000);
+  });
 });
 
 describe("content", () => {

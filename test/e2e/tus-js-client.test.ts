@@ -9,11 +9,7 @@ import { promisify } from "node:util";
 import * as tus from "tus-js-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unstable_startWorker } from "wrangler";
-import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
-import { generateEcKeyPair, generateKemKeyPair } from "../../src/crypto/keys.ts";
-import { xeddsaSign } from "../../src/crypto/xeddsa.ts";
-import { registrationProofMessage } from "../../src/protocol/limits.ts";
-import { solvePow } from "../../src/protocol/pow.ts";
+import { register as registerAt } from "./helpers.ts";
 
 // Offline, wrangler would wait 3 s for Cloudflare's cf.json and print a stack; the relay needs none of it.
 process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
@@ -25,10 +21,10 @@ let worker: Awaited<ReturnType<typeof unstable_startWorker>>;
 let base: string;
 
 beforeAll(async () => {
-  // The schema goes into the local D1 first, in the directory the Worker then persists to.
+  // The D1 migrations go into the local D1 first, in the directory the Worker then persists to.
   await promisify(execFile)(
     "npx",
-    ["wrangler", "d1", "execute", "DB_0", "--local", "--persist-to", persist, "--file", "schema.sql"],
+    ["wrangler", "d1", "migrations", "apply", "DB_0", "--local", "--persist-to", persist],
     {
       cwd: root,
       env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false" },
@@ -47,42 +43,6 @@ afterAll(async () => {
   rmSync(persist, { recursive: true, force: true });
 });
 
-async function post<T>(path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${base}${path}`, {
-    method: "POST",
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${path} → ${res.status} ${text}`);
-  return JSON.parse(text) as T;
-}
-
-/** Registers an account with real keys, as test/server/helpers.ts registrationBody does, and returns Basic auth. */
-async function register(): Promise<string> {
-  const identity = generateEcKeyPair();
-  const sign = (b: Uint8Array) => toBase64(xeddsaSign(identity.privateKey, b));
-  const spk = generateEcKeyPair().publicKey;
-  const lastResort = generateKemKeyPair().publicKey;
-  const ch = await post<{ challenge: string; difficulty: number }>("/v1/challenges");
-  const challenge = fromBase64(ch.challenge);
-  const nonce = await solvePow(challenge, ch.difficulty);
-  const proofMessage = registrationProofMessage(challenge, identity.publicKey);
-  const password = toBase64(randomBytes(18));
-  const r = await post<{ accountId: string; deviceId: number }>("/v1/registration", {
-    identityKey: toBase64(identity.publicKey),
-    registrationId: 1 + Math.floor(Math.random() * 16000),
-    password,
-    signedPreKey: { keyId: 1, publicKey: toBase64(spk), signature: sign(spk) },
-    pqLastResortPreKey: { keyId: 2, publicKey: toBase64(lastResort), signature: sign(lastResort) },
-    preKeys: [],
-    pqPreKeys: [],
-    pow: { challenge: ch.challenge, nonce: toBase64(nonce) },
-    proof: sign(proofMessage),
-  });
-  return `Basic ${Buffer.from(`${r.accountId}.${r.deviceId}:${password}`).toString("base64")}`;
-}
-
 function upload(file: Buffer, auth: string, chunkSize: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const u = new tus.Upload(file, {
@@ -99,7 +59,7 @@ function upload(file: Buffer, auth: string, chunkSize: number): Promise<string> 
 
 describe("tus-js-client against the locally running relay", () => {
   it("uploads a 64 MiB file in 20 MiB chunks and reads it back identical", async () => {
-    const auth = await register();
+    const { auth } = await registerAt(base);
     const file = randomBytes(64 * MiB);
     const started = performance.now();
     const url = await upload(file, auth, 20 * MiB);
@@ -135,7 +95,7 @@ describe("tus-js-client against the locally running relay", () => {
   }, 180_000);
 
   it("a tus client whose chunk is too big is told so with 413", async () => {
-    const auth = await register();
+    const { auth } = await registerAt(base);
     const err = await upload(randomBytes(51 * MiB), auth, 51 * MiB).then(
       () => null,
       (e: unknown) => e as tus.DetailedError,

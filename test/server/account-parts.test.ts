@@ -60,9 +60,10 @@ describe("MessageQueues", () => {
       ];
       const seqs = new Map<string, number>();
       ctx.storage.transactionSync(() => {
-        for (const c of copies) seqs.set(c.id, q.insert(c.device, c.id, `{"id":"${c.id}"}`, c.bytes, c.expiresAt));
+        for (const c of copies)
+          seqs.set(c.id, q.insert(c.device, c.id, `{"id":"${c.id}"}`, c.bytes, c.expiresAt, "alice"));
       });
-      for (const c of copies) q.counted(c.device, c.bytes);
+      for (const c of copies) q.counted(c.device, c.bytes, "alice");
       expect(q.totals(1)).toEqual({ messages: 3, bytes: 60 });
       // The totals in memory agree with a count from the rows (what a restarted object starts from).
       expect(new MessageQueues(ctx.sql).totals(1)).toEqual({ messages: 3, bytes: 60 });
@@ -88,24 +89,78 @@ describe("MessageQueues", () => {
     await inEmptyObject(new ManualClock(t), async (ctx) => {
       const q = new MessageQueues(ctx.sql);
       q.createTables();
-      const first = ctx.storage.transactionSync(() => [1, 2].map((i) => q.insert(1, `m${i}`, "{}", 1, t + DAY)));
+      const first = ctx.storage.transactionSync(() => [1, 2].map((i) => q.insert(1, `m${i}`, "{}", 1, t + DAY, "a")));
       expect(first).toEqual([1, 2]);
       expect(q.ack(1, 2, ["m1", "m2"])).toBe(2);
       const restarted = new MessageQueues(ctx.sql);
-      expect(ctx.storage.transactionSync(() => restarted.insert(1, "m3", "{}", 1, t + DAY))).toBe(1001);
+      expect(ctx.storage.transactionSync(() => restarted.insert(1, "m3", "{}", 1, t + DAY, "a"))).toBe(1001);
     });
   });
 
-  it("remembers an idempotent answer until it expires", async () => {
+  it("remembers an idempotent answer until it expires; the sweep deletes records by the end of their window", async () => {
     const t = Date.now();
     await inEmptyObject(new ManualClock(t), async (ctx) => {
       const q = new MessageQueues(ctx.sql);
       q.createTables();
+      expect(q.nextRecordExpiry()).toBeNull();
       q.remember("alice.1:k", { digest: "d1", answer: '{"ok":true}' }, t + 1000);
+      q.remember("alice.1:l", { digest: "d2", answer: '{"ok":true}' }, t + 5000);
+      expect(q.nextRecordExpiry()).toBe(t + 1000);
       expect(q.recall("alice.1:k", t)).toEqual({ digest: "d1", answer: '{"ok":true}' });
       expect(q.recall("alice.1:k", t + 1000)).toBeUndefined();
+      // Expiring messages leaves the records to their own sweep.
       q.expire(t + 1000);
-      expect(ctx.sql.exec("SELECT count(*) AS n FROM mb_idempotency").one().n).toBe(0);
+      expect(ctx.sql.exec("SELECT count(*) AS n FROM mb_idempotency").one().n).toBe(2);
+      q.sweepRecords(t + 1000);
+      expect(ctx.sql.exec("SELECT key FROM mb_idempotency").toArray()).toEqual([{ key: "alice.1:l" }]);
+      expect(q.nextRecordExpiry()).toBe(t + 5000);
+      q.sweepRecords(t + 5000);
+      expect(q.nextRecordExpiry()).toBeNull();
+    });
+  });
+
+  it("keeps each sender's share of a device queue, recounted from the rows as the device's totals are", async () => {
+    const t = Date.now();
+    await inEmptyObject(new ManualClock(t), async (ctx) => {
+      const q = new MessageQueues(ctx.sql);
+      q.createTables();
+      const copies = [
+        { id: "a", sender: "alice", bytes: 10 },
+        { id: "b", sender: "bob", bytes: 20 },
+        { id: "c", sender: "alice", bytes: 30 },
+      ];
+      expect(q.totals(1)).toEqual({ messages: 0, bytes: 0 }); // totals now in memory: counted() keeps them
+      const seqs = ctx.storage.transactionSync(() =>
+        copies.map((c) => q.insert(1, c.id, `{"id":"${c.id}"}`, c.bytes, t + DAY, c.sender)),
+      );
+      for (const c of copies) q.counted(1, c.bytes, c.sender);
+      expect(q.senderTotals(1, "alice")).toEqual({ messages: 2, bytes: 40 });
+      expect(q.senderTotals(1, "bob")).toEqual({ messages: 1, bytes: 20 });
+      expect(q.senderTotals(1, "carol")).toEqual({ messages: 0, bytes: 0 });
+      expect(q.senderTotals(2, "alice")).toEqual({ messages: 0, bytes: 0 });
+      // What a restarted object counts from the rows, with no row per sender.
+      const restarted = new MessageQueues(ctx.sql);
+      expect(restarted.senderTotals(1, "alice")).toEqual({ messages: 2, bytes: 40 });
+      expect(restarted.totals(1)).toEqual({ messages: 3, bytes: 60 });
+      q.ack(1, seqs[2]!, ["a"]);
+      expect(q.senderTotals(1, "alice")).toEqual({ messages: 1, bytes: 30 });
+    });
+  });
+
+  it("fills in the sender of copies queued before copies named it, from each stored frame", async () => {
+    const t = Date.now();
+    await inEmptyObject(new ManualClock(t), async (ctx) => {
+      // The table as it was: no sender column.
+      ctx.sql.exec(`CREATE TABLE mb_messages (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, device_id INTEGER NOT NULL,
+        frame TEXT NOT NULL, bytes INTEGER NOT NULL, expires_at INTEGER NOT NULL)`);
+      const frame = (from: string) => JSON.stringify({ type: "message", id: "x", envelope: { sourceAccountId: from } });
+      ctx.sql.exec("INSERT INTO mb_messages VALUES (1, 'x', 1, ?, 7, ?)", frame("alice"), t + DAY);
+      ctx.sql.exec("INSERT INTO mb_messages VALUES (2, 'y', 1, ?, 8, ?)", frame("bob"), t + DAY);
+      const q = new MessageQueues(ctx.sql);
+      q.createTables();
+      q.createTables(); // at every start: the second time there is nothing to add
+      expect(q.senderTotals(1, "alice")).toEqual({ messages: 1, bytes: 7 });
+      expect(q.senderTotals(1, "bob")).toEqual({ messages: 1, bytes: 8 });
     });
   });
 });

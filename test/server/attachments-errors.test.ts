@@ -134,10 +134,13 @@ describe("size limits", () => {
   });
 });
 
+/** Uploads count their exact length (no minimum reservation, attachments-limits.test.ts has that). */
+const EXACT_BYTES = { MIN_UPLOAD_RESERVATION_BYTES: "0" };
+
 describe("quotas", () => {
   it("unfinished uploads are limited by UPLOAD_QUOTA_BYTES, and finishing or terminating one frees its share", async () => {
     const a = await registerAccount();
-    const vars = { UPLOAD_QUOTA_BYTES: "10000" };
+    const vars = { ...EXACT_BYTES, UPLOAD_QUOTA_BYTES: "10000" };
     const first = await createUpload(a.auth, 6000, { vars });
     const e = await errorOf(
       await tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "4001" } }),
@@ -158,7 +161,7 @@ describe("quotas", () => {
 
   it("stored plus unfinished bytes are limited by STORAGE_QUOTA_BYTES; deleting an attachment frees them", async () => {
     const a = await registerAccount();
-    const vars = { STORAGE_QUOTA_BYTES: "10000" };
+    const vars = { ...EXACT_BYTES, STORAGE_QUOTA_BYTES: "10000" };
     const stored = await createUpload(a.auth, 7000, { vars });
     await uploadFrom(a.auth, stored.id, randomBytes(7000), 7000, 0, vars);
     const e = await errorOf(
@@ -180,7 +183,7 @@ describe("quotas", () => {
 
   it("concurrent creations cannot together pass the quota", async () => {
     const a = await registerAccount();
-    const vars = { UPLOAD_QUOTA_BYTES: "10000" };
+    const vars = { ...EXACT_BYTES, UPLOAD_QUOTA_BYTES: "10000" };
     const results = await Promise.all(
       Array.from({ length: 8 }, () =>
         tus("POST", "/v1/attachments/tus/", { auth: a.auth, vars, headers: { "Upload-Length": "3000" } }),

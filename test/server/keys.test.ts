@@ -177,9 +177,11 @@ describe("claiming bundles", () => {
 
   it("never hands a one-time key out twice to 50 concurrent claims", async () => {
     const a = await registerAccount({ preKeys: 0, pqPreKeys: 0 });
+    // 30 EC and 20 KEM keys: the device's claim budget (PREKEY_CLAIMS_PER_DEVICE_LIMIT, 30; abuse-account.test.ts)
+    // lets 30 of the 50 claims take one-time keys, and those race for them in D1.
     await call("PUT", "/v2/keys", {
       auth: a.auth,
-      body: { preKeys: ecPreKeys(1, 40), pqPreKeys: kemPreKeys(a.identity, 1, 30) },
+      body: { preKeys: ecPreKeys(1, 30), pqPreKeys: kemPreKeys(a.identity, 1, 20) },
     });
     const requesters = await Promise.all(
       Array.from({ length: 50 }, () => registerAccount({ preKeys: 0, pqPreKeys: 0 })),
@@ -189,12 +191,12 @@ describe("claiming bundles", () => {
     );
     const ec = bundles.map((b) => b.devices[0]!.preKey?.keyId).filter((k): k is number => k !== undefined);
     const kem = bundles.map((b) => b.devices[0]!.pqPreKey.keyId);
-    expect(ec).toHaveLength(40);
-    expect(new Set(ec).size).toBe(40);
+    expect(ec).toHaveLength(30);
+    expect(new Set(ec).size).toBe(30);
     const oneTimeKem = kem.filter((k) => k !== a.keys.pqLastResortPreKey.keyId);
-    expect(oneTimeKem).toHaveLength(30);
-    expect(new Set(oneTimeKem).size).toBe(30);
-    expect(kem.filter((k) => k === a.keys.pqLastResortPreKey.keyId)).toHaveLength(20);
+    expect(oneTimeKem).toHaveLength(20);
+    expect(new Set(oneTimeKem).size).toBe(20);
+    expect(kem.filter((k) => k === a.keys.pqLastResortPreKey.keyId)).toHaveLength(30);
     expect(await callJson("GET", "/v2/keys", { auth: a.auth })).toEqual({ count: 0, pqCount: 0 });
     // A fully claimed KEM page is deleted from R2 (after the claim answered, in the background).
     await expect

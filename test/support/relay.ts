@@ -1,11 +1,11 @@
 // Starts the cipherpost relay locally from Node for tests and benchmarks: the same Worker and wrangler.toml, a
-// fresh persisted state in a temporary directory with schema.sql applied to every D1 shard, vars overridden
+// fresh persisted state in a temporary directory with the D1 migrations applied to every shard, vars overridden
 // (an easy proof of work and generous rate limits by default), on a free port. Built on wrangler's public API
-// only (getPlatformProxy to apply the schema, unstable_startWorker to serve), so it needs no build step.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+// only (getPlatformProxy to apply the migrations, unstable_startWorker to serve), so it needs no build step.
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { splitSqlStatements } from "../../scripts/sql.mjs";
+import { applyMigrations, type D1Like, readMigrations } from "../../scripts/d1-migrations.ts";
 
 // Offline, wrangler and Miniflare would wait 3 s for Cloudflare's cf.json and print a stack (TOOLCHAIN.md).
 process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
@@ -26,6 +26,17 @@ export const TEST_VARS: Readonly<Record<string, string>> = {
   PREKEY_CLAIMS_PER_PAIR_LIMIT: "100000",
   SENDS_PER_DEVICE_LIMIT: "100000",
   SENDS_PER_PAIR_LIMIT: "100000",
+  // The tests' own push service listens on http://127.0.0.1 (development only; a deploy refuses it).
+  PUSH_ALLOW_LOOPBACK: "true",
+  // Throw-away-account defences a test relay must not trip: uploads by count and rate, and the adaptive proof of
+  // work (tests register hundreds of accounts in seconds, which a live relay would rightly read as a flood).
+  UPLOADS_PER_DEVICE_LIMIT: "100000",
+  MAX_ATTACHMENTS_PER_ACCOUNT: "1000000",
+  POW_NORMAL_REGISTRATIONS_LIMIT: "1000000",
+  PREKEY_CLAIMS_PER_DEVICE_LIMIT: "100000",
+  KEY_UPLOADS_PER_DEVICE_LIMIT: "100000",
+  QUEUE_SENDER_MAX_MESSAGES: "1000000",
+  QUEUE_SENDER_MAX_BYTES: "1073741824",
 };
 
 export interface StartRelayOptions {
@@ -59,7 +70,7 @@ export async function startRelay(options: StartRelayOptions = {}): Promise<Relay
   const wrangler: Wrangler = await import("wrangler");
   const stateDir = mkdtempSync(join(tmpdir(), "cipherpost-relay-"));
   const vars = { ...TEST_VARS, ...(options.vars ?? {}) };
-  await applySchema(wrangler, stateDir);
+  await migrateShards(wrangler, stateDir);
 
   let port = options.port ?? 0;
   const serve = async (): Promise<Worker> => {
@@ -103,11 +114,11 @@ export async function startRelay(options: StartRelayOptions = {}): Promise<Relay
 }
 
 /**
- * schema.sql into every D1 shard wrangler.toml names, in the directory the Worker then persists to
+ * The D1 migrations into every shard wrangler.toml names, in the directory the Worker then persists to
  * (getPlatformProxy takes the `v3` directory itself; unstable_startWorker appends `v3` to its persist path).
  */
-async function applySchema(wrangler: Wrangler, stateDir: string): Promise<void> {
-  const statements = splitSqlStatements(readFileSync(join(ROOT, "schema.sql"), "utf8"));
+async function migrateShards(wrangler: Wrangler, stateDir: string): Promise<void> {
+  const migrations = await readMigrations();
   const config = wrangler.unstable_readConfig({ config: CONFIG });
   const proxy = await quietly(false, () =>
     wrangler.getPlatformProxy<Record<string, D1Like>>({
@@ -120,16 +131,11 @@ async function applySchema(wrangler: Wrangler, stateDir: string): Promise<void> 
     for (const db of config.d1_databases) {
       const d1 = proxy.env[db.binding];
       if (!d1) throw new Error(`D1 binding ${db.binding} missing from the platform proxy`);
-      await d1.batch(statements.map((s) => d1.prepare(s)));
+      await applyMigrations(d1, migrations);
     }
   } finally {
     await proxy.dispose();
   }
-}
-
-interface D1Like {
-  prepare(sql: string): unknown;
-  batch(statements: unknown[]): Promise<unknown>;
 }
 
 /**

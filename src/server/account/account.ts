@@ -6,6 +6,7 @@ import { systemClock, type Clock } from "../../protocol/clock.ts";
 import type { DeviceInfo, PreKeyBundleResponse } from "../../protocol/directory.ts";
 import { PING_FRAME, PONG_FRAME } from "../../protocol/frames.ts";
 import type { Config } from "../config.ts";
+import type { DeviceKeysInput } from "../db/keys.ts";
 import { fail, type Failure } from "../errors.ts";
 import { log } from "../log.ts";
 import type { DeliverRequest, Delivered } from "../mailbox/delivery.ts";
@@ -18,6 +19,7 @@ import { AlarmSchedule } from "./alarm.ts";
 import { configOf, type PartContext } from "./context.ts";
 import { DeviceRegistry } from "./device-registry.ts";
 import type { AuthenticatedDevice, NewDevice } from "./directory.ts";
+import { KeyUploads } from "./key-uploads.ts";
 import { DirectoryOutbox } from "./outbox.ts";
 import { PrekeyClaims } from "./prekey-claims.ts";
 import { MemoryRateWindow, RateWindow } from "./rate-window.ts";
@@ -39,6 +41,7 @@ export class Account extends DurableObject<Cloudflare.Env> {
   readonly #devices: DeviceRegistry;
   readonly #outbox: DirectoryOutbox;
   readonly #claims: PrekeyClaims;
+  readonly #uploads: KeyUploads;
   readonly #queues: MessageQueues;
   readonly #sockets: DeviceSockets;
   readonly #push: PushWaker;
@@ -75,6 +78,7 @@ export class Account extends DurableObject<Cloudflare.Env> {
     this.#sockets = new DeviceSockets(part, ctx, this.#queues);
     this.#push = new PushWaker(part);
     this.#claims = new PrekeyClaims(part, this.#devices, this.#rates, (d, frame) => this.#sockets.tell(d, frame));
+    this.#uploads = new KeyUploads(part, this.#devices, this.#rates);
     this.#alarm = new AlarmSchedule(ctx.storage, clock, () => this.#dueTimes());
     this.#intake = new MessageIntake(part, {
       devices: this.#devices,
@@ -178,6 +182,16 @@ export class Account extends DurableObject<Cloudflare.Env> {
     return this.#claims.claim(requesterAccountId, deviceId);
   }
 
+  /** Authentication for PUT /v2/keys, with the device's upload window counted: one RPC. */
+  async authorizeKeyUpload(deviceId: number, password: string): Promise<AuthenticatedDevice | Failure> {
+    return this.#uploads.authorize(deviceId, password);
+  }
+
+  /** Stores a device's checked keys unless its one-time keys would pass their cap (account/key-uploads.ts). */
+  async publishKeys(deviceId: number, deviceUid: number, keys: DeviceKeysInput): Promise<{ ok: true } | Failure> {
+    return this.#uploads.publish(deviceId, deviceUid, keys);
+  }
+
   /** Test and operations aid: how many directory changes wait to reach D1. */
   async pendingOutbox(): Promise<number> {
     return this.#outbox.pending();
@@ -185,13 +199,21 @@ export class Account extends DurableObject<Cloudflare.Env> {
 
   // ---------- the mailbox ----------
 
-  /** Authentication for a send, with the per-device send limit counted here in the sender's own object: one RPC. */
-  async authorizeSend(deviceId: number, password: string): Promise<SenderDevice | Failure> {
+  /**
+   * Authentication for a send, with the per-device send limit counted here in the sender's own object: one RPC.
+   * `deliveries` is how many recipient accounts the send reaches (a group send counts each).
+   */
+  async authorizeSend(deviceId: number, password: string, deliveries = 1): Promise<SenderDevice | Failure> {
     const auth = await this.#devices.authenticate(deviceId, password);
     if (!auth.ok) return auth;
     const cfg = this.#config();
     if ("ok" in cfg) return cfg;
-    return this.#sendPath.takeSend(deviceId, cfg) ?? { ...auth, linkedDevices: this.#devices.devices().length - 1 };
+    return (
+      this.#sendPath.takeSend(deviceId, cfg, deliveries) ?? {
+        ...auth,
+        linkedDevices: this.#devices.devices().length - 1,
+      }
+    );
   }
 
   /** Accepts one send for this account (mailbox/intake.ts). */
@@ -275,24 +297,35 @@ export class Account extends DurableObject<Cloudflare.Env> {
 
   // ---------- the alarm ----------
 
-  /** Every part's next due time: the outbox's retry, the first message expiry, the next idle check. */
+  /**
+   * Every part's next due time: the outbox's retry, the first message expiry, the end of the first idempotency
+   * record's window, the next idle check.
+   */
   #dueTimes(): (number | null)[] {
     if (!this.#devices.hasTables) return [];
     const cfg = this.#config();
-    return [this.#outbox.nextDueAt(), this.#queues.nextExpiry(), "ok" in cfg ? null : this.#sockets.nextIdleCheck(cfg)];
+    return [
+      this.#outbox.nextDueAt(),
+      this.#queues.nextExpiry(),
+      this.#queues.nextRecordExpiry(),
+      "ok" in cfg ? null : this.#sockets.nextIdleCheck(cfg),
+    ];
   }
 
   override async alarm(): Promise<void> {
     const now = this.clock.now();
+    const cfg = this.#config();
     if (this.#devices.hasTables) {
       // Expire first, so the outbox's drain below schedules the next alarm from what is left, not from the
       // copies just deleted. Expired copies may have been in flight: windows are recounted at the next event.
       if (this.#queues.expire(now) > 0) this.#sockets.forgetAll();
+      // Records whose window ends within the next tenth of it go too (a retry is answered for at least 90% of
+      // IDEMPOTENCY_TTL_SECONDS, never longer than all of it), so steady traffic wakes the sweep once per tenth.
+      this.#queues.sweepRecords("ok" in cfg ? now : now + cfg.IDEMPOTENCY_TTL_SECONDS * 100);
       this.#sockets.expireTickets(now);
     }
     await this.#outbox.drain();
     if (!this.#devices.hasTables) return; // the account was deleted: nothing left to expire or watch
-    const cfg = this.#config();
     if (!("ok" in cfg)) {
       const olderThan = now - longestWindowSeconds(cfg) * 1000;
       this.#rates.prune(olderThan);

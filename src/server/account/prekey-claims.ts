@@ -1,6 +1,7 @@
-// Prekey bundle claims against this account: an exact sliding window per requesting account, kept in this
-// object so nothing approximate lets anyone drain the account's one-time keys, then one D1 batch per claim;
-// a device whose one-time keys run low is told so on its socket (the keys_low frame).
+// Prekey bundle claims against this account: an exact sliding window per requesting account, and a budget per
+// target device across all requesters (past it, bundles carry no one-time keys), both kept in this object's
+// SQLite so nothing approximate or per-requester lets throw-away accounts drain a device's one-time keys; then
+// one D1 batch per claim; a device whose one-time keys run low is told so on its socket (the keys_low frame).
 import type { PreKeyBundleResponse } from "../../protocol/directory.ts";
 import { FRAME_TYPES } from "../../protocol/frames.ts";
 import { claimBundles } from "../db/keys.ts";
@@ -37,11 +38,12 @@ export class PrekeyClaims {
     if (!a) return fail("NOT_FOUND", "no such account");
     const targets = this.devices.devices().filter((d) => deviceId === null || d.device_id === deviceId);
     if (targets.length === 0) return fail("NOT_FOUND", `no device ${deviceId}`);
+    const now = this.ctx.clock.now();
     const rate = this.rates.take(
       `claim:${requesterAccountId}`,
       cfg.PREKEY_CLAIMS_PER_PAIR_LIMIT,
       cfg.PREKEY_CLAIMS_PER_PAIR_WINDOW_SECONDS,
-      this.ctx.clock.now(),
+      now,
     );
     if (!rate.allowed)
       return fail("RATE_LIMITED", "too many prekey claims for this account", {}, rate.retryAfterSeconds);
@@ -51,7 +53,19 @@ export class PrekeyClaims {
       shardFor(env, cfg, a.account_id),
       env.KEY_PAGES,
       a.account_id,
-      targets.map((d) => ({ deviceId: d.device_id, deviceUid: d.device_uid, registrationId: d.registration_id })),
+      targets.map((d) => ({
+        deviceId: d.device_id,
+        deviceUid: d.device_uid,
+        registrationId: d.registration_id,
+        // The device's budget, whoever asks: past it the claim is still answered (sessions start with the
+        // signed prekey and the last-resort KEM key) but takes no one-time key. Counted only while it lasts.
+        oneTime: this.rates.take(
+          `budget:${d.device_uid}`,
+          cfg.PREKEY_CLAIMS_PER_DEVICE_LIMIT,
+          cfg.PREKEY_CLAIMS_PER_DEVICE_WINDOW_SECONDS,
+          now,
+        ).allowed,
+      })),
       (p) => pending.push(p),
     );
     this.ctx.waitUntil(Promise.all(pending));

@@ -53,19 +53,23 @@ export class RateWindow {
 export class MemoryRateWindow {
   private readonly events = new Map<string, number[]>();
 
-  take(key: string, limit: number, windowSeconds: number, now: number): RateDecision {
+  /**
+   * Counts `weight` events under `key` if they all fit in the window (a group send counts each recipient);
+   * otherwise counts none. A weight over `limit` never fits: callers refuse such requests before asking.
+   */
+  take(key: string, limit: number, windowSeconds: number, now: number, weight = 1): RateDecision {
     const since = now - windowSeconds * 1000;
     const list = this.events.get(key) ?? [];
     let drop = 0;
     while (drop < list.length && list[drop]! <= since) drop++;
     if (drop) list.splice(0, drop);
-    if (list.length >= limit) {
-      const oldest = list[list.length - limit]!;
-      this.events.set(key, list);
+    this.events.set(key, list);
+    if (list.length + weight > limit) {
+      // The event that must leave the window before `weight` more fit (the whole window when none would do).
+      const oldest = weight > limit ? now : list[list.length + weight - limit - 1]!;
       return refused(oldest, windowSeconds, now);
     }
-    list.push(now);
-    this.events.set(key, list);
+    for (let i = 0; i < weight; i++) list.push(now);
     return { allowed: true, retryAfterSeconds: 0 };
   }
 

@@ -48,31 +48,51 @@ export interface Reservation {
   expiresAt: number;
   uploadQuotaBytes: number;
   storageQuotaBytes: number;
+  /** Every entry counts at least this many bytes against both quotas (MIN_UPLOAD_RESERVATION_BYTES). */
+  minReservationBytes: number;
+  /** Entries (attachments and unfinished uploads) an account may hold (MAX_ATTACHMENTS_PER_ACCOUNT). */
+  maxEntries: number;
 }
 
 export type ReserveResult =
   | { ok: true }
-  | { ok: false; quota: "upload" | "storage"; limitBytes: number; usedBytes: number };
+  | { ok: false; quota: "upload" | "storage"; limitBytes: number; usedBytes: number }
+  | { ok: false; quota: "count"; limit: number; count: number };
 
 /**
- * Records a new upload if both quotas allow it, in one statement, so concurrent creations cannot both pass
- * the check: unfinished bytes + size ≤ UPLOAD_QUOTA_BYTES and all (stored + unfinished) bytes + size ≤
- * STORAGE_QUOTA_BYTES. Entries already expired (not yet swept) do not count.
+ * Records a new upload if the account's limits allow it, in one statement, so concurrent creations cannot
+ * together pass a check: fewer than `maxEntries` entries; unfinished bytes + size ≤ UPLOAD_QUOTA_BYTES; all
+ * (stored + unfinished) bytes + size ≤ STORAGE_QUOTA_BYTES, where every entry, the new one too, counts at least
+ * `minReservationBytes`. Entries already expired (not yet swept) do not count.
  */
 export async function reserveUpload(db: D1Database, r: Reservation): Promise<ReserveResult> {
   const inserted = await db
     .prepare(
       `INSERT INTO attachments (id, account_id, device_uid, size, state, created_at, expires_at)
        SELECT ?1, ?2, ?3, ?4, 'uploading', ?5, ?6
-       WHERE (SELECT coalesce(sum(size), 0) FROM attachments WHERE account_id = ?2 AND state = 'uploading' AND expires_at > ?5) + ?4 <= ?7
-         AND (SELECT coalesce(sum(size), 0) FROM attachments WHERE account_id = ?2 AND expires_at > ?5) + ?4 <= ?8
+       WHERE (SELECT count(*) FROM attachments WHERE account_id = ?2 AND expires_at > ?5) < ?10
+         AND (SELECT coalesce(sum(max(size, ?9)), 0) FROM attachments WHERE account_id = ?2 AND state = 'uploading' AND expires_at > ?5) + max(?4, ?9) <= ?7
+         AND (SELECT coalesce(sum(max(size, ?9)), 0) FROM attachments WHERE account_id = ?2 AND expires_at > ?5) + max(?4, ?9) <= ?8
        RETURNING id`,
     )
-    .bind(r.id, r.accountId, r.deviceUid, r.size, r.now, r.expiresAt, r.uploadQuotaBytes, r.storageQuotaBytes)
+    .bind(
+      r.id,
+      r.accountId,
+      r.deviceUid,
+      r.size,
+      r.now,
+      r.expiresAt,
+      r.uploadQuotaBytes,
+      r.storageQuotaBytes,
+      r.minReservationBytes,
+      r.maxEntries,
+    )
     .first<{ id: string }>();
   if (inserted) return { ok: true };
-  const used = await usage(db, r.accountId, r.now);
-  if (used.uploadingBytes + r.size > r.uploadQuotaBytes) {
+  const used = await usage(db, r.accountId, r.now, r.minReservationBytes);
+  if (used.entries >= r.maxEntries) return { ok: false, quota: "count", limit: r.maxEntries, count: used.entries };
+  const reserved = Math.max(r.size, r.minReservationBytes);
+  if (used.uploadingBytes + reserved > r.uploadQuotaBytes) {
     return { ok: false, quota: "upload", limitBytes: r.uploadQuotaBytes, usedBytes: used.uploadingBytes };
   }
   return {
@@ -83,21 +103,23 @@ export async function reserveUpload(db: D1Database, r: Reservation): Promise<Res
   };
 }
 
-/** Bytes an account holds: reserved by unfinished uploads, and stored. */
+/** What an account holds: entries, and bytes reserved by unfinished uploads and stored (each at least `minBytes`). */
 export async function usage(
   db: D1Database,
   accountId: string,
   now: number,
-): Promise<{ uploadingBytes: number; storedBytes: number }> {
+  minBytes = 0,
+): Promise<{ entries: number; uploadingBytes: number; storedBytes: number }> {
   const row = await db
     .prepare(
-      `SELECT coalesce(sum(CASE WHEN state = 'uploading' THEN size END), 0) AS uploading,
-              coalesce(sum(CASE WHEN state = 'stored' THEN size END), 0) AS stored
+      `SELECT count(*) AS entries,
+              coalesce(sum(CASE WHEN state = 'uploading' THEN max(size, ?3) END), 0) AS uploading,
+              coalesce(sum(CASE WHEN state = 'stored' THEN max(size, ?3) END), 0) AS stored
        FROM attachments WHERE account_id = ?1 AND expires_at > ?2`,
     )
-    .bind(accountId, now)
-    .first<{ uploading: number; stored: number }>();
-  return { uploadingBytes: row?.uploading ?? 0, storedBytes: row?.stored ?? 0 };
+    .bind(accountId, now, minBytes)
+    .first<{ entries: number; uploading: number; stored: number }>();
+  return { entries: row?.entries ?? 0, uploadingBytes: row?.uploading ?? 0, storedBytes: row?.stored ?? 0 };
 }
 
 /** Marks a finished upload stored until `expiresAt`; false when its entry is gone (deleted meanwhile). */

@@ -8,15 +8,16 @@ import { allShards, shardFor } from "./shards.ts";
 /** The shard of a challenge: its first bytes, as hex, pick the bucket as an account id's first digits do. */
 const shardKey = (b: Uint8Array) => toHex(b.subarray(0, 2));
 
-export async function issueChallenge(env: object, config: Config, now: number) {
+/** A new challenge of `difficulty` bits (the adaptive one, registration-rate.ts), stored with it: it is what counts. */
+export async function issueChallenge(env: object, config: Config, now: number, difficulty: number) {
   const bytes = randomBytes(POW_CHALLENGE_BYTES);
   const challenge = toBase64(bytes);
   const expiresAt = now + config.POW_CHALLENGE_TTL_SECONDS * 1000;
   await shardFor(env, config, shardKey(bytes))
     .prepare("INSERT INTO pow_challenges (challenge, difficulty, expires_at) VALUES (?1, ?2, ?3)")
-    .bind(challenge, config.POW_DIFFICULTY_BITS, expiresAt)
+    .bind(challenge, difficulty, expiresAt)
     .run();
-  return { challenge, difficulty: config.POW_DIFFICULTY_BITS, expiresAt };
+  return { challenge, difficulty, expiresAt };
 }
 
 /** The stored difficulty of a live challenge, or null when it is unknown, used or expired. */

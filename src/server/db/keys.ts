@@ -166,10 +166,43 @@ export async function countPreKeys(
   return { count: ec!.results[0]?.n ?? 0, pqCount: kem!.results[0]?.n ?? 0 };
 }
 
+/**
+ * The one-time keys of each kind the device would hold once `keys` is stored: what it holds now plus the ids in
+ * the upload not stored yet (a re-sent id is ignored by the upload, so a retried upload is not counted twice).
+ * One D1 batch of counts; the caller runs uploads for a device one at a time, so nothing lands in between.
+ */
+export async function countAfterUpload(
+  db: D1Database,
+  accountId: string,
+  deviceUid: number,
+  keys: DeviceKeysInput,
+): Promise<{ count: number; pqCount: number }> {
+  const ec = [...new Set((keys.preKeys ?? []).map((k) => k.keyId))];
+  const kem = [...new Set((keys.pqPreKeys ?? []).map((k) => k.keyId))];
+  const known = (table: "ec_prekeys" | "kem_prekey_ids", ids: number[]) =>
+    db
+      .prepare(
+        `SELECT count(*) AS n FROM ${table} WHERE account_id = ?1 AND device_uid = ?2 AND key_id IN (SELECT value FROM json_each(?3))`,
+      )
+      .bind(accountId, deviceUid, JSON.stringify(ids));
+  const [held, heldPq, knownEc, knownKem] = await db.batch<{ n: number }>([
+    ...countStatements(db, accountId, deviceUid),
+    known("ec_prekeys", ec),
+    known("kem_prekey_ids", kem),
+  ]);
+  const n = (r: D1Result<{ n: number }> | undefined) => Number(r?.results[0]?.n ?? 0);
+  return { count: n(held) + ec.length - n(knownEc), pqCount: n(heldPq) + kem.length - n(knownKem) };
+}
+
 export interface ClaimTarget {
   deviceId: number;
   deviceUid: number;
   registrationId: number;
+  /**
+   * Whether this claim may take one-time keys: false once the device's claim budget is spent, and the bundle then
+   * carries its signed prekey and last-resort KEM key only (a session still starts; the stock is not drained).
+   */
+  oneTime: boolean;
 }
 
 export interface ClaimedDevice extends BundleDevice {
@@ -180,7 +213,8 @@ export interface ClaimedDevice extends BundleDevice {
 /**
  * Claims one bundle per device in one D1 transaction: the signed prekey, the oldest one-time EC key (deleted),
  * the oldest one-time KEM key (cursor advanced) or the last-resort key, then reads the KEM records from R2.
- * A device with no signed prekey or last-resort key yet (its keys are still being written) is left out.
+ * A target whose `oneTime` is false gets neither one-time key. A device with no signed prekey or last-resort
+ * key yet (its keys are still being written) is left out.
  */
 export async function claimBundles(
   db: D1Database,
@@ -189,43 +223,56 @@ export async function claimBundles(
   targets: ClaimTarget[],
   waitUntil: (p: Promise<unknown>) => void,
 ): Promise<ClaimedDevice[]> {
-  const per = 6;
   const stmts: D1PreparedStatement[] = [];
-  for (const t of targets) {
-    stmts.push(
+  /** Adds a statement to the batch; answers where its result will be. */
+  const add = (s: D1PreparedStatement) => stmts.push(s) - 1;
+  const slots = targets.map((t) => ({
+    spk: add(
       db
         .prepare("SELECT key_id, public_key, signature FROM signed_prekeys WHERE account_id = ?1 AND device_uid = ?2")
         .bind(accountId, t.deviceUid),
-      db
-        .prepare(
-          "DELETE FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 AND key_id = (SELECT key_id FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 ORDER BY seq LIMIT 1) RETURNING key_id, public_key",
+    ),
+    ec: t.oneTime
+      ? add(
+          db
+            .prepare(
+              "DELETE FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 AND key_id = (SELECT key_id FROM ec_prekeys WHERE account_id = ?1 AND device_uid = ?2 ORDER BY seq LIMIT 1) RETURNING key_id, public_key",
+            )
+            .bind(accountId, t.deviceUid),
         )
-        .bind(accountId, t.deviceUid),
-      db
-        .prepare(
-          `UPDATE kem_prekey_pages SET next_index = next_index + 1
+      : -1,
+    page: t.oneTime
+      ? add(
+          db
+            .prepare(
+              `UPDATE kem_prekey_pages SET next_index = next_index + 1
            WHERE seq = (SELECT seq FROM kem_prekey_pages WHERE account_id = ?1 AND device_uid = ?2 AND ready = 1 AND next_index < key_count ORDER BY seq LIMIT 1)
            RETURNING page_id, next_index - 1 AS idx, key_count`,
+            )
+            .bind(accountId, t.deviceUid),
         )
-        .bind(accountId, t.deviceUid),
+      : -1,
+    lastResort: add(
       db
         .prepare(
           "SELECT key_id, public_key, signature FROM kem_last_resort_keys WHERE account_id = ?1 AND device_uid = ?2",
         )
         .bind(accountId, t.deviceUid),
-      ...countStatements(db, accountId, t.deviceUid),
-    );
-  }
+    ),
+    counts: countStatements(db, accountId, t.deviceUid).map(add),
+  }));
   const results = await db.batch<Record<string, unknown>>(stmts);
   const out: ClaimedDevice[] = [];
   await Promise.all(
     targets.map(async (t, i) => {
-      const row = (j: number) => results[i * per + j]!.results[0] as Record<string, unknown> | undefined;
-      const spk = row(0) as { key_id: number; public_key: string; signature: string } | undefined;
-      const ec = row(1) as { key_id: number; public_key: string } | undefined;
-      const page = row(2) as { page_id: string; idx: number; key_count: number } | undefined;
-      const lastResort = row(3) as { key_id: number; public_key: string; signature: string } | undefined;
-      const remaining = { count: Number(row(4)?.n ?? 0), pqCount: Number(row(5)?.n ?? 0) };
+      const at = slots[i]!;
+      const row = (slot: number) =>
+        slot < 0 ? undefined : (results[slot]!.results[0] as Record<string, unknown> | undefined);
+      const spk = row(at.spk) as { key_id: number; public_key: string; signature: string } | undefined;
+      const ec = row(at.ec) as { key_id: number; public_key: string } | undefined;
+      const page = row(at.page) as { page_id: string; idx: number; key_count: number } | undefined;
+      const lastResort = row(at.lastResort) as { key_id: number; public_key: string; signature: string } | undefined;
+      const remaining = { count: Number(row(at.counts[0]!)?.n ?? 0), pqCount: Number(row(at.counts[1]!)?.n ?? 0) };
       if (!spk || !lastResort) return;
       let pq: KEMSignedPreKey | undefined;
       if (page) {

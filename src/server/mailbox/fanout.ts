@@ -26,10 +26,14 @@ export interface GroupSend {
   ttlSeconds?: number | undefined;
 }
 
-/** The checks that refuse a group send as a whole (400/413): too many recipients, one twice, a ciphertext too big. */
+/**
+ * The checks that refuse a group send as a whole (400/413): too many recipients, one twice, a ciphertext too big.
+ * Each recipient counts against the device's send limit, so a group larger than that whole limit could never
+ * be sent: it is refused here, as too many recipients, rather than answered 429 for ever.
+ */
 export function checkGroupSend(cfg: Config, body: GroupSend): Failure | null {
-  if (body.recipients.length > cfg.MAX_GROUP_RECIPIENTS)
-    return fail("BAD_REQUEST", `recipients: at most ${cfg.MAX_GROUP_RECIPIENTS}`, { limit: cfg.MAX_GROUP_RECIPIENTS });
+  const most = Math.min(cfg.MAX_GROUP_RECIPIENTS, cfg.SENDS_PER_DEVICE_LIMIT);
+  if (body.recipients.length > most) return fail("BAD_REQUEST", `recipients: at most ${most}`, { limit: most });
   const seen = new Set<string>();
   for (const [i, r] of body.recipients.entries()) {
     const id = r.accountId.toLowerCase();

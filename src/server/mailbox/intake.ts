@@ -1,9 +1,10 @@
 // The receiving end of a send, in the recipient's object: the idempotency record, the device-set check, the
-// per-pair limit and the quota, then every copy stored in one transaction before the answer (the output gate
-// holds it until the write is durable), then live delivery to connected devices and wake-ups for the others.
+// per-pair limit, the sender's share of each queue and the quota, then every copy stored in one transaction before
+// the answer (the output gate holds it until the write is durable), then live delivery and wake-ups.
 import type { DeviceRegistry } from "../account/device-registry.ts";
 import type { PartContext } from "../account/context.ts";
 import type { MemoryRateWindow } from "../account/rate-window.ts";
+import type { Config } from "../config.ts";
 import { fail, type Failure } from "../errors.ts";
 import type { PushWaker } from "../push/waker.ts";
 import {
@@ -76,12 +77,66 @@ export class MessageIntake implements Mailbox {
       return answer;
     }
 
+    const refused = this.#checkQuotas(req, self ? null : req.sender.accountId, cfg);
+    if (refused) return refused;
+
+    const rememberedUntil = now + cfg.IDEMPOTENCY_TTL_SECONDS * 1000;
+    const plan: HandOff = { direct: [], pumpAfter: [] };
+    const asleep: number[] = []; // devices with no open connection: push wake-up candidates
+    this.ctx.storage.transactionSync(() => {
+      for (const m of req.messages) {
+        const id = crypto.randomUUID();
+        const frame = messageFrame(id, m, common);
+        const seq = queues.insert(
+          m.destinationDeviceId,
+          id,
+          frame,
+          ciphertextBytes(m),
+          expiresAt,
+          req.sender.accountId,
+        );
+        if (!sockets.handOff(plan, m.destinationDeviceId, frame, seq, cfg)) asleep.push(m.destinationDeviceId);
+      }
+      if (idemKey)
+        queues.remember(idemKey, { digest: req.idempotency!.digest, answer: JSON.stringify(answer) }, rememberedUntil);
+    });
+    for (const m of req.messages) queues.counted(m.destinationDeviceId, ciphertextBytes(m), req.sender.accountId);
+    sockets.flush(plan, cfg, now);
+    for (const d of asleep) push.wake(d, req.urgent, cfg, now);
+    // The alarm deletes the copies when they expire and the idempotency record when its window ends.
+    await this.parts.alarmBy(idemKey ? Math.min(expiresAt, rememberedUntil) : expiresAt);
+    return answer;
+  }
+
+  /**
+   * The sender's share of each addressed queue, then each queue's quota; the whole send is refused if one copy
+   * does not fit, and nothing is stored. A sender past its share gets 429 while everyone else still gets through,
+   * so strangers cannot fill a person's queue against their friends. `sender` is null on a send to your own
+   * account: your own devices have no share, only the quota.
+   */
+  #checkQuotas(req: DeliverRequest, sender: string | null, cfg: Config): Failure | null {
+    const { queues } = this.parts;
+    const overShare: number[] = [];
     const full: number[] = [];
     for (const m of req.messages) {
-      const q = queues.totals(m.destinationDeviceId);
-      if (q.messages + 1 > cfg.QUEUE_MAX_MESSAGES || q.bytes + ciphertextBytes(m) > cfg.QUEUE_MAX_BYTES)
-        full.push(m.destinationDeviceId);
+      const d = m.destinationDeviceId;
+      const bytes = ciphertextBytes(m);
+      const mine = sender === null ? null : queues.senderTotals(d, sender);
+      if (
+        mine &&
+        (mine.messages + 1 > cfg.QUEUE_SENDER_MAX_MESSAGES || mine.bytes + bytes > cfg.QUEUE_SENDER_MAX_BYTES)
+      )
+        overShare.push(d);
+      const q = queues.totals(d);
+      if (q.messages + 1 > cfg.QUEUE_MAX_MESSAGES || q.bytes + bytes > cfg.QUEUE_MAX_BYTES) full.push(d);
     }
+    if (overShare.length)
+      return fail(
+        "SENDER_QUEUE_SHARE_EXCEEDED",
+        `your share of the queue of device ${overShare.join(", ")} is used up (${cfg.QUEUE_SENDER_MAX_MESSAGES} messages, ${cfg.QUEUE_SENDER_MAX_BYTES} bytes per sender); try again once the recipient has fetched them`,
+        { devices: overShare, limitMessages: cfg.QUEUE_SENDER_MAX_MESSAGES, limitBytes: cfg.QUEUE_SENDER_MAX_BYTES },
+        60,
+      );
     if (full.length)
       return fail(
         "QUEUE_FULL",
@@ -89,27 +144,6 @@ export class MessageIntake implements Mailbox {
         { devices: full },
         60,
       );
-
-    const plan: HandOff = { direct: [], pumpAfter: [] };
-    const asleep: number[] = []; // devices with no open connection: push wake-up candidates
-    this.ctx.storage.transactionSync(() => {
-      for (const m of req.messages) {
-        const id = crypto.randomUUID();
-        const frame = messageFrame(id, m, common);
-        const seq = queues.insert(m.destinationDeviceId, id, frame, ciphertextBytes(m), expiresAt);
-        if (!sockets.handOff(plan, m.destinationDeviceId, frame, seq, cfg)) asleep.push(m.destinationDeviceId);
-      }
-      if (idemKey)
-        queues.remember(
-          idemKey,
-          { digest: req.idempotency!.digest, answer: JSON.stringify(answer) },
-          now + cfg.IDEMPOTENCY_TTL_SECONDS * 1000,
-        );
-    });
-    for (const m of req.messages) queues.counted(m.destinationDeviceId, ciphertextBytes(m));
-    sockets.flush(plan, cfg, now);
-    for (const d of asleep) push.wake(d, req.urgent, cfg, now);
-    await this.parts.alarmBy(expiresAt);
-    return answer;
+    return null;
   }
 }

@@ -24,22 +24,35 @@ export class SendPath {
     private readonly ownMailbox: Mailbox,
   ) {}
 
-  /** The per-device send window, shared by HTTP sends (authorizeSend) and frames: a Failure when it is spent. */
-  takeSend(deviceId: number, cfg: Config): Failure | null {
+  /**
+   * The per-device send window, shared by HTTP sends (authorizeSend) and frames: a Failure when it is spent.
+   * `deliveries` is how many recipient accounts the send reaches: a group send counts each, since each is an
+   * object call; a send that does not fit whole counts nothing.
+   */
+  takeSend(deviceId: number, cfg: Config, deliveries = 1): Failure | null {
     const rate = this.sendRates.take(
       `send:${deviceId}`,
       cfg.SENDS_PER_DEVICE_LIMIT,
       cfg.SENDS_PER_DEVICE_WINDOW_SECONDS,
       this.ctx.clock.now(),
+      deliveries,
     );
-    return rate.allowed ? null : fail("RATE_LIMITED", "this device is sending too fast", {}, rate.retryAfterSeconds);
+    return rate.allowed
+      ? null
+      : fail(
+          "RATE_LIMITED",
+          `this device is sending too fast (${cfg.SENDS_PER_DEVICE_LIMIT} deliveries per ${cfg.SENDS_PER_DEVICE_WINDOW_SECONDS} s, a group send counting each recipient)`,
+          {},
+          rate.retryAfterSeconds,
+        );
   }
 
   /**
    * A send or send_multi frame: the same send as PUT /v1/messages/{accountId} or /v1/messages/multi, from the
    * device this connection authenticated at its upgrade. No password check: the connection is the credential,
    * and removing the device or deleting the account closes it (4410, 4411), so access still ends at once. The
-   * device limit counts the frame as HTTP counts the request, then the same checks run.
+   * device limit counts the frame as HTTP counts the request (a group once per recipient, after the checks that
+   * refuse it whole), then the same checks run.
    */
   async handle(ws: WebSocket, cfg: Config, f: SendFrame | SendMultiFrame): Promise<void> {
     const s = ws.deserializeAttachment() as SocketState;
@@ -47,10 +60,11 @@ export class SendPath {
     const out: FrameAnswer =
       !me || !this.devices.device(s.d)
         ? fail("UNAUTHORIZED", "this device is no longer registered")
-        : (this.takeSend(s.d, cfg) ??
-          (f.type === "send"
-            ? await this.#send(me.account_id, s.d, cfg, f)
-            : await this.#sendMulti(me.account_id, s.d, cfg, f)));
+        : f.type === "send"
+          ? (this.takeSend(s.d, cfg) ?? (await this.#send(me.account_id, s.d, cfg, f)))
+          : (checkGroupSend(cfg, f.message) ??
+            this.takeSend(s.d, cfg, f.message.recipients.length) ??
+            (await this.#sendMulti(me.account_id, s.d, f)));
     let status = 200;
     let body: SendResultFrame["body"];
     const extra: Partial<SendResultFrame> = {};
@@ -101,9 +115,7 @@ export class SendPath {
     };
   }
 
-  async #sendMulti(accountId: string, deviceId: number, cfg: Config, f: SendMultiFrame): Promise<FrameAnswer> {
-    const refused = checkGroupSend(cfg, f.message);
-    if (refused) return refused;
+  async #sendMulti(accountId: string, deviceId: number, f: SendMultiFrame): Promise<FrameAnswer> {
     const results = await fanOut(this.ctx.env().ACCOUNT, { accountId, deviceId }, f.message, f.idempotencyKey, (e) =>
       log("error", { event: "fan_out_failed", error: String(e) }),
     );

@@ -4,6 +4,7 @@
 import type { PartContext } from "../account/context.ts";
 import type { Config } from "../config.ts";
 import { log } from "../log.ts";
+import { pushEndpointProblem } from "./endpoint-policy.ts";
 import { sendPush, VapidSigner, type VapidKey } from "./webpush.ts";
 
 export class PushWaker {
@@ -70,6 +71,12 @@ export class PushWaker {
     if (!key) return;
     const endpoint = this.get(deviceId);
     if (!endpoint) return;
+    // Checked again at each push: an endpoint registered under an older, looser policy is never called.
+    if (pushEndpointProblem(endpoint, cfg)) {
+      this.#forget(deviceId, endpoint);
+      log("warn", { event: "push_endpoint_refused" });
+      return;
+    }
     const last = this.#lastPush.get(deviceId);
     if (last !== undefined && now - last < cfg.PUSH_MIN_INTERVAL_SECONDS * 1000) return;
     this.#lastPush.set(deviceId, now);
@@ -82,13 +89,19 @@ export class PushWaker {
     ).then(
       (status) => {
         if (status === 404 || status === 410) {
-          this.ctx.sql.exec("DELETE FROM push_endpoints WHERE device_id = ? AND endpoint = ?", deviceId, endpoint);
-          this.#endpoints = undefined;
+          this.#forget(deviceId, endpoint);
           log("info", { event: "push_endpoint_gone", status });
-        } else if (status >= 300) log("warn", { event: "push_refused", status });
+        } else if (status >= 300 && status < 400) log("warn", { event: "push_redirect_not_followed", status });
+        else if (status >= 300) log("warn", { event: "push_refused", status });
       },
       (e: unknown) => log("warn", { event: "push_failed", error: String(e) }),
     );
     this.ctx.waitUntil(pushed);
+  }
+
+  /** Drops the device's endpoint if it is still `endpoint` (the device may have registered another meanwhile). */
+  #forget(deviceId: number, endpoint: string): void {
+    this.ctx.sql.exec("DELETE FROM push_endpoints WHERE device_id = ? AND endpoint = ?", deviceId, endpoint);
+    this.#endpoints = undefined;
   }
 }

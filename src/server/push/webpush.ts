@@ -34,21 +34,6 @@ export function parseVapidKey(text: string): VapidKey | string {
   };
 }
 
-/** A push endpoint the relay will call: https, or http on the loopback interface (local development and tests). */
-export function pushEndpointProblem(endpoint: string): string | null {
-  let u: URL;
-  try {
-    u = new URL(endpoint);
-  } catch {
-    return "is not a URL";
-  }
-  if (u.username || u.password) return "must not carry credentials";
-  if (u.protocol === "https:") return null;
-  if (u.protocol === "http:" && (u.hostname === "127.0.0.1" || u.hostname === "localhost" || u.hostname === "[::1]"))
-    return null;
-  return "must be an https URL";
-}
-
 export interface PushOptions {
   /** Seconds the push service keeps the push for an unreachable device (the TTL header). */
   ttlSeconds: number;
@@ -94,11 +79,19 @@ export class VapidSigner {
 
 /**
  * Sends one empty push at time `now` (the JWT's clock); answers the push service's status (201 accepted;
- * 404/410: the subscription is gone).
+ * 404/410: the subscription is gone). A redirect is never followed (it could lead anywhere, carrying the
+ * relay's VAPID Authorization): its 3xx is the answer, and the caller takes it as a failure.
  */
-export async function sendPush(signer: VapidSigner, endpoint: string, o: PushOptions, now: number): Promise<number> {
-  const res = await fetch(endpoint, {
+export async function sendPush(
+  signer: VapidSigner,
+  endpoint: string,
+  o: PushOptions,
+  now: number,
+  fetcher: typeof fetch = fetch,
+): Promise<number> {
+  const res = await fetcher(endpoint, {
     method: "POST",
+    redirect: "manual",
     headers: {
       authorization: await signer.authorization(endpoint, o.subject, now),
       ttl: String(o.ttlSeconds),

@@ -7,6 +7,7 @@ import {
   AccountId,
   CreateLinkRequest,
   CreateLinkResponse,
+  DeviceIdParam,
   DeviceListResponse,
   LinkDeviceRequest,
   LinkDeviceResponse,
@@ -89,7 +90,7 @@ devices.openapi(
       "The primary device removes any linked device; a linked device may remove itself. Its credentials and keys go at once. Device 1 cannot be removed.",
     security: deviceAuth,
     middleware: [requireDevice] as const,
-    request: { params: z.object({ deviceId: z.coerce.number().int().min(1).max(127) }) },
+    request: { params: z.object({ deviceId: DeviceIdParam }) },
     responses: {
       204: { description: "Removed" },
       ...errorResponses("BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "PRIMARY_DEVICE", "NOT_FOUND", "UNAVAILABLE"),

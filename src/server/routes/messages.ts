@@ -1,6 +1,6 @@
 // Sending at /v1/messages: one message to one account (Signal-Server's shape), and per-recipient ciphertexts for
 // a group fanned out to every mailbox concurrently. Never touches D1: the sender's object authenticates and
-// counts the device's sends, the recipient's object checks the device set, counts the pair and stores.
+// counts the device's deliveries, the recipient's object checks the device set, counts the pair and stores.
 import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import {
@@ -24,7 +24,7 @@ import {
   requireJson,
   type AppEnv,
 } from "../app.ts";
-import { requireCredentials } from "../auth.ts";
+import { requireCredentials, type Credentials } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError, failureError, storage, unwrap } from "../errors.ts";
 import { checkSizes as checkMessageSizes, requestDigest, type DeliverRequest } from "../mailbox/delivery.ts";
@@ -33,11 +33,24 @@ import { log } from "../log.ts";
 
 export const messages = newRouter();
 
-/** Authenticates and takes the device's send allowance in one call to the sender's own object. */
+/** Authenticates and takes the device's send allowance (`deliveries` of it) in one call to the sender's own object. */
+async function authorizeSend(env: Cloudflare.Env, creds: Credentials, deliveries = 1): Promise<SenderDevice> {
+  const stub = env.ACCOUNT.getByName(creds.accountId);
+  return unwrap(await storage("account", () => stub.authorizeSend(creds.deviceId, creds.password, deliveries)));
+}
+
 const requireSender: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const creds = requireCredentials(c.req.header("authorization"));
-  const stub = c.env.ACCOUNT.getByName(creds.accountId);
-  c.set("device", unwrap(await storage("account", () => stub.authorizeSend(creds.deviceId, creds.password))));
+  c.set("device", await authorizeSend(c.env, requireCredentials(c.req.header("authorization"))));
+  return next();
+};
+
+/**
+ * Refuses missing or malformed credentials before the body is read, as everywhere, for routes whose handler
+ * checks the password itself once it has read the body: a group send (the device's send limit counts each
+ * recipient) and a key upload (its window counts only well-formed uploads).
+ */
+export const requireCredentialsHeader: MiddlewareHandler<AppEnv> = async (c, next) => {
+  requireCredentials(c.req.header("authorization"));
   return next();
 };
 
@@ -54,7 +67,7 @@ function checkSizes(cfg: Config, list: OutgoingMessage[], where: string) {
 }
 
 const sendDescription = (extra: string) =>
-  `${extra} Each ciphertext is at most MAX_MESSAGE_BYTES (default 98304) decoded bytes and the body at most MAX_SEND_REQUEST_BYTES (default 8 MiB). Queued copies are stored before the answer, stamped with a random id, the server timestamp and the authenticated sender, and expire after MESSAGE_TTL_SECONDS or the shorter \`ttlSeconds\`. An \`Idempotency-Key\` header makes a retry within IDEMPOTENCY_TTL_SECONDS answer the first accepted result without storing again (the answer then carries \`Idempotent-Replayed: true\`). Limits: SENDS_PER_DEVICE_LIMIT per SENDS_PER_DEVICE_WINDOW_SECONDS per sending device, SENDS_PER_PAIR_LIMIT per SENDS_PER_PAIR_WINDOW_SECONDS per (sending account, recipient account); each device queue holds at most QUEUE_MAX_MESSAGES and QUEUE_MAX_BYTES.`;
+  `${extra} Each ciphertext is at most MAX_MESSAGE_BYTES (default 98304) decoded bytes and the body at most MAX_SEND_REQUEST_BYTES (default 8 MiB). Queued copies are stored before the answer, stamped with a random id, the server timestamp and the authenticated sender, and expire after MESSAGE_TTL_SECONDS or the shorter \`ttlSeconds\`. An \`Idempotency-Key\` header makes a retry within IDEMPOTENCY_TTL_SECONDS answer the first accepted result without storing again (the answer then carries \`Idempotent-Replayed: true\`). Limits: SENDS_PER_DEVICE_LIMIT deliveries (recipient accounts) per SENDS_PER_DEVICE_WINDOW_SECONDS per sending device, SENDS_PER_PAIR_LIMIT per SENDS_PER_PAIR_WINDOW_SECONDS per (sending account, recipient account); each device queue holds at most QUEUE_MAX_MESSAGES and QUEUE_MAX_BYTES, of which one sending account (other than the recipient's own) may fill at most QUEUE_SENDER_MAX_MESSAGES and QUEUE_SENDER_MAX_BYTES (429 SENDER_QUEUE_SHARE_EXCEEDED with Retry-After; other senders still get through).`;
 
 const idempotencyHeader = z.object({
   "idempotency-key": z.string().optional().meta({
@@ -71,10 +84,10 @@ messages.openapi(
     tags: ["Messages"],
     summary: "Send a message to many accounts (a group)",
     description: sendDescription(
-      "Per-recipient, per-device ciphertexts for up to MAX_GROUP_RECIPIENTS accounts (default 1000). The relay calls every recipient's mailbox concurrently and answers 200 with one result per recipient: 200, or the status and code a single send would have had (404, 409 with missingDevices/extraDevices, 410 with staleDevices, 429, 507, 503). One bad recipient never fails the others. The device limit counts the request once; the pair limit counts each recipient.",
+      "Per-recipient, per-device ciphertexts for up to MAX_GROUP_RECIPIENTS accounts (default 1000; never more than SENDS_PER_DEVICE_LIMIT). The relay calls every recipient's mailbox concurrently and answers 200 with one result per recipient: 200, or the status and code a single send would have had (404, 409 with missingDevices/extraDevices, 410 with staleDevices, 429 RATE_LIMITED or SENDER_QUEUE_SHARE_EXCEEDED, 507, 503). One bad recipient never fails the others. The device limit and the pair limit both count each recipient; a group that does not fit the device's limit whole is refused with 429 and sent to no one.",
     ),
     security: deviceAuth,
-    middleware: [requireSender, requireJson, limitBody((cfg) => cfg.MAX_SEND_REQUEST_BYTES)] as const,
+    middleware: [requireCredentialsHeader, requireJson, limitBody((cfg) => cfg.MAX_SEND_REQUEST_BYTES)] as const,
     request: {
       headers: idempotencyHeader,
       body: { required: true, content: { "application/json": { schema: MultiRecipientSendRequest } } },
@@ -85,12 +98,13 @@ messages.openapi(
     },
   }),
   async (c) => {
-    const sender = c.get("device") as SenderDevice;
     const cfg = c.get("config");
     const body = c.req.valid("json");
     const key = idempotencyKey(c.req.header("idempotency-key"));
     const refused = checkGroupSend(cfg, body);
     if (refused) throw failureError(refused);
+    const creds = requireCredentials(c.req.header("authorization"));
+    const sender = await authorizeSend(c.env, creds, body.recipients.length);
     const results = await fanOut(
       c.env.ACCOUNT,
       { accountId: sender.accountId, deviceId: sender.deviceId },
@@ -135,6 +149,7 @@ messages.openapi(
         "NOT_FOUND",
         "IDEMPOTENCY_KEY_REUSED",
         "RATE_LIMITED",
+        "SENDER_QUEUE_SHARE_EXCEEDED",
         "QUEUE_FULL",
         "UNAVAILABLE",
       ),

@@ -6,7 +6,7 @@ import { PushEndpointRequest, VapidKeyResponse } from "../../protocol/push.ts";
 import { deviceAuth, JSON_BODY_ERRORS, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
 import { requireDevice } from "../auth.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
-import { pushEndpointProblem } from "../push/webpush.ts";
+import { pushEndpointProblem } from "../push/endpoint-policy.ts";
 
 export const vapidKey = newRouter();
 export const pushEndpoint = newRouter();
@@ -35,7 +35,7 @@ pushEndpoint.openapi(
     tags: ["Push"],
     summary: "Register this device's Web Push endpoint",
     description:
-      "When a message is queued for this device and it has no open connection, the relay sends an empty push (VAPID-signed, `TTL` PUSH_TTL_SECONDS, `Urgency` high for urgent messages) to the endpoint, at most once per PUSH_MIN_INTERVAL_SECONDS; the woken client connects and fetches its queue. The push carries nothing but the wake-up. A push service answering 404 or 410 ends the registration. Replaces any earlier endpoint of the device.",
+      "When a message is queued for this device and it has no open connection, the relay sends an empty push (VAPID-signed, `TTL` PUSH_TTL_SECONDS, `Urgency` high for urgent messages) to the endpoint, at most once per PUSH_MIN_INTERVAL_SECONDS; the woken client connects and fetches its queue. The push carries nothing but the wake-up. A push service answering 404 or 410 ends the registration. Replaces any earlier endpoint of the device.\n\nThe endpoint must be https on port 443 at a host on PUSH_ALLOWED_HOSTS (by default the browsers' push services: fcm.googleapis.com, updates.push.services.mozilla.com, web.push.apple.com, *.notify.windows.com), named by host name, never by IP address; anything else is 400 BAD_REQUEST. A push service's redirect is never followed.",
     security: deviceAuth,
     middleware: [requireDevice, requireJson, limitBody(() => 4096)] as const,
     request: { body: { required: true, content: { "application/json": { schema: PushEndpointRequest } } } },
@@ -47,7 +47,7 @@ pushEndpoint.openapi(
   async (c) => {
     // Bad input is refused as such (400) whether or not this relay sends pushes.
     const { endpoint } = c.req.valid("json");
-    const problem = pushEndpointProblem(endpoint);
+    const problem = pushEndpointProblem(endpoint, c.get("config"));
     if (problem) throw new ApiError("BAD_REQUEST", `endpoint: ${problem}`);
     if (!c.get("config").VAPID_PRIVATE_KEY_JWK)
       throw new ApiError("PUSH_NOT_CONFIGURED", "this relay sends no push wake-ups");

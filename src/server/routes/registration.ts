@@ -11,6 +11,7 @@ import { JSON_BODY_ERRORS, clientIp, errorResponses, json, limitBody, newRouter,
 import { consumeChallenge, issueChallenge, peekChallenge } from "../db/challenges.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
 import { limitByIp } from "../rate-limiter.ts";
+import { currentDifficulty, recordRegistration } from "../registration-rate.ts";
 import { KEY_ERRORS, ecKey, verifiedNewDevice } from "../verify-keys.ts";
 
 export const challenges = newRouter();
@@ -23,17 +24,26 @@ challenges.openapi(
     tags: ["Registration"],
     summary: "Get a proof-of-work challenge for registering",
     description:
-      'Find a nonce (0 to 16 bytes) such that SHA-256(UTF-8 "cipherpost-pow-v1" ‖ challenge ‖ nonce) has at least `difficulty` leading zero bits. Single use; expires at `expiresAt`. Limited per client IP (CHALLENGES_PER_IP_LIMIT per CHALLENGES_PER_IP_WINDOW_SECONDS).',
+      'Find a nonce (0 to 16 bytes) such that SHA-256(UTF-8 "cipherpost-pow-v1" ‖ challenge ‖ nonce) has at least `difficulty` leading zero bits. Single use; expires at `expiresAt`. The difficulty adapts to the relay-wide registration rate: POW_DIFFICULTY_BITS while at most POW_NORMAL_REGISTRATIONS_LIMIT accounts are created per POW_RATE_WINDOW_SECONDS, one bit more per doubling above that, at most POW_MAX_DIFFICULTY_BITS; the answer states the challenge\'s own. Limited per client IP, an IPv6 client per /IPV6_RATE_LIMIT_PREFIX_BITS (CHALLENGES_PER_IP_LIMIT per CHALLENGES_PER_IP_WINDOW_SECONDS).',
     responses: { 200: json(ChallengeResponse, "A fresh challenge"), ...errorResponses("RATE_LIMITED", "UNAVAILABLE") },
   }),
   async (c) => {
     const cfg = c.get("config");
     const rate = await storage("rate limiter", () =>
-      limitByIp(c.env, clientIp(c), "challenge", cfg.CHALLENGES_PER_IP_LIMIT, cfg.CHALLENGES_PER_IP_WINDOW_SECONDS),
+      limitByIp(
+        c.env,
+        clientIp(c),
+        cfg.IPV6_RATE_LIMIT_PREFIX_BITS,
+        "challenge",
+        cfg.CHALLENGES_PER_IP_LIMIT,
+        cfg.CHALLENGES_PER_IP_WINDOW_SECONDS,
+      ),
     );
     if (!rate.allowed)
       throw new ApiError("RATE_LIMITED", "too many challenges from this address", {}, rate.retryAfterSeconds);
-    return c.json(await storage("directory", () => issueChallenge(c.env, cfg, c.get("clock").now())), 200);
+    const now = c.get("clock").now();
+    const difficulty = await currentDifficulty(c.env, cfg, now);
+    return c.json(await storage("directory", () => issueChallenge(c.env, cfg, now, difficulty)), 200);
   },
 );
 
@@ -44,7 +54,7 @@ registration.openapi(
     tags: ["Registration"],
     summary: "Create an account and its primary device",
     description:
-      "No phone number or e-mail: the account is its identity key. Every signature is XEdDSA (libsignal's variant) by the identity key: prekey signatures over each key's full serialisation (type byte included), `proof` over UTF-8 \"cipherpost-register-v1\" ‖ challenge ‖ identityKey. Limited per client IP (REGISTRATIONS_PER_IP_LIMIT per REGISTRATIONS_PER_IP_WINDOW_SECONDS). Body at most MAX_KEYS_REQUEST_BYTES.",
+      "No phone number or e-mail: the account is its identity key. Every signature is XEdDSA (libsignal's variant) by the identity key: prekey signatures over each key's full serialisation (type byte included), `proof` over UTF-8 \"cipherpost-register-v1\" ‖ challenge ‖ identityKey. Limited per client IP, an IPv6 client per /IPV6_RATE_LIMIT_PREFIX_BITS (REGISTRATIONS_PER_IP_LIMIT per REGISTRATIONS_PER_IP_WINDOW_SECONDS). Body at most MAX_KEYS_REQUEST_BYTES.",
     middleware: [requireJson, limitBody((cfg) => cfg.MAX_KEYS_REQUEST_BYTES)] as const,
     request: { body: { required: true, content: { "application/json": { schema: RegistrationRequest } } } },
     responses: {
@@ -66,6 +76,7 @@ registration.openapi(
       limitByIp(
         c.env,
         clientIp(c),
+        cfg.IPV6_RATE_LIMIT_PREFIX_BITS,
         "register",
         cfg.REGISTRATIONS_PER_IP_LIMIT,
         cfg.REGISTRATIONS_PER_IP_WINDOW_SECONDS,
@@ -100,6 +111,7 @@ registration.openapi(
     const created = unwrap(
       await storage("account", () => c.env.ACCOUNT.getByName(accountId).register(accountId, body.identityKey, device)),
     );
+    await recordRegistration(c.env, cfg);
     return c.json({ accountId, deviceId: created.deviceId }, 200);
   },
 );

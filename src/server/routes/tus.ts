@@ -13,7 +13,7 @@ import {
   TusHeaders,
 } from "../../protocol/attachments.ts";
 import { deviceAuth, errorResponses, newRouter, type AppEnv } from "../app.ts";
-import { requireDevice } from "../auth.ts";
+import { authenticate, requireDevice } from "../auth.ts";
 import type { Config } from "../config.ts";
 import { ApiError, errorResponse, failureError, storage, unwrap } from "../errors.ts";
 import { checkUploadLength, createUpload } from "../uploads/create.ts";
@@ -63,17 +63,17 @@ tus.use("*", async (c, next) => {
  * Every tus request but OPTIONS must carry `Tus-Resumable: 1.0.0`: 412 with Tus-Version otherwise. It runs after
  * authentication, so a request without credentials is a 401 like on every other route.
  */
-const requireTus: MiddlewareHandler<AppEnv> = async (c, next) => {
-  if (c.req.header("tus-resumable") !== TUS_VERSION) {
-    const res = errorResponse(
-      c,
-      new ApiError("PRECONDITION_FAILED", `Tus-Resumable must be ${TUS_VERSION}`, { tusVersion: TUS_VERSION }),
-    );
-    res.headers.set("Tus-Version", TUS_VERSION);
-    return res;
-  }
-  return next();
-};
+const requireTus: MiddlewareHandler<AppEnv> = async (c, next) => tusVersionRefusal(c) ?? next();
+
+function tusVersionRefusal(c: Context<AppEnv>): Response | null {
+  if (c.req.header("tus-resumable") === TUS_VERSION) return null;
+  const res = errorResponse(
+    c,
+    new ApiError("PRECONDITION_FAILED", `Tus-Resumable must be ${TUS_VERSION}`, { tusVersion: TUS_VERSION }),
+  );
+  res.headers.set("Tus-Version", TUS_VERSION);
+  return res;
+}
 
 /** What requests on one upload share: the creating device's credentials, Tus-Resumable, the id in the path. */
 const onUpload = () => ({
@@ -108,6 +108,33 @@ function append(
     upload.patch({ ...owner(c), offset, contentLength, sha256, maxPatchBytes }, c.req.raw.body),
   );
 }
+
+// ---------- X-HTTP-Method-Override ----------
+
+const OVERRIDE_NOTE =
+  "A POST to the upload URL with `X-HTTP-Method-Override: PATCH`, `DELETE` or `HEAD` is handled as that method (tus 1.0.0 core), for clients and proxies that cannot send it (tus-js-client's `overridePatchMethod`).";
+
+/** The methods a POST to an upload URL may stand in for, and what answers them. */
+const OVERRIDES = new Map<string, (c: Context<AppEnv>) => Promise<Response>>([
+  ["PATCH", (c) => appendTo(c)],
+  ["DELETE", (c) => terminate(c)],
+  ["HEAD", (c) => offsetOf(c)],
+]);
+
+/**
+ * tus 1.0.0 core: a server MUST take X-HTTP-Method-Override as the request's method. Routing has already gone by
+ * the real method (POST, which an upload URL does not serve), so the overridden request is answered here, with the
+ * same checks its own route makes. A POST to an upload URL without the header stays the 404 of an unknown route.
+ */
+tus.use("/:id", async (c, next) => {
+  const wanted = c.req.header("x-http-method-override");
+  if (c.req.method !== "POST" || wanted === undefined) return next();
+  const handler = OVERRIDES.get(wanted.trim().toUpperCase());
+  if (!handler)
+    throw new ApiError("BAD_REQUEST", "X-HTTP-Method-Override on an upload URL must be PATCH, DELETE or HEAD");
+  c.set("device", await authenticate(c.env, c.req.header("authorization")));
+  return tusVersionRefusal(c) ?? handler(c);
+});
 
 // ---------- discovery ----------
 
@@ -145,7 +172,7 @@ tus.openapi(
     summary: "tus creation: start an upload (optionally with its first bytes)",
     description: [
       "Creates a resumable upload of Upload-Length bytes (client-encrypted ciphertext) and answers its URL in Location, ending in a random 128-bit id that also names the finished attachment.",
-      "Limits: Upload-Length at most MAX_ATTACHMENT_BYTES (413 UPLOAD_TOO_LARGE); per account, unfinished uploads' lengths at most UPLOAD_QUOTA_BYTES and stored plus unfinished bytes at most STORAGE_QUOTA_BYTES (413 QUOTA_EXCEEDED, `quota` says which). An unfinished upload is aborted UPLOAD_TTL_SECONDS after creation (Upload-Expires).",
+      "Limits: Upload-Length at most MAX_ATTACHMENT_BYTES (413 UPLOAD_TOO_LARGE); per account, unfinished uploads' lengths at most UPLOAD_QUOTA_BYTES and stored plus unfinished bytes at most STORAGE_QUOTA_BYTES, each upload counting at least MIN_UPLOAD_RESERVATION_BYTES (413 QUOTA_EXCEEDED, `quota` says which); at most MAX_ATTACHMENTS_PER_ACCOUNT attachments and unfinished uploads (409 TOO_MANY_ATTACHMENTS); per device, UPLOADS_PER_DEVICE_LIMIT creations per UPLOADS_PER_DEVICE_WINDOW_SECONDS (429 RATE_LIMITED). An unfinished upload is aborted UPLOAD_TTL_SECONDS after creation (Upload-Expires).",
       `creation-with-upload: a body of type ${TUS_CONTENT_TYPE} is appended at offset 0 (Upload-Offset in the answer; 0 when the body was refused, e.g. on a checksum mismatch).`,
       CHUNK_NOTE,
       "Tus-Resumable: 1.0.0 is required on every tus request except OPTIONS.",
@@ -178,6 +205,8 @@ tus.openapi(
         "PRECONDITION_FAILED",
         "UPLOAD_TOO_LARGE",
         "QUOTA_EXCEEDED",
+        "TOO_MANY_ATTACHMENTS",
+        "RATE_LIMITED",
         "PAYLOAD_TOO_LARGE",
         "UNSUPPORTED_MEDIA_TYPE",
         "UPLOAD_OVERRUN",
@@ -231,8 +260,7 @@ tus.openapi(
     path: "/{id}",
     tags: ["Attachments"],
     summary: "tus HEAD (or GET, same headers, empty body): the upload's offset, to resume from",
-    description:
-      "Send HEAD, as tus clients do; GET answers the same. Only the device that created the upload may ask (any other gets the 404 an unknown id gets). Answers Upload-Offset, Upload-Length, Upload-Expires (for a finished upload: when the attachment expires), Upload-Metadata when given at creation, and Cache-Control: no-store.",
+    description: `Send HEAD, as tus clients do; GET answers the same. Only the device that created the upload may ask (any other gets the 404 an unknown id gets). Answers Upload-Offset, Upload-Length, Upload-Expires (for a finished upload: when the attachment expires), Upload-Metadata when given at creation, and Cache-Control: no-store.\n\n${OVERRIDE_NOTE}`,
     ...onUpload(),
     responses: {
       200: {
@@ -247,18 +275,20 @@ tus.openapi(
       ...errorResponses("UNAUTHORIZED", "PRECONDITION_FAILED", "NOT_FOUND", "UNAVAILABLE"),
     },
   }),
-  async (c) => {
-    const upload = uploadOf(c);
-    const s = unwrap(await storage("upload", () => upload.status(owner(c))));
-    const headers: Record<string, string> = {
-      "Upload-Offset": String(s.offset),
-      "Upload-Length": String(s.length),
-      "Upload-Expires": httpDate(s.expiresAt),
-    };
-    if (s.metadata) headers["Upload-Metadata"] = s.metadata;
-    return c.body(null, 200, headers);
-  },
+  (c) => offsetOf(c),
 );
+
+async function offsetOf(c: Context<AppEnv>): Promise<Response> {
+  const upload = uploadOf(c);
+  const s = unwrap(await storage("upload", () => upload.status(owner(c))));
+  const headers: Record<string, string> = {
+    "Upload-Offset": String(s.offset),
+    "Upload-Length": String(s.length),
+    "Upload-Expires": httpDate(s.expiresAt),
+  };
+  if (s.metadata) headers["Upload-Metadata"] = s.metadata;
+  return c.body(null, 200, headers);
+}
 
 // ---------- PATCH (append) ----------
 
@@ -271,8 +301,10 @@ tus.openapi(
     description: [
       "Only the device that created the upload may append. Upload-Offset must equal the upload's offset (409 UPLOAD_OFFSET_MISMATCH with `offset` otherwise; HEAD tells it). Bytes past Upload-Length are refused (400 UPLOAD_OVERRUN) and the body's bytes discarded.",
       "With Upload-Checksum `sha256 <base64>`, a mismatch answers 460 CHECKSUM_MISMATCH and none of the body's bytes count. Without one, a body cut short keeps the bytes that arrived: HEAD, then resume.",
-      "When the last byte arrives the attachment is complete and readable at GET /v1/attachments/{id} until ATTACHMENT_TTL_SECONDS later (Upload-Expires in the answer).",
+      "When the last byte arrives the attachment is complete and readable at GET /v1/attachments/{id} until ATTACHMENT_TTL_SECONDS later (Upload-Expires in the answer). An empty PATCH at a finished upload's end answers 204 with its offset.",
+      "A refused PATCH's body is still read to its end (up to MAX_PATCH_BYTES), so the connection can carry the next request. Of two PATCHes at one offset the first wins and the second gets 409: HEAD, then resume.",
       CHUNK_NOTE,
+      OVERRIDE_NOTE,
     ].join("\n\n"),
     security: deviceAuth,
     middleware: [requireDevice, requireTus] as const,
@@ -305,22 +337,24 @@ tus.openapi(
       ),
     },
   }),
-  async (c) => {
-    const cfg = c.get("config");
-    const upload = uploadOf(c);
-    if (!isUploadBody(c.req.header("content-type")))
-      throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `Content-Type must be ${TUS_CONTENT_TYPE}`);
-    const offset = parseCount("Upload-Offset", c.req.header("upload-offset"));
-    if (offset === null) throw new ApiError("BAD_REQUEST", "Upload-Offset is required");
-    const contentLength = parseCount("Content-Length", c.req.header("content-length"));
-    // Refused before a byte is read when the length is declared; counted while streaming when it is not.
-    if (contentLength !== null && contentLength > cfg.MAX_PATCH_BYTES)
-      throw failureError(patchTooLarge(cfg.MAX_PATCH_BYTES));
-    const sha256 = parseChecksum(c.req.header("upload-checksum"));
-    const r = unwrap(await append(c, upload, offset, contentLength, sha256));
-    return c.body(null, 204, { "Upload-Offset": String(r.offset), "Upload-Expires": httpDate(r.expiresAt) });
-  },
+  (c) => appendTo(c),
 );
+
+async function appendTo(c: Context<AppEnv>): Promise<Response> {
+  const cfg = c.get("config");
+  const upload = uploadOf(c);
+  if (!isUploadBody(c.req.header("content-type")))
+    throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `Content-Type must be ${TUS_CONTENT_TYPE}`);
+  const offset = parseCount("Upload-Offset", c.req.header("upload-offset"));
+  if (offset === null) throw new ApiError("BAD_REQUEST", "Upload-Offset is required");
+  const contentLength = parseCount("Content-Length", c.req.header("content-length"));
+  // Refused before a byte is read when the length is declared; counted while streaming when it is not.
+  if (contentLength !== null && contentLength > cfg.MAX_PATCH_BYTES)
+    throw failureError(patchTooLarge(cfg.MAX_PATCH_BYTES));
+  const sha256 = parseChecksum(c.req.header("upload-checksum"));
+  const r = unwrap(await append(c, upload, offset, contentLength, sha256));
+  return c.body(null, 204, { "Upload-Offset": String(r.offset), "Upload-Expires": httpDate(r.expiresAt) });
+}
 
 // ---------- termination ----------
 
@@ -330,17 +364,18 @@ tus.openapi(
     path: "/{id}",
     tags: ["Attachments"],
     summary: "tus termination: abandon an upload, or delete the attachment it became",
-    description:
-      "Only the device that created the upload may terminate it. Its bytes, its R2 data and its quota reservation go; the id then answers 404 everywhere.",
+    description: `Only the device that created the upload may terminate it. Its bytes, its R2 data and its quota reservation go; the id then answers 404 everywhere.\n\n${OVERRIDE_NOTE}`,
     ...onUpload(),
     responses: {
       204: { description: "Terminated" },
       ...errorResponses("UNAUTHORIZED", "PRECONDITION_FAILED", "NOT_FOUND", "UNAVAILABLE"),
     },
   }),
-  async (c) => {
-    const upload = uploadOf(c);
-    unwrap(await storage("upload", () => upload.terminate(owner(c))));
-    return c.body(null, 204);
-  },
+  (c) => terminate(c),
 );
+
+async function terminate(c: Context<AppEnv>): Promise<Response> {
+  const upload = uploadOf(c);
+  unwrap(await storage("upload", () => upload.terminate(owner(c))));
+  return c.body(null, 204);
+}

@@ -1,12 +1,13 @@
-// Creating an upload (tus creation): the limits on its length, a fresh 128-bit id, the account's quotas reserved
-// in its D1 index in one statement, and the Upload object that receives the bytes. The HTTP side (headers,
-// Location, the first bytes of creation-with-upload) is routes/tus.ts.
+// Creating an upload (tus creation): the limits on its length, the device's creation rate, a fresh 128-bit id, the
+// account's quotas (count and bytes) reserved in its D1 index in one statement, and the Upload object that receives
+// the bytes. The HTTP side (headers, Location, the first bytes of creation-with-upload) is routes/tus.ts.
 import { randomBytes, toHex } from "../../crypto/bytes.ts";
 import { ATTACHMENT_ID_BYTES, R2_MAX_PARTS } from "../../protocol/attachments.ts";
 import type { Config } from "../config.ts";
 import { deleteEntry, reserveUpload, type ReserveResult } from "../db/attachments.ts";
 import { shardFor } from "../db/shards.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
+import { limitByDevice } from "../rate-limiter.ts";
 import type { Upload } from "./upload.ts";
 
 /** Refuses an Upload-Length over MAX_ATTACHMENT_BYTES, or one R2 could not hold in parts of UPLOAD_PART_BYTES. */
@@ -48,6 +49,16 @@ export interface CreatedUpload {
  * created the reservation is given back at once (the sweep would do it at expiry otherwise).
  */
 export async function createUpload(env: Cloudflare.Env, cfg: Config, u: NewUpload): Promise<CreatedUpload> {
+  const rate = await storage("rate limiter", () =>
+    limitByDevice(env, u, "upload", cfg.UPLOADS_PER_DEVICE_LIMIT, cfg.UPLOADS_PER_DEVICE_WINDOW_SECONDS),
+  );
+  if (!rate.allowed)
+    throw new ApiError(
+      "RATE_LIMITED",
+      `this device created UPLOADS_PER_DEVICE_LIMIT (${cfg.UPLOADS_PER_DEVICE_LIMIT}) uploads in the last ${cfg.UPLOADS_PER_DEVICE_WINDOW_SECONDS} s`,
+      {},
+      rate.retryAfterSeconds,
+    );
   const id = newAttachmentId();
   const uploadExpiresAt = u.now + cfg.UPLOAD_TTL_SECONDS * 1000;
   const attachmentTtlMs = cfg.ATTACHMENT_TTL_SECONDS * 1000;
@@ -62,6 +73,8 @@ export async function createUpload(env: Cloudflare.Env, cfg: Config, u: NewUploa
       expiresAt: uploadExpiresAt,
       uploadQuotaBytes: cfg.UPLOAD_QUOTA_BYTES,
       storageQuotaBytes: cfg.STORAGE_QUOTA_BYTES,
+      minReservationBytes: cfg.MIN_UPLOAD_RESERVATION_BYTES,
+      maxEntries: cfg.MAX_ATTACHMENTS_PER_ACCOUNT,
     }),
   );
   if (!reserved.ok) throw quotaExceeded(reserved);
@@ -90,6 +103,13 @@ export async function createUpload(env: Cloudflare.Env, cfg: Config, u: NewUploa
 }
 
 function quotaExceeded(refused: Extract<ReserveResult, { ok: false }>): ApiError {
+  if (refused.quota === "count") {
+    return new ApiError(
+      "TOO_MANY_ATTACHMENTS",
+      `the account holds ${refused.count} attachments and unfinished uploads, the most it may (MAX_ATTACHMENTS_PER_ACCOUNT)`,
+      { limit: refused.limit, count: refused.count },
+    );
+  }
   const which =
     refused.quota === "upload"
       ? "UPLOAD_QUOTA_BYTES (unfinished uploads)"

@@ -30,6 +30,30 @@ export function patchTooLarge(maxPatchBytes: number): Failure {
   );
 }
 
+/**
+ * Reads the rest of a refused request body and drops it, so that the connection can carry the next request. A
+ * cancelled body leaves its unread bytes on the wire, and wrangler dev's proxy then resets the kept-alive
+ * connection under the client's next request (tus clients resume on the same connection). A body longer than
+ * `limit` bytes in all is cancelled after all: no client can keep the relay reading. Answers the bytes read.
+ */
+export async function drainBody(reader: ReadableStreamDefaultReader<Uint8Array> | undefined, limit: number) {
+  let read = 0;
+  if (!reader) return read;
+  try {
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) return read;
+      read += r.value.byteLength;
+      if (read > limit) {
+        await reader.cancel();
+        return read;
+      }
+    }
+  } catch {
+    return read; // the client went away, or the body was already errored
+  }
+}
+
 /** Upload-Checksum: `sha256 <base64>` (tus 1.0.0, checksum). Another algorithm is a 400, as the extension says. */
 export function parseChecksum(value: string | undefined): Uint8Array | null {
   if (value === undefined) return null;

@@ -10,7 +10,7 @@ import { attachmentKey, deleteEntry, markStored } from "../db/attachments.ts";
 import { shardFor } from "../db/shards.ts";
 import { fail, type Failure } from "../errors.ts";
 import { log } from "../log.ts";
-import { patchTooLarge } from "./http.ts";
+import { drainBody, patchTooLarge } from "./http.ts";
 import { expiryOf, UploadStore, type CreateUpload, type UploadRow } from "./store.ts";
 
 /** When the index could not be updated after completion, the alarm retries after this long. */
@@ -125,39 +125,38 @@ export class Upload extends DurableObject<Cloudflare.Env> {
    * what arrived (tus 1.0.0: the server should store as much of the received data as possible).
    */
   async patch(p: PatchUpload, body: ReadableStream<Uint8Array> | null): Promise<Appended | Failure> {
+    // Taken before waiting for the mutex: a PATCH queued behind another one is answered once that one ends.
+    const reader = body?.getReader();
     return this.mutex.run(async () => {
-      const discard = async () => {
-        try {
-          await body?.cancel();
-        } catch {
-          // The body may already be errored or closed.
-        }
+      // A refusal reads the body to its end first (drainBody), so the client's connection stays usable.
+      const refuse = async (f: Failure) => {
+        await drainBody(reader, p.maxPatchBytes);
+        return f;
       };
       const u = this.live(p);
-      if (!u) {
-        await discard();
-        return fail("NOT_FOUND", "no such upload");
-      }
-      if (p.offset !== u.offset) {
-        await discard();
-        return fail("UPLOAD_OFFSET_MISMATCH", `the upload is at offset ${u.offset}`, { offset: u.offset });
-      }
+      if (!u) return refuse(fail("NOT_FOUND", "no such upload"));
+      if (p.offset !== u.offset)
+        return refuse(fail("UPLOAD_OFFSET_MISMATCH", `the upload is at offset ${u.offset}`, { offset: u.offset }));
       const room = u.length - u.offset;
-      if (p.contentLength !== null && p.contentLength > room) {
-        await discard();
-        return overrun(u, room);
+      if (p.contentLength !== null && p.contentLength > room) return refuse(overrun(u, room));
+      if (u.state === "completed") {
+        // Only an empty PATCH fits a finished upload: it is answered with the offset (tus 1.0.0, PATCH). R2's
+        // multipart upload is complete (or, for an empty one, never existed), so there is nothing to append to.
+        if ((await drainBody(reader, p.maxPatchBytes)) > 0) return overrun(u, 0);
+        return { ok: true, offset: u.offset, expiresAt: expiryOf(u), completed: true };
       }
       try {
-        return await this.append(u, p, body);
+        return await this.append(u, p, reader);
       } catch (e) {
-        await discard();
         log("error", { event: "upload_patch_failed", error: String(e) });
-        return fail("UNAVAILABLE", "the upload could not be stored; resume from the offset HEAD reports", {}, 1);
+        return refuse(
+          fail("UNAVAILABLE", "the upload could not be stored; resume from the offset HEAD reports", {}, 1),
+        );
       }
     });
   }
 
-  private async append(u: UploadRow, p: PatchUpload, body: ReadableStream<Uint8Array> | null) {
+  private async append(u: UploadRow, p: PatchUpload, reader: ReadableStreamDefaultReader<Uint8Array> | undefined) {
     const P = u.part_bytes;
     const tailBytes = u.offset - u.parts * P; // committed bytes after the last whole part, in `tail` rows
     const room = u.length - u.offset;
@@ -179,7 +178,6 @@ export class Upload extends DurableObject<Cloudflare.Env> {
       tailInBuf = true;
     };
 
-    const reader = body?.getReader();
     if (reader) {
       for (;;) {
         let chunk: Uint8Array;
@@ -196,7 +194,7 @@ export class Upload extends DurableObject<Cloudflare.Env> {
           return patchTooLarge(p.maxPatchBytes);
         }
         if (received + chunk.byteLength > room) {
-          await reader.cancel().catch(() => undefined);
+          await drainBody(reader, p.maxPatchBytes - received - chunk.byteLength);
           return overrun(u, room);
         }
         received += chunk.byteLength;
