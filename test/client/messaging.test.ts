@@ -351,7 +351,7 @@ describe("a relay restart (a deploy closes every socket)", () => {
 
     const closed = nextEvent(b, "connection", (e) => e.state === "closed");
     const reopened = nextEvent(b, "connection", (e) => e.state === "open", 30_000);
-    await fixture.relay().restart({ downMs: 500 });
+    await fixture.relay().restart({ downMs: 200 });
     expect((await closed).state).toBe("closed");
     await reopened;
 
