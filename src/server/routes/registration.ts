@@ -7,7 +7,17 @@ import { ChallengeResponse, RegistrationRequest, RegistrationResponse } from "..
 import { registrationProofMessage } from "../../protocol/limits.ts";
 import { powBits } from "../../protocol/pow.ts";
 import { xeddsaVerifyAsync } from "../../crypto/xeddsa.ts";
-import { JSON_BODY_ERRORS, clientIp, errorResponses, json, limitBody, newRouter, requireJson } from "../app.ts";
+import type { Context } from "hono";
+import {
+  type AppEnv,
+  JSON_BODY_ERRORS,
+  clientIp,
+  errorResponses,
+  json,
+  limitBody,
+  newRouter,
+  requireJson,
+} from "../app.ts";
 import { consumeChallenge, issueChallenge, peekChallenge } from "../db/challenges.ts";
 import { ApiError, storage, unwrap } from "../errors.ts";
 import { limitByIp } from "../rate-limiter.ts";
@@ -29,18 +39,7 @@ challenges.openapi(
   }),
   async (c) => {
     const cfg = c.get("config");
-    const rate = await storage("rate limiter", () =>
-      limitByIp(
-        c.env,
-        clientIp(c),
-        cfg.IPV6_RATE_LIMIT_PREFIX_BITS,
-        "challenge",
-        cfg.CHALLENGES_PER_IP_LIMIT,
-        cfg.CHALLENGES_PER_IP_WINDOW_SECONDS,
-      ),
-    );
-    if (!rate.allowed)
-      throw new ApiError("RATE_LIMITED", "too many challenges from this address", {}, rate.retryAfterSeconds);
+    await limitClient(c, "challenge", cfg.CHALLENGES_PER_IP_LIMIT, cfg.CHALLENGES_PER_IP_WINDOW_SECONDS);
     const now = c.get("clock").now();
     const difficulty = await currentDifficulty(c.env, cfg, now);
     return c.json(await storage("directory", () => issueChallenge(c.env, cfg, now, difficulty)), 200);
@@ -72,18 +71,7 @@ registration.openapi(
   async (c) => {
     const body = c.req.valid("json");
     const cfg = c.get("config");
-    const rate = await storage("rate limiter", () =>
-      limitByIp(
-        c.env,
-        clientIp(c),
-        cfg.IPV6_RATE_LIMIT_PREFIX_BITS,
-        "register",
-        cfg.REGISTRATIONS_PER_IP_LIMIT,
-        cfg.REGISTRATIONS_PER_IP_WINDOW_SECONDS,
-      ),
-    );
-    if (!rate.allowed)
-      throw new ApiError("RATE_LIMITED", "too many registrations from this address", {}, rate.retryAfterSeconds);
+    await limitClient(c, "register", cfg.REGISTRATIONS_PER_IP_LIMIT, cfg.REGISTRATIONS_PER_IP_WINDOW_SECONDS);
 
     const identityKey = ecKey(body.identityKey, "identityKey");
     const device = await verifiedNewDevice(identityKey, body);
@@ -115,3 +103,19 @@ registration.openapi(
     return c.json({ accountId, deviceId: created.deviceId }, 200);
   },
 );
+
+/** The per-address limit (per /64 for IPv6) of challenges or registrations: 429 with Retry-After past it. */
+async function limitClient(
+  c: Context<AppEnv>,
+  kind: "challenge" | "register",
+  limit: number,
+  windowSeconds: number,
+): Promise<void> {
+  const cfg = c.get("config");
+  const rate = await storage("rate limiter", () =>
+    limitByIp(c.env, clientIp(c), cfg.IPV6_RATE_LIMIT_PREFIX_BITS, kind, limit, windowSeconds),
+  );
+  const what = kind === "challenge" ? "challenges" : "registrations";
+  if (!rate.allowed)
+    throw new ApiError("RATE_LIMITED", `too many ${what} from this address`, {}, rate.retryAfterSeconds);
+}
