@@ -30,6 +30,11 @@ const BAD: [string, unknown, RegExp][] = [
   ["SHARD_MAP", "0-1000:DB_0,1002-4095:DB_1", /gap or overlap at 1001/],
   ["SHARD_MAP", "0-4095:DB_9", /DB_9, which is not a D1 database/],
   ["SHARD_MAP", "0-4095:KEY_PAGES", /KEY_PAGES, which is not a D1 database/],
+  // The abuse-resistance limits parse like every other count and switch.
+  ["QUEUE_SENDER_MAX_MESSAGES", "0", /between 1/],
+  ["PREKEY_CLAIMS_PER_DEVICE_LIMIT", "many", /whole number/],
+  ["POW_MAX_DIFFICULTY_BITS", "40", /between 0 and 32/],
+  ["PUSH_ALLOW_LOOPBACK", "yes", /must be true or false/],
 ];
 
 describe("configuration", () => {
