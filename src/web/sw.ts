@@ -1,11 +1,12 @@
 // The service worker: keeps the app shell available offline (network first, so a deploy shows at once; the
-// cached copy when the network is gone) and turns the relay's empty Web Push into a notification.
+// cached copy when the network is gone) and turns the relay's empty Web Push into a notification (sw-push.ts).
 // API paths are never touched: the SDK talks to the relay directly.
+import { type PushScope, showPush } from "./sw-push.ts";
 
 declare const SHELL_FILES: string[];
 declare const SHELL_VERSION: string;
 
-interface SwScope {
+interface SwScope extends Pick<PushScope, "registration"> {
   addEventListener(type: "install" | "activate", fn: (e: { waitUntil(p: Promise<unknown>): void }) => void): void;
   addEventListener(type: "fetch", fn: (e: FetchEventLike) => void): void;
   addEventListener(type: "push", fn: (e: { waitUntil(p: Promise<unknown>): void }) => void): void;
@@ -16,7 +17,6 @@ interface SwScope {
     matchAll(o: object): Promise<WindowClientLike[]>;
     openWindow(url: string): Promise<unknown>;
   };
-  registration: { showNotification(title: string, options: NotificationOptions): Promise<void> };
 }
 interface FetchEventLike {
   request: Request;
@@ -28,7 +28,7 @@ interface NotificationEventLike {
 }
 interface WindowClientLike {
   focus(): Promise<unknown>;
-  postMessage(message: unknown): void;
+  postMessage(message: unknown, transfer: Transferable[]): void;
 }
 
 const sw = self as unknown as SwScope;
@@ -70,27 +70,9 @@ sw.addEventListener("fetch", (e) => {
   );
 });
 
-// The relay's push is empty by design (it knows nothing worth saying): the notification says only that
-// something arrived; opening the app fetches and decrypts it.
-// Open pages hear of the push too, so a tab whose socket went quiet reconnects at once.
-sw.addEventListener("push", (e) => {
-  e.waitUntil(
-    (async () => {
-      let error: string | undefined;
-      try {
-        await sw.registration.showNotification("cipherpost", {
-          body: "New message",
-          tag: "cipherpost-new-message",
-          icon: "icon.svg",
-        });
-      } catch (err) {
-        error = err instanceof Error ? err.message : String(err);
-      }
-      for (const c of await sw.clients.matchAll({ type: "window" }))
-        c.postMessage({ type: "cipherpost-push", shown: error === undefined, ...(error ? { error } : {}) });
-    })(),
-  );
-});
+// The relay's push is empty by design (it knows nothing worth saying): sw-push.ts learns what arrived, from an
+// open page or by connecting itself, and shows it.
+sw.addEventListener("push", (e) => e.waitUntil(showPush(sw)));
 
 sw.addEventListener("notificationclick", (e) => {
   e.notification.close();

@@ -8,6 +8,7 @@ import { MembersDialog, NewChatDialog, NewGroupDialog, TimerDialog } from "./cha
 import { Conversation } from "./conversation.tsx";
 import { ConversationList } from "./conversation-list.tsx";
 import { useMessenger } from "./hooks.ts";
+import { SettingsDialog, usePushAnswers } from "./settings.tsx";
 
 type Panel =
   | { kind: "welcome" }
@@ -15,6 +16,7 @@ type Panel =
   | { kind: "newChat"; initial?: string }
   | { kind: "newGroup" }
   | { kind: "devices" }
+  | { kind: "settings" }
   | { kind: "safety" }
   | { kind: "timer" }
   | { kind: "members" };
@@ -30,6 +32,7 @@ function takeInviteFromUrl(): string | undefined {
 export function App({ messenger: m, firstRun }: { messenger: Messenger; firstRun: boolean }) {
   useMessenger(m);
   const [open, setOpen] = useState<string | undefined>();
+  usePushAnswers(m, open);
   const [panel, setPanel] = useState<Panel | null>(() => {
     const invite = takeInviteFromUrl();
     if (invite) return { kind: "newChat", initial: invite };
@@ -74,6 +77,9 @@ export function App({ messenger: m, firstRun }: { messenger: Messenger; firstRun
           <button type="button" class="link" onClick={() => setPanel({ kind: "devices" })}>
             Devices
           </button>
+          <button type="button" class="link" onClick={() => setPanel({ kind: "settings" })}>
+            Settings
+          </button>
         </footer>
       </aside>
       <main class="main">
@@ -103,6 +109,7 @@ export function App({ messenger: m, firstRun }: { messenger: Messenger; firstRun
       )}
       {panel?.kind === "newGroup" && <NewGroupDialog messenger={m} onClose={close} onStarted={start} />}
       {panel?.kind === "devices" && <DevicesDialog messenger={m} onClose={close} />}
+      {panel?.kind === "settings" && <SettingsDialog messenger={m} onClose={close} />}
       {panel?.kind === "safety" && open && !isGroupConversation(open) && (
         <SafetyDialog messenger={m} contact={open} onClose={close} />
       )}
