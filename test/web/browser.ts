@@ -110,8 +110,19 @@ export async function openChat(page: Page, name: string): Promise<void> {
 }
 
 export async function sendText(page: Page, text: string): Promise<void> {
-  await page.getByRole("textbox", { name: "Message" }).fill(text);
-  await page.getByRole("button", { name: "Send" }).click();
+  // A conversation that is still opening (a group just created, say) replaces the composer and drops what was
+  // typed into the old one: type again rather than wait for a Send button that stays disabled.
+  const box = page.getByRole("textbox", { name: "Message" });
+  const send = page.getByRole("button", { name: "Send" });
+  for (let attempt = 1; ; attempt++) {
+    await box.fill(text);
+    try {
+      await send.click({ timeout: 5_000 });
+      return;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+  }
 }
 
 export function messages(page: Page) {
