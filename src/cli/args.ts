@@ -6,8 +6,11 @@ export const USAGE = `usage: cipherpost --profile DIR <command> [arguments]
 
 commands:
   register --server URL                      create an account; prints {"accountId","deviceId"}
-  link-code                                  a code to link a new device; prints {"code"}
-  link --server URL --code CODE              link this profile as a new device; prints {"accountId","deviceId"}
+  link-code                                  a code to link a new device; prints {"code","expiresAt"}, waits for
+                                             the device to answer, prints {"verificationCode"}, asks on stderr
+                                             to approve (a "y" line on stdin), prints {"approved"}
+  link --server URL --code CODE              link this profile as a new device; prints {"verificationCode"} to
+                                             compare, then once approved {"accountId","deviceId"}
   whoami                                     prints {"accountId","deviceId","server"}
   safety-number ACCOUNT                      prints {"safetyNumber"} to compare with ACCOUNT
   send ACCOUNT TEXT [--expire-seconds N]     prints {"id"}

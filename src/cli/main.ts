@@ -3,6 +3,7 @@
 // bin/cipherpost.mjs runs this file through tsx.
 import { stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import {
   type AttachmentPointer,
   CipherpostClient,
@@ -26,6 +27,21 @@ import type { PowProgress } from "../protocol/pow.ts";
 
 const out = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
 const note = (text: string) => process.stderr.write(`${text}\n`);
+
+/** Asks on stderr and reads one line of stdin: yes only for "y" or "yes"; no answer (stdin closed) is no. */
+async function confirm(question: string): Promise<boolean> {
+  process.stderr.write(question);
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  try {
+    const answer = await new Promise<string>((done) => {
+      rl.once("line", done);
+      rl.once("close", () => done(""));
+    });
+    return /^\s*y(es)?\s*$/i.test(answer);
+  } finally {
+    rl.close();
+  }
+}
 
 /** Storage keys the CLI adds beside the SDK's: uploads to resume after an interrupted send-file. */
 const uploadKey = (account: string, path: string, size: number, mtimeMs: number) =>
@@ -89,14 +105,29 @@ async function run(command: Exclude<Command, { name: "help" }>, s: Session): Pro
       const c = await CipherpostClient.link({
         server: command.server,
         code: command.code,
+        onVerificationCode: (verificationCode) => {
+          out({ verificationCode });
+          note(`verification code ${verificationCode}: approve on the other device only if it shows the same`);
+        },
         ...(await options(s.storage)),
       });
       s.client = c;
       return void out({ accountId: c.accountId, deviceId: c.deviceId });
     }
     case "link-code": {
-      const { code } = await (await openClient(s)).createLinkCode();
-      return void out({ code });
+      const session = await (await openClient(s)).createLinkCode();
+      out({ code: session.code, expiresAt: session.expiresAt });
+      note("waiting for the new device to answer the code (cipherpost --profile DIR link --server URL --code CODE)");
+      // No --yes: approving without comparing the codes is exactly what would let someone who saw the code in.
+      for await (const request of session.requests()) {
+        out({ verificationCode: request.verificationCode });
+        const yes = await confirm(
+          `Does the new device show ${request.verificationCode}? Approve linking it only if so [y/N] `,
+        );
+        await (yes ? request.approve() : request.reject());
+        out({ approved: yes });
+      }
+      return;
     }
     case "whoami": {
       const c = await openClient(s);

@@ -19,7 +19,8 @@ import { CipherpostError } from "./errors.ts";
 import type { ClientEvents, Listener } from "./events.ts";
 import { type GroupSendResult, sendGroupMessage } from "./group-send.ts";
 import { type MessageFilter, MessageStore, type StoredMessage } from "./message-store.ts";
-import { issueLinkCode, linkDevice, loadDevice, registerDevice } from "./onboarding.ts";
+import { issueLinkCode, type LinkCodeSession, linkDevice } from "./linking.ts";
+import { loadDevice, registerDevice } from "./onboarding.ts";
 import { assembleClient, type ClientParts, mailboxConnection } from "./parts.ts";
 import type { UpkeepResult } from "./prekey-upkeep.ts";
 import type { MessageInput, SendResult } from "./sending.ts";
@@ -101,8 +102,9 @@ export class CipherpostClient {
 
   /**
    * Links this storage as a new device of an existing account, given the link code another device of it showed
-   * (createLinkCode): fetches and decrypts the hand-over, signs its own prekeys with the account identity key
-   * and registers itself.
+   * (createLinkCode): answers it, reports the verification code to compare (`onVerificationCode`), waits for the
+   * other device's approval, opens the hand-over, signs its own prekeys with the account identity key and
+   * registers itself.
    */
   static async link(options: LinkOptions): Promise<CipherpostClient> {
     await linkDevice(options);
@@ -303,10 +305,14 @@ export class CipherpostClient {
     await this.#ctx.http.empty("DELETE", `/v1/devices/${deviceId}`, { auth: this.#ctx.auth });
   }
 
-  /** A link code for a new device of this account (single use, valid LINK_TOKEN_TTL_SECONDS). Show it only to yourself. */
-  async createLinkCode(): Promise<{ code: string; expiresAt: number }> {
+  /**
+   * A link code for a new device of this account (single use, valid LINK_TOKEN_TTL_SECONDS). It releases nothing
+   * on its own: `requests()` yields the device that answers it, with a verification code to compare with the
+   * one that device shows, and only its `approve()` hands the identity key over.
+   */
+  async createLinkCode(): Promise<LinkCodeSession> {
     this.#assertOpen();
-    return issueLinkCode(this.#ctx.http, this.#ctx.auth, this.#device);
+    return issueLinkCode(this.#ctx, this.#device);
   }
 
   /**

@@ -41,6 +41,11 @@ export interface RegisterOptions extends ClientOptions {
 export interface LinkOptions extends ClientOptions {
   server: string;
   code: string;
+  /**
+   * Called with the six-digit verification code once the link code is answered: show it, so the person checks
+   * the existing device shows the same before approving there. Linking then waits for that approval.
+   */
+  onVerificationCode?: (verificationCode: string) => void | Promise<void>;
 }
 
 /** The device as stored under DEVICE_KEY. */

@@ -29,5 +29,6 @@ export type { Clock } from "../protocol/clock.ts";
 export type { PowProgress } from "../protocol/pow.ts";
 export { decodeLinkCode, encodeLinkCode, LINK_CODE_PREFIX } from "./link-code.ts";
 export type { LinkCode } from "./link-code.ts";
+export type { LinkCodeSession, LinkRequest } from "./linking.ts";
 export { DEFAULT_PREKEY_POLICY } from "./prekeys.ts";
 export type { PreKeyPolicy } from "./prekeys.ts";

@@ -1,20 +1,23 @@
-// The link code a linking device shows the new one, as the CreateLinkRequest schema specifies it:
-// "cplink1." ‖ base64url without padding of (account id as 16 bytes ‖ link token 32 bytes ‖ secret 32 bytes),
-// and the hand-over plaintext sealed in the envelope: UTF-8 JSON {version:1, accountId, identityKey, identityPrivateKey}.
+// The link code a linking device shows the new one, as the ApproveLinkRequest schema specifies it: "cplink2." ‖
+// base64url without padding of (account id as 16 bytes ‖ link token 32 ‖ the linking device's ephemeral X25519 key
+// 32), no secret; and the hand-over sealed on approval: UTF-8 JSON {version:1, accountId, identityKey, identityPrivateKey}.
 import { z } from "zod";
 import { fromBase64Url, fromHex, toBase64Url, toHex } from "../crypto/bytes.ts";
+import { ecPublicKeyU, encodeEcPublicKey, isEcPublicKey } from "../crypto/keys.ts";
 import { base64Bytes } from "../protocol/base64.ts";
 import { AccountId } from "../protocol/directory.ts";
 import { LINK_TOKEN_BYTES } from "../protocol/limits.ts";
 import { CipherpostError } from "./errors.ts";
 
-export const LINK_CODE_PREFIX = "cplink1.";
-export const LINK_SECRET_BYTES = 32;
+export const LINK_CODE_PREFIX = "cplink2.";
+/** The X25519 u-coordinate of the linking device's ephemeral key (its 0x05 type byte is implied). */
+const EPHEMERAL_KEY_BYTES = 32;
 
 export interface LinkCode {
   accountId: string;
   linkToken: Uint8Array;
-  secret: Uint8Array;
+  /** The linking device's ephemeral public key, 33 bytes (0x05 ‖ u). */
+  existingKey: Uint8Array;
 }
 
 export const LinkHandOver = z.object({
@@ -26,7 +29,7 @@ export const LinkHandOver = z.object({
 export type LinkHandOver = z.infer<typeof LinkHandOver>;
 
 /** The 16 bytes of a UUID (its 32 hex digits). */
-function uuidToBytes(uuid: string): Uint8Array {
+export function uuidToBytes(uuid: string): Uint8Array {
   const digits = uuid.replace(/-/g, "");
   if (!/^[0-9a-fA-F]{32}$/.test(digits)) throw new CipherpostError("INVALID_ARGUMENT", `not a UUID: ${uuid}`);
   return fromHex(digits);
@@ -39,12 +42,12 @@ function bytesToUuid(bytes: Uint8Array): string {
 }
 
 export function encodeLinkCode(code: LinkCode): string {
-  if (code.linkToken.length !== LINK_TOKEN_BYTES || code.secret.length !== LINK_SECRET_BYTES)
-    throw new CipherpostError("INVALID_ARGUMENT", "link token and secret must be 32 bytes each");
-  const bytes = new Uint8Array(16 + LINK_TOKEN_BYTES + LINK_SECRET_BYTES);
+  if (code.linkToken.length !== LINK_TOKEN_BYTES || !isEcPublicKey(code.existingKey))
+    throw new CipherpostError("INVALID_ARGUMENT", "a link code holds a 32-byte token and a 33-byte EC public key");
+  const bytes = new Uint8Array(16 + LINK_TOKEN_BYTES + EPHEMERAL_KEY_BYTES);
   bytes.set(uuidToBytes(code.accountId), 0);
   bytes.set(code.linkToken, 16);
-  bytes.set(code.secret, 16 + LINK_TOKEN_BYTES);
+  bytes.set(ecPublicKeyU(code.existingKey), 16 + LINK_TOKEN_BYTES);
   return LINK_CODE_PREFIX + toBase64Url(bytes);
 }
 
@@ -52,6 +55,11 @@ export function decodeLinkCode(text: string): LinkCode {
   const trimmed = text.trim();
   const bad = () =>
     new CipherpostError("INVALID_LINK_CODE", `not a cipherpost link code (expected ${LINK_CODE_PREFIX}… of 80 bytes)`);
+  if (trimmed.startsWith("cplink1."))
+    throw new CipherpostError(
+      "INVALID_LINK_CODE",
+      "a link code of the old kind, which carried the identity key: make a new one on an up-to-date device",
+    );
   if (!trimmed.startsWith(LINK_CODE_PREFIX)) throw bad();
   let bytes: Uint8Array;
   try {
@@ -59,10 +67,10 @@ export function decodeLinkCode(text: string): LinkCode {
   } catch {
     throw bad();
   }
-  if (bytes.length !== 16 + LINK_TOKEN_BYTES + LINK_SECRET_BYTES) throw bad();
+  if (bytes.length !== 16 + LINK_TOKEN_BYTES + EPHEMERAL_KEY_BYTES) throw bad();
   return {
     accountId: bytesToUuid(bytes.subarray(0, 16)),
     linkToken: bytes.slice(16, 16 + LINK_TOKEN_BYTES),
-    secret: bytes.slice(16 + LINK_TOKEN_BYTES),
+    existingKey: encodeEcPublicKey(bytes.slice(16 + LINK_TOKEN_BYTES)),
   };
 }

@@ -1,34 +1,28 @@
-// Making a device: registration (a new account, with the relay's proof of work) and linking (a new device of an
-// existing account, from a link code). Both go through enrollDevice, the one place a new device's keys and record
-// are built and stored; and the other side of linking, the link code an existing device hands out.
-import { equalBytes, fromBase64, fromUtf8, randomBytes, toBase64, utf8 } from "../crypto/bytes.ts";
-import { ecPublicKeyFromPrivate, generateEcKeyPair } from "../crypto/keys.ts";
-import { openLinkEnvelope, sealLinkEnvelope } from "../crypto/link-envelope.ts";
+// Making a device: registration (a new account, with the relay's proof of work) here, and linking (linking.ts).
+// Both go through enrollDevice, the one place a new device's keys and record are built and stored.
+import { fromBase64, randomBytes, toBase64 } from "../crypto/bytes.ts";
+import { generateEcKeyPair } from "../crypto/keys.ts";
 import type { LocalIdentity } from "../crypto/pqxdh.ts";
 import { xeddsaSign } from "../crypto/xeddsa.ts";
 import { systemClock } from "../protocol/clock.ts";
 import {
   ChallengeResponse,
-  CreateLinkResponse,
   type ECPreKey,
   type ECSignedPreKey,
   type KEMSignedPreKey,
-  LinkDeviceResponse,
-  LinkEnvelopeResponse,
   RegistrationResponse,
 } from "../protocol/directory.ts";
 import { MAX_REGISTRATION_ID, MIN_REGISTRATION_ID, registrationProofMessage } from "../protocol/limits.ts";
 import { solvePow } from "../protocol/pow.ts";
-import { type ClientOptions, type DeviceRecord, type LinkOptions, type RegisterOptions, relayHttp } from "./context.ts";
+import { type ClientOptions, type DeviceRecord, type RegisterOptions, relayHttp } from "./context.ts";
 import { CipherpostError } from "./errors.ts";
-import type { Credentials, RelayHttp } from "./http.ts";
-import { decodeLinkCode, encodeLinkCode, LINK_SECRET_BYTES, LinkHandOver } from "./link-code.ts";
+import type { RelayHttp } from "./http.ts";
 import { generateKeys, preKeyPolicy } from "./prekeys.ts";
 import type { Storage } from "./storage.ts";
 import { DEVICE_KEY, trustedIdentityKey } from "./storage-keys.ts";
 
 /** The fields registration and linking both send: this device's ids, password and first keys. */
-interface NewDeviceFields {
+export interface NewDeviceFields {
   registrationId: number;
   password: string;
   signedPreKey: ECSignedPreKey;
@@ -47,7 +41,7 @@ function randomRegistrationId(): number {
   return MIN_REGISTRATION_ID + (randomUint32() % (MAX_REGISTRATION_ID - MIN_REGISTRATION_ID + 1));
 }
 
-async function assertNoDevice(storage: Storage): Promise<void> {
+export async function assertNoDevice(storage: Storage): Promise<void> {
   if (await storage.get(DEVICE_KEY))
     throw new CipherpostError("ALREADY_REGISTERED", "this storage already holds a device");
 }
@@ -58,7 +52,7 @@ async function assertNoDevice(storage: Storage): Promise<void> {
  * with the account's identity key pinned. With `redrawTakenId`, a registration id another device of the account
  * holds is drawn again (ids are random 14-bit numbers, so collisions are rare but real).
  */
-async function enrollDevice(
+export async function enrollDevice(
   options: ClientOptions,
   http: RelayHttp,
   identity: { publicKey: Uint8Array; privateKey: Uint8Array },
@@ -138,44 +132,6 @@ export async function registerDevice(options: RegisterOptions): Promise<void> {
   await enrollDevice(options, http, identity, publish, false);
 }
 
-/**
- * Links the storage as a new device of the account whose link code it was given: fetches and decrypts the
- * hand-over, checks it names that account and a matching identity key pair, and enrolls with that identity.
- */
-export async function linkDevice(options: LinkOptions): Promise<void> {
-  await assertNoDevice(options.storage);
-  const code = decodeLinkCode(options.code);
-  const http = relayHttp(options.server, options);
-  const linkToken = toBase64(code.linkToken);
-  const { envelope } = await http.json("POST", "/v1/devices/link/envelope", LinkEnvelopeResponse, {
-    body: { accountId: code.accountId, linkToken },
-  });
-  let handOver: LinkHandOver;
-  try {
-    handOver = LinkHandOver.parse(JSON.parse(fromUtf8(openLinkEnvelope(code.secret, fromBase64(envelope)))));
-  } catch (e) {
-    throw new CipherpostError(
-      "INVALID_LINK_CODE",
-      "the hand-over does not decrypt with this link code, or is malformed",
-      { cause: e },
-    );
-  }
-  const identity = { publicKey: fromBase64(handOver.identityKey), privateKey: fromBase64(handOver.identityPrivateKey) };
-  if (
-    handOver.accountId.toLowerCase() !== code.accountId ||
-    !equalBytes(ecPublicKeyFromPrivate(identity.privateKey), identity.publicKey)
-  )
-    throw new CipherpostError(
-      "INVALID_LINK_CODE",
-      "the hand-over names another account or its identity key pair does not match",
-    );
-  const publish = (fields: NewDeviceFields) =>
-    http.json("PUT", "/v1/devices/link", LinkDeviceResponse, {
-      body: { accountId: code.accountId, linkToken, ...fields },
-    });
-  await enrollDevice(options, http, identity, publish, true);
-}
-
 /** The device `storage` holds; NOT_REGISTERED when there is none. */
 export async function loadDevice(storage: Storage): Promise<DeviceRecord> {
   const raw = await storage.get(DEVICE_KEY);
@@ -187,32 +143,5 @@ export function identityOf(d: DeviceRecord): LocalIdentity {
   return {
     identityKeyPair: { publicKey: fromBase64(d.identityKey), privateKey: fromBase64(d.identityPrivateKey) },
     registrationId: d.registrationId,
-  };
-}
-
-/**
- * A link code for a new device of this account: the hand-over (the account's identity key pair) sealed under a
- * fresh secret, posted to the relay; the code carries the account, the relay's token and the secret.
- */
-export async function issueLinkCode(
-  http: RelayHttp,
-  auth: Credentials,
-  device: DeviceRecord,
-): Promise<{ code: string; expiresAt: number }> {
-  const secret = randomBytes(LINK_SECRET_BYTES);
-  const handOver: LinkHandOver = {
-    version: 1,
-    accountId: device.accountId,
-    identityKey: device.identityKey,
-    identityPrivateKey: device.identityPrivateKey,
-  };
-  const envelope = sealLinkEnvelope(secret, utf8(JSON.stringify(handOver)));
-  const r = await http.json("POST", "/v1/devices/link", CreateLinkResponse, {
-    auth,
-    body: { envelope: toBase64(envelope) },
-  });
-  return {
-    code: encodeLinkCode({ accountId: device.accountId, linkToken: fromBase64(r.linkToken), secret }),
-    expiresAt: r.expiresAt,
   };
 }

@@ -162,25 +162,49 @@ export type DeviceListResponse = z.infer<typeof DeviceListResponse>;
 
 export const LinkToken = base64Bytes(LINK_TOKEN_BYTES, "Link token");
 
-export const CreateLinkRequest = z
-  .object({
-    envelope: z.string().meta({
-      description:
-        'The hand-over for the new device, encrypted by the linking device under a fresh 32-byte secret that travels only in the link code it shows the new device; the relay stores it opaquely (at most MAX_LINK_ENVELOPE_BYTES decoded bytes, standard base64). cipherpost clients use: envelope = 0x01 ‖ 24-byte random nonce ‖ XChaCha20-Poly1305(key = HKDF-SHA-256(ikm = secret, salt = none, info = "cipherpost-link-v1", 32 bytes), nonce, aad = 0x01, plaintext); plaintext = UTF-8 JSON {"version":1, "accountId", "identityKey" (33 bytes, base64), "identityPrivateKey" (32 bytes, base64)}; link code = "cplink1." ‖ base64url without padding of (account id as 16 bytes ‖ link token 32 bytes ‖ secret 32 bytes).',
-      format: "byte",
-    }),
-  })
-  .meta({ id: "CreateLinkRequest" });
 export const CreateLinkResponse = z
   .object({ linkToken: LinkToken, expiresAt: z.number().int() })
   .meta({ id: "CreateLinkResponse", description: "Single use; expires after LINK_TOKEN_TTL_SECONDS." });
 export type CreateLinkResponse = z.infer<typeof CreateLinkResponse>;
 
-export const LinkEnvelopeRequest = z
-  .object({ accountId: AccountId, linkToken: LinkToken })
-  .meta({ id: "LinkEnvelopeRequest" });
+const EphemeralKey = EcPublicKey.meta({
+  description:
+    "The new device's ephemeral X25519 key for this link (0x05 then 32 bytes): the hand-over is sealed to it, and both devices show a verification code derived from it.",
+});
+
+export const LinkRequestBody = z
+  .object({ accountId: AccountId, linkToken: LinkToken, publicKey: EphemeralKey })
+  .meta({ id: "LinkRequestBody", description: "The new device answers a link code with its ephemeral key." });
+export type LinkRequestBody = z.input<typeof LinkRequestBody>;
+
+export const LinkTokenBody = z.object({ linkToken: LinkToken }).meta({ id: "LinkTokenBody" });
+
+export const LinkPendingResponse = z
+  .object({
+    publicKey: EphemeralKey.nullable().meta({ description: "The requesting device's key; null while none asked." }),
+  })
+  .meta({ id: "LinkPendingResponse" });
+export type LinkPendingResponse = z.infer<typeof LinkPendingResponse>;
+
+export const ApproveLinkRequest = z
+  .object({
+    linkToken: LinkToken,
+    publicKey: EphemeralKey.meta({ description: "The request being approved: must be the one the relay holds." }),
+    envelope: z.string().meta({
+      description:
+        'The hand-over sealed to the requesting device, stored opaquely (at most MAX_LINK_ENVELOPE_BYTES decoded bytes, standard base64). cipherpost clients use (docs/crypto.md): transcript = "cipherpost-link-v2" ‖ account id (16 bytes) ‖ link token (32) ‖ existing device\'s ephemeral key (33) ‖ new device\'s ephemeral key (33); okm = HKDF-SHA-256(ikm = X25519 of the two ephemeral keys, salt = SHA-256(transcript), info = "cipherpost-link-v2", 37 bytes); key = okm[0..32]; verification code = big-endian okm[32..37] mod 10^6, 6 digits; envelope = 0x02 ‖ 24-byte random nonce ‖ XChaCha20-Poly1305(key, nonce, aad = 0x02 ‖ transcript, plaintext = UTF-8 JSON {"version":1, "accountId", "identityKey", "identityPrivateKey"}); link code = "cplink2." ‖ base64url without padding of (account id 16 bytes ‖ link token 32 ‖ existing device\'s ephemeral X25519 key 32).',
+      format: "byte",
+    }),
+  })
+  .meta({ id: "ApproveLinkRequest" });
+
 export const LinkEnvelopeResponse = z
-  .object({ envelope: z.string().meta({ format: "byte" }) })
+  .object({
+    envelope: z.string().nullable().meta({
+      format: "byte",
+      description: "The sealed hand-over once the existing device approved; null until then.",
+    }),
+  })
   .meta({ id: "LinkEnvelopeResponse" });
 export type LinkEnvelopeResponse = z.infer<typeof LinkEnvelopeResponse>;
 

@@ -11,6 +11,12 @@ export interface SetupProgress {
   fraction: number;
 }
 
+/** Linking: the verification code to show, for the person to compare with the existing device's before approving. */
+export interface SetupVerification {
+  type: "verification";
+  code: string;
+}
+
 export type SetupResult =
   | { type: "done"; accountId: string; deviceId: number }
   | { type: "failed"; code: string; message: string };
@@ -19,13 +25,15 @@ export type SetupResult =
 export function runSetup(
   request: SetupRequest,
   onProgress: (p: SetupProgress) => void,
+  onVerification: (code: string) => void = () => undefined,
 ): Promise<Extract<SetupResult, { type: "done" }>> {
   const worker = new Worker(new URL("./setup-worker.js", document.baseURI), { type: "module" });
   onProgress({ type: "progress", phase: "keys", fraction: 0 });
   return new Promise((resolve, reject) => {
-    worker.onmessage = (e: MessageEvent<SetupProgress | SetupResult>) => {
+    worker.onmessage = (e: MessageEvent<SetupProgress | SetupVerification | SetupResult>) => {
       const m = e.data;
       if (m.type === "progress") return onProgress(m);
+      if (m.type === "verification") return onVerification(m.code);
       worker.terminate();
       if (m.type === "done") resolve(m);
       else reject(Object.assign(new Error(m.message), { code: m.code }));

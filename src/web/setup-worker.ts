@@ -3,10 +3,10 @@
 // IndexedDB storage; the page opens the same storage once the worker says it is done.
 import { CipherpostClient, CipherpostError } from "../client/index.ts";
 import { EncryptedIdbStorage } from "./storage/idb-storage.ts";
-import type { SetupProgress, SetupRequest, SetupResult } from "./setup-protocol.ts";
+import type { SetupProgress, SetupRequest, SetupResult, SetupVerification } from "./setup-protocol.ts";
 
 interface WorkerScope {
-  postMessage(message: SetupProgress | SetupResult): void;
+  postMessage(message: SetupProgress | SetupVerification | SetupResult): void;
   onmessage: ((e: MessageEvent<SetupRequest>) => void) | null;
 }
 const scope = self as unknown as WorkerScope;
@@ -58,7 +58,11 @@ scope.onmessage = async (e) => {
     const client =
       req.type === "register"
         ? await CipherpostClient.register(options)
-        : await CipherpostClient.link({ ...options, code: req.code });
+        : await CipherpostClient.link({
+            ...options,
+            code: req.code,
+            onVerificationCode: (code) => scope.postMessage({ type: "verification", code }),
+          });
     await client.close();
     scope.postMessage({ type: "done", accountId: client.accountId, deviceId: client.deviceId });
   } catch (err) {

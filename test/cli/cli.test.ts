@@ -91,6 +91,45 @@ function stop(child: ChildProcess): void {
   if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
 }
 
+/**
+ * Starts a command whose stdout is read while it runs: `line(key)` answers the first JSON line holding `key`,
+ * as soon as it is printed (linking's two sides wait for each other's lines).
+ */
+function interactive(args: string[]) {
+  const started = start(args);
+  let seen = "";
+  const waiting: { key: string; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const lines = () =>
+    seen
+      .split("\n")
+      .filter((l) => l.startsWith("{") && l.endsWith("}"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const check = () => {
+    for (const w of [...waiting]) {
+      const found = lines().find((l) => w.key in l);
+      if (found) {
+        waiting.splice(waiting.indexOf(w), 1);
+        w.resolve(found);
+      }
+    }
+  };
+  started.child.stdout!.on("data", (chunk: Buffer) => {
+    seen += chunk.toString();
+    check();
+  });
+  const line = (key: string) =>
+    Promise.race([
+      new Promise<Record<string, unknown>>((resolve) => {
+        waiting.push({ key, resolve });
+        check();
+      }),
+      started.done.then((r) => {
+        throw new Error(`exited (${r.code}) before printing ${key}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+      }),
+    ]);
+  return { ...started, line };
+}
+
 async function ok(args: string[]): Promise<Record<string, unknown>> {
   const r = await cli(args);
   expect(r.code, `cipherpost ${args.join(" ")}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
@@ -162,12 +201,30 @@ describe("the cipherpost command", () => {
   });
 
   it("link-code and link: a second device of alice's sees both sides of the conversation", async () => {
-    const { code } = await ok(["--profile", "alice", "link-code"]);
-    expect(code).toMatch(/^cplink1\./);
-    expect(await ok(["--profile", "alice2", "link", "--server", relay.url, "--code", code as string])).toEqual({
-      accountId: alice,
-      deviceId: 2,
-    });
+    const issuing = interactive(["--profile", "alice", "link-code"]);
+    const { code } = await issuing.line("code");
+    expect(code).toMatch(/^cplink2\./);
+    const newDevice = interactive(["--profile", "alice2", "link", "--server", relay.url, "--code", code as string]);
+    try {
+      const shown = (await newDevice.line("verificationCode")).verificationCode;
+      expect(shown).toMatch(/^\d{6}$/);
+      expect((await issuing.line("verificationCode")).verificationCode).toBe(shown);
+      issuing.child.stdin!.end("y\n");
+      const issued = await issuing.done;
+      expect(issued.code).toBe(0);
+      expect(issued.lines).toEqual([
+        { code, expiresAt: expect.any(Number) },
+        { verificationCode: shown },
+        { approved: true },
+      ]);
+      expect(issued.stderr).toContain(`Does the new device show ${shown}?`);
+      const linked = await newDevice.done;
+      expect(linked.code, linked.stderr).toBe(0);
+      expect(linked.lines).toEqual([{ verificationCode: shown }, { accountId: alice, deviceId: 2 }]);
+    } finally {
+      stop(issuing.child);
+      stop(newDevice.child);
+    }
     const devices = await ok(["--profile", "alice", "devices"]);
     expect(devices).toEqual({
       devices: [
@@ -195,7 +252,27 @@ describe("the cipherpost command", () => {
     const reused = await cli(["--profile", "alice3", "link", "--server", relay.url, "--code", code as string]);
     expect(reused.code).toBe(1);
     expect((reused.json.error as { code: string }).code).toBe("LINK_TOKEN_INVALID");
-  });
+  }, 90_000);
+
+  it("link without approval fails: a declined (or unanswered) link-code leaves the new profile without a device", async () => {
+    const issuing = interactive(["--profile", "alice", "link-code"]);
+    const { code } = await issuing.line("code");
+    const newDevice = interactive(["--profile", "mallory", "link", "--server", relay.url, "--code", code as string]);
+    try {
+      await issuing.line("verificationCode");
+      issuing.child.stdin!.end(); // no answer is no
+      const issued = await issuing.done;
+      expect(issued.lines.at(-1)).toEqual({ approved: false });
+      const linked = await newDevice.done;
+      expect(linked.code).toBe(1);
+      expect(linked.lines.at(-1)).toEqual({ error: { code: "LINK_TOKEN_INVALID", message: expect.any(String) } });
+      const who = await cli(["--profile", "mallory", "whoami"]);
+      expect((who.json.error as { code: string }).code).toBe("NOT_REGISTERED");
+    } finally {
+      stop(issuing.child);
+      stop(newDevice.child);
+    }
+  }, 90_000);
 
   it("send-file and receive: files land under DIR/files, byte-identical, with their size and sha256", async () => {
     const report = randomBytes(3 * 1024 * 1024 + 77);

@@ -77,9 +77,22 @@ describe("two accounts and a linked device", () => {
   });
 
   it("a second device linked to A receives both sides of the conversation from then on", async () => {
-    const { code } = await a1.createLinkCode();
-    expect(code).toMatch(/^cplink1\.[A-Za-z0-9_-]{107}$/);
-    a2 = await CipherpostClient.link({ server: fixture.relay().url, code, ...clientOptions() });
+    const { code, requests } = await a1.createLinkCode();
+    expect(code).toMatch(/^cplink2\.[A-Za-z0-9_-]{107}$/);
+    let shown: string | undefined;
+    const linking = CipherpostClient.link({
+      server: fixture.relay().url,
+      code,
+      onVerificationCode: (v) => {
+        shown = v;
+      },
+      ...clientOptions(),
+    });
+    for await (const request of requests()) {
+      expect(request.verificationCode).toBe(await waitFor("the new device's verification code", () => shown));
+      await request.approve();
+    }
+    a2 = await linking;
     fixture.track(a2);
     expect(a2.accountId).toBe(a1.accountId);
     expect(a2.deviceId).toBe(2);

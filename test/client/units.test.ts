@@ -66,14 +66,14 @@ describe("CipherpostError", () => {
 });
 
 describe("link codes", () => {
-  it("round-trip the account id, token and secret in the documented form", () => {
+  it("round-trip the account id, token and ephemeral key (no secret) in the documented form", () => {
     const code = {
       accountId: crypto.randomUUID(),
       linkToken: crypto.getRandomValues(new Uint8Array(32)),
-      secret: crypto.getRandomValues(new Uint8Array(32)),
+      existingKey: Uint8Array.of(5, ...crypto.getRandomValues(new Uint8Array(32))),
     };
     const text = encodeLinkCode(code);
-    expect(text).toMatch(/^cplink1\.[A-Za-z0-9_-]{107}$/); // 80 bytes of unpadded base64url
+    expect(text).toMatch(/^cplink2\.[A-Za-z0-9_-]{107}$/); // 80 bytes of unpadded base64url
     expect(decodeLinkCode(text)).toEqual(code);
     expect(decodeLinkCode(`  ${text}\n`)).toEqual(code);
   });
@@ -82,14 +82,15 @@ describe("link codes", () => {
     const good = encodeLinkCode({
       accountId: crypto.randomUUID(),
       linkToken: new Uint8Array(32),
-      secret: new Uint8Array(32),
+      existingKey: Uint8Array.of(5, ...new Uint8Array(32)),
     });
     for (const bad of [
       "",
-      "cplink1.",
+      "cplink2.",
       good.slice(0, -1),
       `${good}AA`,
-      good.replace("cplink1.", "cplink2."),
+      good.replace("cplink2.", "cplink1."), // the old kind, which carried the identity key's secret
+      good.replace("cplink2.", "cplink3."),
       `${good.slice(0, 20)}+${good.slice(21)}`,
     ]) {
       expect(() => decodeLinkCode(bad), bad).toThrow(expect.objectContaining({ code: "INVALID_LINK_CODE" }));

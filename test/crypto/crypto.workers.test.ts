@@ -79,10 +79,11 @@ describe("src/crypto inside workerd", () => {
     );
   });
   it("seals and opens a link envelope", () => {
-    const secret = crypto.getRandomValues(new Uint8Array(32));
-    const sealed = sealLinkEnvelope(secret, utf8("identity key"));
-    expect(fromUtf8(openLinkEnvelope(secret, sealed))).toBe("identity key");
+    const key = crypto.getRandomValues(new Uint8Array(32));
+    const transcript = utf8("transcript");
+    const sealed = sealLinkEnvelope(key, transcript, utf8("identity key"));
+    expect(fromUtf8(openLinkEnvelope(key, transcript, sealed))).toBe("identity key");
     sealed[sealed.length - 1]! ^= 1;
-    expect(() => openLinkEnvelope(secret, sealed)).toThrow(/altered/);
+    expect(() => openLinkEnvelope(key, transcript, sealed)).toThrow(/altered/);
   });
 });

@@ -311,16 +311,23 @@ describe("DeviceRegistry", () => {
       expect(ok).toMatchObject({ ok: true, accountId, deviceId: 1, registrationId: keys.registrationId });
       expect(await devices.authenticate(1, `${keys.password}x`)).toMatchObject({ ok: false, code: "UNAUTHORIZED" });
       expect(await devices.authenticate(2, keys.password)).toMatchObject({ ok: false, code: "UNAUTHORIZED" });
-      const link = await devices.createLinkToken("envelope", cfg);
+      const link = await devices.createLinkToken(cfg);
       if (!link.ok) throw new Error(link.message);
       expect(link.expiresAt).toBe(clock.now() + cfg.LINK_TOKEN_TTL_SECONDS * 1000);
-      expect(await devices.linkEnvelope(link.linkToken)).toEqual({
-        ok: true,
-        envelope: "envelope",
-        identityKey: "identity",
+      expect(await devices.requestLink(link.linkToken, "key")).toEqual({ ok: true });
+      expect(await devices.linkEnvelope(link.linkToken, "key")).toEqual({ ok: true, envelope: null });
+      expect(await devices.approvedLinkIdentity(link.linkToken)).toMatchObject({
+        ok: false,
+        code: "LINK_TOKEN_INVALID",
       });
+      expect(await devices.approveLink(link.linkToken, "key", "envelope")).toEqual({ ok: true });
+      expect(await devices.linkEnvelope(link.linkToken, "key")).toEqual({ ok: true, envelope: "envelope" });
+      expect(await devices.approvedLinkIdentity(link.linkToken)).toEqual({ ok: true, identityKey: "identity" });
       clock.advance(cfg.LINK_TOKEN_TTL_SECONDS * 1000);
-      expect(await devices.linkEnvelope(link.linkToken)).toMatchObject({ ok: false, code: "LINK_TOKEN_INVALID" });
+      expect(await devices.linkEnvelope(link.linkToken, "key")).toMatchObject({
+        ok: false,
+        code: "LINK_TOKEN_INVALID",
+      });
       expect(devices.markDeleted()).toEqual({ ok: true });
       expect(await devices.authenticate(1, keys.password)).toMatchObject({ ok: false, code: "UNAUTHORIZED" });
       expect(outbox.pending()).toBe(2);

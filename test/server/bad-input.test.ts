@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { toBase64 } from "../../src/crypto/bytes.ts";
+import { generateEcKeyPair } from "../../src/crypto/keys.ts";
 import { ERROR_CODES } from "../../src/protocol/errors.ts";
 import { call, callJson, deviceKeys, registerAccount, registrationBody, type TestAccount } from "./helpers.ts";
 
@@ -71,13 +72,19 @@ beforeAll(async () => {
   a = await registerAccount();
   b = await registerAccount();
   doc = await callJson<Doc>("GET", "/v1/openapi.json");
-  const link = await callJson<{ linkToken: string }>("POST", "/v1/devices/link", {
-    auth: a.auth,
-    body: { envelope: toBase64(new Uint8Array(48)) },
-  });
+  const link = await callJson<{ linkToken: string }>("POST", "/v1/devices/link", { auth: a.auth });
+  const publicKey = toBase64(generateEcKeyPair().publicKey);
+  const linkBody = { accountId: a.accountId, linkToken: link.linkToken, publicKey };
   samples["post /v1/registration"] = async () => await registrationBody();
-  samples["post /v1/devices/link"] = async () => ({ envelope: toBase64(new Uint8Array(48)) });
-  samples["post /v1/devices/link/envelope"] = async () => ({ accountId: a.accountId, linkToken: link.linkToken });
+  samples["put /v1/devices/link/request"] = async () => linkBody;
+  samples["post /v1/devices/link/pending"] = async () => ({ linkToken: link.linkToken });
+  samples["post /v1/devices/link/approve"] = async () => ({
+    linkToken: link.linkToken,
+    publicKey,
+    envelope: toBase64(new Uint8Array(48)),
+  });
+  samples["post /v1/devices/link/reject"] = async () => ({ linkToken: link.linkToken });
+  samples["post /v1/devices/link/envelope"] = async () => linkBody;
   samples["put /v1/devices/link"] = async () => ({
     accountId: a.accountId,
     linkToken: link.linkToken,

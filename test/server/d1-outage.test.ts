@@ -3,8 +3,8 @@
 import { env } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { fromBase64, toBase64 } from "../../src/crypto/bytes.ts";
-import { openLinkEnvelope, sealLinkEnvelope } from "../../src/crypto/link-envelope.ts";
+import { fromBase64, fromUtf8, toBase64, utf8 } from "../../src/crypto/bytes.ts";
+import { generateEcKeyPair } from "../../src/crypto/keys.ts";
 import { basic, callJson, deviceKeys, fetchWithEnv, registerAccount } from "./helpers.ts";
 
 const down = () => {
@@ -57,24 +57,29 @@ describe("while D1 is down", () => {
 
   it("a device linked during the outage reaches D1 from the alarm once D1 answers", async () => {
     const a = await registerAccount();
-    const secret = crypto.getRandomValues(new Uint8Array(32));
-    const sealed = sealLinkEnvelope(secret, new TextEncoder().encode("hand-over"));
     await breakObject(a.accountId);
-    const start = await fetchBroken("/v1/devices/link", {
-      method: "POST",
-      headers: { authorization: a.auth, "content-type": "application/json" },
-      body: JSON.stringify({ envelope: toBase64(sealed) }),
-    });
+    const start = await fetchBroken("/v1/devices/link", { method: "POST", headers: { authorization: a.auth } });
     expect(start.status).toBe(200);
     const { linkToken } = (await start.json()) as { linkToken: string };
+    // The hand-shake (request, approval, envelope) lives in the account's object only: D1 is not asked.
+    const publicKey = toBase64(generateEcKeyPair().publicKey);
+    const send = (method: string, path: string, body: unknown, auth?: string) =>
+      fetchBroken(path, {
+        method,
+        headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },
+        body: JSON.stringify(body),
+      });
+    expect(
+      (await send("PUT", "/v1/devices/link/request", { accountId: a.accountId, linkToken, publicKey })).status,
+    ).toBe(204);
+    const sealed = toBase64(utf8("hand-over")); // opaque to the relay
+    expect(
+      (await send("POST", "/v1/devices/link/approve", { linkToken, publicKey, envelope: sealed }, a.auth)).status,
+    ).toBe(204);
     const env2 = (await (
-      await fetchBroken("/v1/devices/link/envelope", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ accountId: a.accountId, linkToken }),
-      })
+      await send("POST", "/v1/devices/link/envelope", { accountId: a.accountId, linkToken, publicKey })
     ).json()) as { envelope: string };
-    expect(new TextDecoder().decode(openLinkEnvelope(secret, fromBase64(env2.envelope)))).toBe("hand-over");
+    expect(fromUtf8(fromBase64(env2.envelope))).toBe("hand-over");
     const keys = deviceKeys(a.identity, { preKeys: 2, pqPreKeys: 1 });
     const linked = await fetchBroken("/v1/devices/link", {
       method: "PUT",

@@ -1,5 +1,5 @@
 // Browser test 4 (issue 12) and groups: Alice makes a group with Bob; a third browser links to Alice's account
-// with the link code and receives new messages of both conversations; Alice sees it in her device list and
+// with the link code (Alice approves after both show the same verification code) and receives new messages of both conversations; Alice sees it in her device list and
 // removes it, and the removed browser says so.
 import { afterAll, beforeAll, expect, test } from "vitest";
 import {
@@ -39,12 +39,11 @@ test("a linked browser receives both conversations; the device list shows and re
   await waitForText(bob.page.getByRole("list", { name: "Members" }).getByRole("listitem"), "Alice");
   await bob.page.getByRole("button", { name: "Close" }).click();
 
-  // Alice shows a link code; a new browser enters it.
+  // Alice shows a link code; a new browser enters it; both show the same verification code; Alice approves.
   await alice.page.getByRole("button", { name: "Devices" }).click();
   await alice.page.getByRole("button", { name: "Link a device" }).click();
   const code = (await alice.page.getByLabel("Link code value", { exact: true }).textContent()) ?? "";
-  expect(code).toMatch(/^cplink1\./);
-  await alice.page.getByRole("button", { name: "Close" }).click();
+  expect(code).toMatch(/^cplink2\./);
 
   const context = await env.browser.newContext({ viewport: { width: 1000, height: 700 } });
   const linked = await context.newPage();
@@ -52,7 +51,18 @@ test("a linked browser receives both conversations; the device list shows and re
   await linked.getByRole("button", { name: "Link to an existing account" }).click();
   await linked.getByRole("textbox", { name: "Link code" }).fill(code);
   await linked.getByRole("button", { name: "Link this device" }).click();
+  const shown = linked.getByLabel("Verification code", { exact: true });
+  await waitForText(shown, /^\d{6}$/);
+  const approve = alice.page.getByRole("button", { name: "Approve" });
+  await approve.waitFor();
+  // Not approved yet: the new browser is still waiting (the identity key has not left Alice's browser).
+  expect(await linked.getByLabel("Account ID", { exact: true }).count()).toBe(0);
+  expect(await alice.page.getByLabel("Verification code", { exact: true }).textContent()).toBe(
+    await shown.textContent(),
+  );
+  await approve.click();
   expect(await linked.getByLabel("Account ID", { exact: true }).textContent()).toBe(alice.accountId);
+  await alice.page.getByRole("button", { name: "Close" }).click();
   await linked.getByRole("button", { name: "Close" }).click();
 
   // New messages of both conversations reach the linked browser.

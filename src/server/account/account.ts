@@ -138,16 +138,37 @@ export class Account extends DurableObject<Cloudflare.Env> {
     return { ok: true, devices: this.#devices.list() };
   }
 
-  async createLinkToken(envelope: string): Result<{ linkToken: string; expiresAt: number }> {
+  async createLinkToken(): Result<{ linkToken: string; expiresAt: number }> {
     const cfg = this.#config();
-    return "ok" in cfg ? cfg : this.#devices.createLinkToken(envelope, cfg);
+    return "ok" in cfg ? cfg : this.#devices.createLinkToken(cfg);
   }
 
-  async linkEnvelope(linkToken: string): Result<{ envelope: string; identityKey: string }> {
-    return this.#devices.linkEnvelope(linkToken);
+  /** Linking's hand-shake (account/device-registry.ts): request, pending, approve or reject, envelope. */
+  async requestLink(linkToken: string, publicKey: string): Result<object> {
+    return this.#devices.requestLink(linkToken, publicKey);
   }
 
-  /** Adds a device with a live link token (consumed); the caller has checked its keys' signatures. */
+  async pendingLink(linkToken: string): Result<{ publicKey: string | null }> {
+    return this.#devices.pendingLink(linkToken);
+  }
+
+  async approveLink(linkToken: string, publicKey: string, envelope: string): Result<object> {
+    return this.#devices.approveLink(linkToken, publicKey, envelope);
+  }
+
+  async rejectLink(linkToken: string): Result<object> {
+    return this.#devices.rejectLink(linkToken);
+  }
+
+  async linkEnvelope(linkToken: string, publicKey: string): Result<{ envelope: string | null }> {
+    return this.#devices.linkEnvelope(linkToken, publicKey);
+  }
+
+  async approvedLinkIdentity(linkToken: string): Result<{ identityKey: string }> {
+    return this.#devices.approvedLinkIdentity(linkToken);
+  }
+
+  /** Adds a device with a live, approved link token (consumed); the caller has checked its keys' signatures. */
   async linkDevice(linkToken: string, device: NewDevice): Result<{ deviceId: number }> {
     const cfg = this.#config();
     if ("ok" in cfg) return cfg;

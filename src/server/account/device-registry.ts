@@ -1,5 +1,5 @@
 // The account's own record of itself and its devices, the authority authentication asks (never D1): the account
-// row, device rows with registration ids and password HMACs, and link tokens. Each change is written together
+// row, device rows with registration ids and password HMACs, and link tokens with the request answering each. Each change is written together
 // with its outbox op (outbox.ts), which later reflects it into the public key directory in D1.
 import { fromBase64, randomBytes, toBase64 } from "../../crypto/bytes.ts";
 import type { DeviceInfo } from "../../protocol/directory.ts";
@@ -33,6 +33,16 @@ export interface DeviceRow extends Record<string, SqlStorageValue> {
 }
 
 const TOKEN_INVALID = () => fail("LINK_TOKEN_INVALID", "the link token is unknown, used or expired");
+const NOT_APPROVED = () =>
+  fail("LINK_TOKEN_INVALID", "the existing device has not approved this link: compare the codes and approve there");
+
+interface LiveToken {
+  hash: string;
+  /** The requesting device's key; null while none asked. */
+  publicKey: string | null;
+  /** The sealed hand-over; null until the existing device approved. */
+  envelope: string | null;
+}
 
 export class DeviceRegistry {
   #hasTables = false;
@@ -73,6 +83,10 @@ export class DeviceRegistry {
       salt BLOB NOT NULL, cred_hash BLOB NOT NULL, created_at INTEGER NOT NULL, last_seen INTEGER NOT NULL)`);
     sql.exec(`CREATE TABLE IF NOT EXISTS link_tokens (
       token_hash TEXT PRIMARY KEY, envelope TEXT NOT NULL, expires_at INTEGER NOT NULL)`);
+    // The new device's answer to a token (at most one) and, once the existing device approved it, the hand-over
+    // sealed to it. Its own table, so link_tokens keeps its layout (its envelope column is '' for new tokens).
+    sql.exec(`CREATE TABLE IF NOT EXISTS link_requests (
+      token_hash TEXT PRIMARY KEY, public_key TEXT NOT NULL, requested_at INTEGER NOT NULL, envelope TEXT)`);
     this.#hasTables = true;
   }
 
@@ -178,11 +192,8 @@ export class DeviceRegistry {
     }));
   }
 
-  /** A single-use link token for a new device, with the encrypted hand-over the new device will fetch. */
-  async createLinkToken(
-    envelope: string,
-    cfg: Config,
-  ): Promise<{ ok: true; linkToken: string; expiresAt: number } | Failure> {
+  /** A single-use link token for a new device; the hand-over comes only with the approval of a request. */
+  async createLinkToken(cfg: Config): Promise<{ ok: true; linkToken: string; expiresAt: number } | Failure> {
     const now = this.ctx.clock.now();
     const rate = this.rates.take(
       "link",
@@ -194,36 +205,92 @@ export class DeviceRegistry {
     const token = randomBytes(32);
     const expiresAt = now + cfg.LINK_TOKEN_TTL_SECONDS * 1000;
     this.ctx.sql.exec("DELETE FROM link_tokens WHERE expires_at <= ?", now);
+    this.ctx.sql.exec("DELETE FROM link_requests WHERE token_hash NOT IN (SELECT token_hash FROM link_tokens)");
     this.ctx.sql.exec(
-      "INSERT INTO link_tokens (token_hash, envelope, expires_at) VALUES (?, ?, ?)",
+      "INSERT INTO link_tokens (token_hash, envelope, expires_at) VALUES (?, '', ?)",
       await sha256Hex(token),
-      envelope,
       expiresAt,
     );
     return { ok: true, linkToken: toBase64(token), expiresAt };
   }
 
-  async #liveToken(linkToken: string): Promise<{ hash: string; envelope: string } | undefined> {
+  /** A live token of a live account, with the request answering it if any (public key, and envelope once approved). */
+  async #liveToken(linkToken: string): Promise<LiveToken | undefined> {
     if (!this.account()) return undefined;
     const hash = await sha256Hex(fromBase64(linkToken));
     const row = this.ctx.sql
-      .exec<{ envelope: string }>(
-        "SELECT envelope FROM link_tokens WHERE token_hash = ? AND expires_at > ?",
+      .exec<{ public_key: string | null; envelope: string | null }>(
+        `SELECT r.public_key, r.envelope FROM link_tokens t LEFT JOIN link_requests r ON r.token_hash = t.token_hash
+         WHERE t.token_hash = ? AND t.expires_at > ?`,
         hash,
         this.ctx.clock.now(),
       )
       .toArray()[0];
-    return row && this.liveAccount() ? { hash, envelope: row.envelope } : undefined;
+    if (!row || !this.liveAccount()) return undefined;
+    return { hash, publicKey: row.public_key, envelope: row.envelope };
   }
 
-  async linkEnvelope(linkToken: string): Promise<{ ok: true; envelope: string; identityKey: string } | Failure> {
+  /** The new device's answer to a link code: its ephemeral key. The first answer stays; a second is refused. */
+  async requestLink(linkToken: string, publicKey: string): Promise<{ ok: true } | Failure> {
     const t = await this.#liveToken(linkToken);
-    const a = this.account();
-    if (!t || !a) return TOKEN_INVALID();
-    return { ok: true, envelope: t.envelope, identityKey: a.identity_key };
+    if (!t) return TOKEN_INVALID();
+    if (t.publicKey !== null)
+      return fail("LINK_TOKEN_INVALID", "another device already answered this link code: make a new one");
+    this.ctx.sql.exec(
+      "INSERT INTO link_requests (token_hash, public_key, requested_at) VALUES (?, ?, ?)",
+      t.hash,
+      publicKey,
+      this.ctx.clock.now(),
+    );
+    return { ok: true };
   }
 
-  /** Adds a device with a live link token (consumed); the caller has checked its keys' signatures. */
+  /** For the existing device: the key of the request answering its token, null while there is none. */
+  async pendingLink(linkToken: string): Promise<{ ok: true; publicKey: string | null } | Failure> {
+    const t = await this.#liveToken(linkToken);
+    return t ? { ok: true, publicKey: t.publicKey } : TOKEN_INVALID();
+  }
+
+  /** Stores the hand-over sealed to the request with `publicKey`, which must be the one the token holds. */
+  async approveLink(linkToken: string, publicKey: string, envelope: string): Promise<{ ok: true } | Failure> {
+    const t = await this.#liveToken(linkToken);
+    if (!t) return TOKEN_INVALID();
+    if (t.publicKey !== publicKey || t.envelope !== null)
+      return fail("LINK_TOKEN_INVALID", "no such request waits for approval under this link token");
+    this.ctx.sql.exec("UPDATE link_requests SET envelope = ? WHERE token_hash = ?", envelope, t.hash);
+    return { ok: true };
+  }
+
+  /** The existing device refuses: the token and its request go. */
+  async rejectLink(linkToken: string): Promise<{ ok: true } | Failure> {
+    const t = await this.#liveToken(linkToken);
+    if (!t) return TOKEN_INVALID();
+    this.#deleteToken(t.hash);
+    return { ok: true };
+  }
+
+  /** For the requesting device (named by its key): the sealed hand-over once approved, null until then. */
+  async linkEnvelope(linkToken: string, publicKey: string): Promise<{ ok: true; envelope: string | null } | Failure> {
+    const t = await this.#liveToken(linkToken);
+    if (!t || t.publicKey !== publicKey) return TOKEN_INVALID();
+    return { ok: true, envelope: t.envelope };
+  }
+
+  /** The identity key a linking device's keys must be signed with, once its request was approved. */
+  async approvedLinkIdentity(linkToken: string): Promise<{ ok: true; identityKey: string } | Failure> {
+    const t = await this.#liveToken(linkToken);
+    const a = this.liveAccount();
+    if (!t || !a) return TOKEN_INVALID();
+    if (t.envelope === null) return NOT_APPROVED();
+    return { ok: true, identityKey: a.identity_key };
+  }
+
+  #deleteToken(hash: string): void {
+    this.ctx.sql.exec("DELETE FROM link_tokens WHERE token_hash = ?", hash);
+    this.ctx.sql.exec("DELETE FROM link_requests WHERE token_hash = ?", hash);
+  }
+
+  /** Adds a device with a live, approved link token (consumed); the caller has checked its keys' signatures. */
   async linkDevice(
     linkToken: string,
     device: NewDevice,
@@ -232,6 +299,7 @@ export class DeviceRegistry {
     const a = this.account();
     const t = await this.#liveToken(linkToken);
     if (!a || !t) return TOKEN_INVALID();
+    if (t.envelope === null) return NOT_APPROVED();
     const cred = await hashPassword(device.password);
     // Re-read after the await: another link may have used the token or taken an id meanwhile.
     if (!(await this.#liveToken(linkToken))) return TOKEN_INVALID();
@@ -247,7 +315,7 @@ export class DeviceRegistry {
     const now = this.ctx.clock.now();
     const deviceUid = newDeviceUid();
     this.ctx.storage.transactionSync(() => {
-      this.ctx.sql.exec("DELETE FROM link_tokens WHERE token_hash = ?", t.hash);
+      this.#deleteToken(t.hash);
       this.#insertDevice(deviceId, deviceUid, device.registrationId, cred, now);
       this.outbox.record(deviceAdded(a.account_id, a.identity_key, deviceId, deviceUid, device, now));
     });
@@ -284,6 +352,7 @@ export class DeviceRegistry {
       this.ctx.sql.exec("UPDATE account SET deleting = 1");
       this.ctx.sql.exec("DELETE FROM devices");
       this.ctx.sql.exec("DELETE FROM link_tokens");
+      this.ctx.sql.exec("DELETE FROM link_requests");
       this.outbox.record({ op: "account_deleted", accountId: a.account_id });
     });
     this.#cached = undefined;

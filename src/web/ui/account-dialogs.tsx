@@ -8,6 +8,7 @@ import type { Messenger } from "../model/messenger.ts";
 import { Dialog } from "./dialog.tsx";
 import { shortTime } from "./hooks.ts";
 import { Invite } from "./invite.tsx";
+import { LinkDevicePanel } from "./link-code.tsx";
 import { Qr } from "./qr.tsx";
 
 type DeviceInfo = Awaited<ReturnType<CipherpostClient["devices"]>>[number];
@@ -41,8 +42,6 @@ function useAsync<T>(load: () => Promise<T>, deps: unknown[]): [T | undefined, s
 export function DevicesDialog(props: { messenger: Messenger; onClose: () => void }) {
   const client = props.messenger.client;
   const [devices, error, reload] = useAsync<DeviceInfo[]>(() => client.devices(), [client]);
-  const [link, setLink] = useState<{ code: string; expiresAt: number } | null>(null);
-  const [busy, setBusy] = useState(false);
   return (
     <Dialog title="Devices" onClose={props.onClose} wide>
       {error && (
@@ -79,34 +78,7 @@ export function DevicesDialog(props: { messenger: Messenger; onClose: () => void
           </li>
         ))}
       </ul>
-      {link ? (
-        <div class="link-code">
-          <p class="hint">
-            On the new browser, open this app, choose “Link to an existing account” and enter this code. It works once,
-            until {new Date(link.expiresAt).toLocaleTimeString()}. Show it to no one else: it gives full access.
-          </p>
-          <Qr value={link.code} label="QR code of the link code" />
-          <div class="mono selectable" role="note" aria-label="Link code value">
-            {link.code}
-          </div>
-        </div>
-      ) : (
-        <button
-          type="button"
-          class="primary"
-          disabled={busy}
-          onClick={async () => {
-            setBusy(true);
-            try {
-              setLink(await client.createLinkCode());
-            } finally {
-              setBusy(false);
-            }
-          }}
-        >
-          Link a device
-        </button>
-      )}
+      <LinkDevicePanel client={client} onLinked={reload} />
     </Dialog>
   );
 }

@@ -21,18 +21,20 @@ export function Onboarding({ database, onReady }: OnboardingProps) {
   const [code, setCode] = useState("");
   const [progress, setProgress] = useState<SetupProgress | null>(null);
   const [error, setError] = useState("");
+  const [verification, setVerification] = useState("");
 
   const run = async (request: Parameters<typeof runSetup>[0], chosenName: string) => {
     setError("");
     try {
-      await runSetup(request, setProgress);
+      await runSetup(request, setProgress, setVerification);
       onReady(chosenName);
     } catch (e) {
       setProgress(null);
+      setVerification("");
       const code = (e as { code?: string }).code;
       setError(
         code === "INVALID_LINK_CODE" || code === "LINK_TOKEN_INVALID"
-          ? "That link code is not valid any more. Create a new one on your other device."
+          ? `That link code is not valid any more, or linking was refused on your other device: ${(e as Error).message}`
           : code === "UNREACHABLE"
             ? "The server cannot be reached. Check your connection and try again."
             : `Something went wrong: ${(e as Error).message}`,
@@ -88,7 +90,7 @@ export function Onboarding({ database, onReady }: OnboardingProps) {
               required
               autoComplete="off"
               spellcheck={false}
-              placeholder="cplink1.…"
+              placeholder="cplink2.…"
               onInput={(e) => setCode(e.currentTarget.value)}
               disabled={busy}
             />
@@ -97,6 +99,14 @@ export function Onboarding({ database, onReady }: OnboardingProps) {
               Link this device
             </button>
           </form>
+        )}
+        {verification && (
+          <p role="status">
+            On your other device, approve only if it shows this code:{" "}
+            <strong class="mono" role="note" aria-label="Verification code">
+              {verification}
+            </strong>
+          </p>
         )}
         {progress && (
           <div class="progress-block">
