@@ -36,10 +36,12 @@ export const FRAME_TYPES = {
 } as const;
 export type FrameType = keyof typeof FRAME_TYPES;
 
-/** WebSocket close codes the mailbox uses (4000–4999 are the application's). */
+/** WebSocket close codes a mailbox client can receive (4000–4999 are the application's). */
 export const CLOSE_CODES = {
   /** Normal close, e.g. answering the client's own close. */
   normal: 1000,
+  /** Sent by the platform, not the relay: a frame over 32 MiB, the Durable Objects limit per received message. */
+  messageTooBig: 1009,
   /** No ping for IDLE_TIMEOUT_SECONDS. */
   idle: 4408,
   /** Another connection of the same device replaced this one. */
@@ -49,6 +51,16 @@ export const CLOSE_CODES = {
   /** The account was deleted. */
   accountDeleted: 4411,
 } as const;
+
+/** What each close code tells a client, for the published documents (AsyncAPI, docs/mailbox.md). */
+export const CLOSE_CODE_MEANINGS: Record<(typeof CLOSE_CODES)[keyof typeof CLOSE_CODES], string> = {
+  1000: "the relay's answer to the client's own close, echoing its code (1000 when it gave none)",
+  1009: "a frame over 32 MiB (33,554,432 bytes), closed by the platform before the relay sees it",
+  4408: "no ping for IDLE_TIMEOUT_SECONDS",
+  4409: "another connection of the same device replaced this one (its unacked messages go to the new one)",
+  4410: "this device was removed from the account",
+  4411: "the account was deleted",
+};
 
 /** The keep-alive pair, byte for byte: the runtime answers it without waking the object (auto-response). */
 export const PING_FRAME = '{"type":"ping"}';
@@ -67,7 +79,8 @@ export const MessageId = z
 
 export const MessageFrame = z.object({ type: z.literal(FRAME_TYPES.message), id: MessageId, envelope: Envelope }).meta({
   id: "MessageFrame",
-  description: "One message for this device. Queued ones come oldest first, by the order the mailbox accepted them.",
+  description:
+    "One message for this device. Stored ones come in the order the mailbox accepted them, oldest first: frames carry no sequence number, the order of arrival on a connection is the order. Unacked ones come again on the next connection with the same id.",
 });
 export const QueueEmptyFrame = z.object({ type: z.literal(FRAME_TYPES.queue_empty) }).meta({
   id: "QueueEmptyFrame",
@@ -134,7 +147,7 @@ export const AckFrame = z
   .meta({
     id: "AckFrame",
     description:
-      "Deletes the named messages, but only those delivered on this connection: any other id deletes nothing. Acks also open the in-flight window.",
+      "Deletes the named messages, but only those delivered on this connection: any other well-formed id deletes nothing. No answer either way. Acks also open the in-flight window.",
   });
 export const PingFrame = z
   .object({ type: z.literal(FRAME_TYPES.ping) })

@@ -13,9 +13,12 @@ export const FAST = process.env.CIPHERPOST_FAST === "1";
  */
 export const SLOW_FILES = [
   "test/bench.test.ts",
+  "test/examples/libsignal-client.test.ts",
   "test/e2e/**",
   "test/cli/**",
   "test/client/messaging.test.ts",
+  "test/client/linking.test.ts",
+  "test/client/receive-hardening.test.ts",
   "test/client/attachments.test.ts",
   "test/client/push.test.ts",
   "test/web/**",

@@ -3,7 +3,7 @@
 import { z } from "zod";
 import {
   AckFrame,
-  CLOSE_CODES,
+  CLOSE_CODE_MEANINGS,
   ErrorFrame,
   KeysLowFrame,
   MessageFrame,
@@ -40,10 +40,11 @@ function buildDocument() {
   for (const [name, f] of Object.entries(FRAMES)) {
     // draft-07 is the base of AsyncAPI's default schema format. Named schemas (.meta({id})) come out as
     // draft-07 `definitions`; they are hoisted into components.schemas and the references rewritten to match.
-    const out = z.toJSONSchema(f.schema, { target: "draft-07", io: "output", unrepresentable: "any" }) as Record<
-      string,
-      unknown
-    >;
+    // A frame the relay receives is described as the parser takes it (io "input": fields with a default, such as
+    // `online` and `urgent`, are optional, and unknown fields are ignored), exactly as the OpenAPI document
+    // describes the same schemas as request bodies; a frame the relay sends, as it comes out (io "output").
+    const io = f.direction === "receive" ? "input" : "output";
+    const out = z.toJSONSchema(f.schema, { target: "draft-07", io, unrepresentable: "any" }) as Record<string, unknown>;
     const text = JSON.stringify(out).replaceAll('"#/definitions/', '"#/components/schemas/');
     const {
       $schema: _s,
@@ -51,7 +52,12 @@ function buildDocument() {
       definitions,
       ...root
     } = JSON.parse(text) as Record<string, unknown> & { definitions?: Record<string, unknown> };
-    Object.assign(schemas, definitions ?? {});
+    for (const [id, schema] of Object.entries(definitions ?? {})) {
+      // A schema both directions use (AccountId, CiphertextType) must read the same either way.
+      if (id in schemas && JSON.stringify(schemas[id]) !== JSON.stringify(schema))
+        throw new Error(`AsyncAPI: schema ${id} differs between the frames the relay sends and receives`);
+      schemas[id] = schema;
+    }
     const meta = f.schema.meta() as { id?: string; description?: string } | undefined;
     const schemaName = meta?.id ?? name;
     if (!(schemaName in schemas)) schemas[schemaName] = root;
@@ -73,11 +79,18 @@ function buildDocument() {
     info: {
       title: "cipherpost mailbox WebSocket",
       version: "1.0.0",
-      description: `One WebSocket per device at /v1/websocket (HTTP Basic, or ?ticket= from POST /v1/websocket/ticket). Frames are JSON text; ciphertext is standard base64. On connect the relay sends the device's queued messages oldest first (by the order it accepted them), then queue_empty, then live messages. Acks delete only messages delivered on the same connection; unacked ones come again on the next connection, so delivery is at least once: drop duplicates by id. At most MAX_UNACKED_PER_CONNECTION messages are in flight. Keep-alive: send exactly ${PING_FRAME}, answered ${PONG_FRAME} without waking the mailbox; no ping for IDLE_TIMEOUT_SECONDS closes the socket. A device may also send messages over its connection (send and send_multi frames, answered by send_result frames matched by id), exactly as PUT /v1/messages/{accountId} and PUT /v1/messages/multi with the connection as its credential. Close codes: ${Object.entries(
-        CLOSE_CODES,
-      )
-        .map(([k, v]) => `${v} ${k}`)
-        .join(", ")}.`,
+      description: [
+        "One WebSocket per device at /v1/websocket (HTTP Basic, or ?ticket= from POST /v1/websocket/ticket). Frames are JSON text; ciphertext is standard base64.",
+        "Order: on connect the relay sends the device's queued messages oldest first (by the order it accepted them), then queue_empty, then live messages, each on the connection in the order the mailbox accepted it; serverTimestamp is the relay's clock at acceptance (not unique, and not the ordering key). Online-only messages are never stored: they go out the moment they arrive, outside that order and outside the in-flight window, and need no ack.",
+        "Acks delete only messages delivered on the same connection; an ack for any other well-formed id deletes nothing and gets no answer. Unacked messages come again on the next connection, oldest first, so delivery is at least once: drop duplicates by id.",
+        "At most MAX_UNACKED_PER_CONNECTION stored messages are in flight (sent, not acked); sending pauses until acks arrive.",
+        `Keep-alive: send exactly ${PING_FRAME}, answered ${PONG_FRAME} without waking the mailbox; no ping for IDLE_TIMEOUT_SECONDS closes the socket.`,
+        "A device may also send messages over its connection (send and send_multi frames, answered by send_result frames matched by id), exactly as PUT /v1/messages/{accountId} and PUT /v1/messages/multi with the connection as its credential.",
+        "Answers: ack, none; ping, pong; send and send_multi, send_result; a frame that is not JSON text of a known shape, or over MAX_SEND_REQUEST_BYTES + 4096 characters, an error frame (nothing done, the socket stays open).",
+        `Close codes: ${Object.entries(CLOSE_CODE_MEANINGS)
+          .map(([code, meaning]) => `${code} ${meaning}`)
+          .join("; ")}.`,
+      ].join(" "),
     },
     defaultContentType: "application/json",
     servers: {
