@@ -7,7 +7,8 @@ import type { Clock } from "../../src/protocol/clock.ts";
 import type { MessageFrame, ServerFrame } from "../../src/protocol/frames.ts";
 import { PING_FRAME } from "../../src/protocol/frames.ts";
 import type { OutgoingMessage } from "../../src/protocol/messages.ts";
-import { BASE, basic, call, callJson, deviceKeys, registerAccount, type TestAccount } from "./helpers.ts";
+import { BASE, basic, call, registerAccount, type TestAccount } from "./helpers.ts";
+import { completeLink, startLink } from "./link-helpers.ts";
 
 const randomIp = () =>
   `10.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
@@ -32,14 +33,10 @@ export const primary = (a: TestAccount): Device => ({
 
 /** Links a new device to `a` through the real link flow; its registration id differs from every other. */
 export async function linkDevice(a: TestAccount, registrationId: number): Promise<Device> {
-  const { linkToken } = await callJson<{ linkToken: string }>("POST", "/v1/devices/link", {
-    auth: a.auth,
-    body: { envelope: btoa("hand-over") },
-  });
-  const keys = deviceKeys(a.identity, { registrationId });
-  const r = await callJson<{ deviceId: number }>("PUT", "/v1/devices/link", {
-    body: { accountId: a.accountId, linkToken, ...keys },
-  });
+  // The whole approved flow (test/server/link-helpers.ts): request, approval, hand-over, registration.
+  const { res, keys } = await completeLink(await startLink(a), registrationId);
+  if (res.status !== 200) throw new Error(`link: ${res.status} ${await res.text()}`);
+  const r = (await res.json()) as { deviceId: number };
   return {
     accountId: a.accountId,
     deviceId: r.deviceId,
