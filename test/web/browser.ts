@@ -111,15 +111,24 @@ export async function openChat(page: Page, name: string): Promise<void> {
 
 export async function sendText(page: Page, text: string): Promise<void> {
   // A conversation that is still opening (a group just created, say) replaces the composer and drops what was
-  // typed into the old one: type again rather than wait for a Send button that stays disabled.
+  // typed into the old one: type again rather than wait for a Send button that stays disabled. A click that
+  // went through but reported an error (its element was replaced as it sent) must not send twice: the message
+  // showing up in the conversation is the proof.
   const box = page.getByRole("textbox", { name: "Message" });
   const send = page.getByRole("button", { name: "Send" });
+  const sent = page.getByRole("region", { name: "Messages" }).getByRole("listitem").filter({ hasText: text });
+  const before = await sent.count();
   for (let attempt = 1; ; attempt++) {
     await box.fill(text);
     try {
       await send.click({ timeout: 5_000 });
       return;
     } catch (e) {
+      // Give a click that did go through a moment to show its message before typing again.
+      for (let i = 0; i < 20; i++) {
+        if ((await sent.count()) > before) return;
+        await page.waitForTimeout(100);
+      }
       if (attempt >= 3) throw e;
     }
   }
