@@ -227,7 +227,9 @@ describe("tampering, wrong associated data and replays are refused, and leave th
     expect(toHex(bob.record.serialize())).toBe(before);
     expect(await bob.receive(m)).toBe("secret");
   });
-  it("every byte of a prekey message header; no session is created and no prekey is spent", async () => {
+  it("every byte of a prekey message header; no session is created and no prekey is spent", {
+    tags: ["slow"],
+  }, async () => {
     const { alice, bob } = await pair();
     const m = alice.send("first");
     const headerLength = parsePreKeyMessage(m.body).headerBytes.length;

@@ -175,7 +175,7 @@ describe("claiming bundles", () => {
     expect(await callJson("GET", "/v2/keys", { auth: a.auth })).toEqual({ count: 0, pqCount: 0 });
   });
 
-  it("never hands a one-time key out twice to 50 concurrent claims", async () => {
+  it("never hands a one-time key out twice to 50 concurrent claims", { tags: ["slow"] }, async () => {
     const a = await registerAccount({ preKeys: 0, pqPreKeys: 0 });
     // 30 EC and 20 KEM keys: the device's claim budget (PREKEY_CLAIMS_PER_DEVICE_LIMIT, 30; abuse-account.test.ts)
     // lets 30 of the 50 claims take one-time keys, and those race for them in D1.

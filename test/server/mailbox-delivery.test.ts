@@ -52,7 +52,10 @@ describe("mailbox delivery", () => {
     conn.close();
   });
 
-  it("a connection dropped halfway through a 1,000-message backlog loses nothing; after de-duplication each arrives once", async () => {
+  it("a connection dropped halfway through a 1,000-message backlog loses nothing; after de-duplication each arrives once", {
+    tags: ["slow"],
+    timeout: 60_000,
+  }, async () => {
     const alice = await newAccount();
     const bob = primary(await newAccount());
     await withObjectVars(bob.accountId, { SENDS_PER_PAIR_LIMIT: "5000" });
@@ -104,7 +107,7 @@ describe("mailbox delivery", () => {
     await second.settle();
     expect(await queueDepth(bob.accountId, 1)).toEqual({ messages: 0, bytes: 0 });
     second.close();
-  }, 60_000);
+  });
 
   it("an ack for an id not delivered on this connection deletes nothing", async () => {
     const a = await newAccount();

@@ -23,6 +23,7 @@ export const SLOW_FILES = [
   "test/client/push.test.ts",
   "test/web/**",
   "test/server/bad-input.test.ts",
+  "test/server/abuse-account.test.ts",
 ];
 
 /**
