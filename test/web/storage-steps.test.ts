@@ -13,6 +13,7 @@ import { SessionRecord } from "../../src/crypto/session-record.ts";
 import { containsSecret, rawFiles } from "../client/storage-scan.ts";
 import {
   createPerson,
+  decryptedEntries,
   messages,
   openChat,
   sendText,
@@ -33,37 +34,9 @@ afterAll(async () => {
   rmSync(profile, { recursive: true, force: true });
 });
 
-/**
- * The app's live entries, decrypted in the page with the database's own (non-extractable) keys, as the app reads
- * them: nothing in src/web exposes its storage, so the test opens the same database the way storage.test.ts does.
- */
-function liveEntries(page: Page): Promise<Map<string, string>> {
-  return page
-    .evaluate(async () => {
-      const req = <T>(r: IDBRequest<T>) =>
-        new Promise<T>((ok, fail) => {
-          r.onsuccess = () => ok(r.result);
-          r.onerror = () => fail(r.error);
-        });
-      const db = await req(indexedDB.open("cipherpost"));
-      const keys = await req(db.transaction("keys").objectStore("keys").get("v1"));
-      const store = db.transaction("data").objectStore("data");
-      const ids = await req(store.getAllKeys());
-      const records = (await req(store.getAll())) as Uint8Array<ArrayBuffer>[];
-      const out: [string, string][] = [];
-      for (let i = 0; i < records.length; i++) {
-        const r = records[i]!;
-        const plain = await crypto.subtle.decrypt(
-          { name: "AES-GCM", iv: r.subarray(0, 12), additionalData: new TextEncoder().encode(String(ids[i])) },
-          keys.aes,
-          r.subarray(12),
-        );
-        out.push(JSON.parse(new TextDecoder().decode(plain)));
-      }
-      db.close();
-      return out;
-    })
-    .then((e) => new Map(e));
+/** The app's live entries, decrypted in the page with the database's own keys (browser.ts). */
+async function liveEntries(page: Page): Promise<Map<string, string>> {
+  return new Map(await decryptedEntries(page));
 }
 
 /** Polls the decrypted entries until `done` holds (the app writes after the UI shows a change). */

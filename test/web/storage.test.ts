@@ -9,6 +9,7 @@ import { chromium } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import {
   createPerson,
+  decryptedEntries,
   messages,
   openChat,
   sendText,
@@ -33,34 +34,6 @@ function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
     const p = join(dir, n);
     return statSync(p).isDirectory() ? filesUnder(p) : [p];
-  });
-}
-
-/** Every private value of the device, read the way the app reads them: decrypting its records in the page. */
-async function decryptedEntries(page: import("playwright-core").Page): Promise<[string, string][]> {
-  return page.evaluate(async () => {
-    const req = <T>(r: IDBRequest<T>) =>
-      new Promise<T>((ok, fail) => {
-        r.onsuccess = () => ok(r.result);
-        r.onerror = () => fail(r.error);
-      });
-    const db = await req(indexedDB.open("cipherpost"));
-    const keys = await req(db.transaction("keys").objectStore("keys").get("v1"));
-    const store = db.transaction("data").objectStore("data");
-    const ids = await req(store.getAllKeys());
-    const records = (await req(store.getAll())) as Uint8Array<ArrayBuffer>[];
-    const out: [string, string][] = [];
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      const plain = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: r.subarray(0, 12), additionalData: new TextEncoder().encode(String(ids[i])) },
-        keys.aes,
-        r.subarray(12),
-      );
-      out.push(JSON.parse(new TextDecoder().decode(plain)));
-    }
-    db.close();
-    return out;
   });
 }
 
