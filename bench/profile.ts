@@ -7,6 +7,7 @@ import { join, resolve } from "node:path";
 import { WebSocket } from "undici";
 import type { LoadOptions } from "./load.ts";
 import { startWorker } from "./lib/worker-host.ts";
+import { BRAKES_OFF_VARS } from "./lib/brakes-off.ts";
 
 const root = resolve(new URL("../", import.meta.url).pathname);
 const INSPECTOR_PORT = 9333;
@@ -21,20 +22,7 @@ async function main() {
   const host = await startWorker({
     config: "wrangler.toml",
     inspectorPort: INSPECTOR_PORT,
-    vars: {
-      POW_DIFFICULTY_BITS: "0",
-      CHALLENGES_PER_IP_LIMIT: "1000000000",
-      REGISTRATIONS_PER_IP_LIMIT: "1000000000",
-      SENDS_PER_DEVICE_LIMIT: "1000000000",
-      SENDS_PER_PAIR_LIMIT: "1000000000",
-      PREKEY_CLAIMS_PER_DEVICE_LIMIT: "1000000000",
-      KEY_UPLOADS_PER_DEVICE_LIMIT: "1000000000",
-      QUEUE_SENDER_MAX_MESSAGES: "1000000",
-      QUEUE_SENDER_MAX_BYTES: "1073741824",
-      UPLOADS_PER_DEVICE_LIMIT: "1000000000",
-      MAX_ATTACHMENTS_PER_ACCOUNT: "1000000000",
-      POW_NORMAL_REGISTRATIONS_LIMIT: "1000000000",
-    },
+    vars: { ...BRAKES_OFF_VARS },
   });
   const targets = (await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json`)).json()) as {
     webSocketDebuggerUrl: string;

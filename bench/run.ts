@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import type { LoadOptions, LoadResult } from "./load.ts";
 import { startWorker } from "./lib/worker-host.ts";
 import { latencyChart } from "./lib/chart.ts";
+import { BRAKES_OFF_VARS } from "./lib/brakes-off.ts";
 
 const root = resolve(new URL("../", import.meta.url).pathname);
 const short = process.argv.includes("--short");
@@ -47,23 +48,6 @@ for (const arg of process.argv.slice(2)) {
   if (m && m[1]! in common) (common as Record<string, number>)[m[1]!] = Number(m[2]);
 }
 
-/** Brakes off: the benchmark measures the relay's work, not its rate limits or proof of work. */
-const CIPHERPOST_VARS = {
-  POW_DIFFICULTY_BITS: "0",
-  CHALLENGES_PER_IP_LIMIT: "1000000000",
-  REGISTRATIONS_PER_IP_LIMIT: "1000000000",
-  PREKEY_CLAIMS_PER_PAIR_LIMIT: "1000000000",
-  SENDS_PER_DEVICE_LIMIT: "1000000000",
-  SENDS_PER_PAIR_LIMIT: "1000000000",
-  PREKEY_CLAIMS_PER_DEVICE_LIMIT: "1000000000",
-  KEY_UPLOADS_PER_DEVICE_LIMIT: "1000000000",
-  QUEUE_SENDER_MAX_MESSAGES: "1000000",
-  QUEUE_SENDER_MAX_BYTES: "1073741824",
-  UPLOADS_PER_DEVICE_LIMIT: "1000000000",
-  MAX_ATTACHMENTS_PER_ACCOUNT: "1000000000",
-  POW_NORMAL_REGISTRATIONS_LIMIT: "1000000000",
-};
-
 function runGenerator(options: LoadOptions): Promise<LoadResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(
@@ -86,7 +70,7 @@ function runGenerator(options: LoadOptions): Promise<LoadResult> {
 async function measure(target: "cipherpost" | "baseline", sendOver: "http" | "socket" = "http"): Promise<LoadResult> {
   const host =
     target === "cipherpost"
-      ? await startWorker({ config: "wrangler.toml", vars: CIPHERPOST_VARS })
+      ? await startWorker({ config: "wrangler.toml", vars: { ...BRAKES_OFF_VARS } })
       : await startWorker({ config: "bench/baseline/wrangler.toml" });
   try {
     const options: LoadOptions =

@@ -170,3 +170,17 @@ export async function decryptedEntries(page: Page): Promise<[string, string][]> 
     return out;
   });
 }
+
+/**
+ * Alice and Bob, each in a browser context, in one conversation: Bob opens Alice's invite link and says `first`,
+ * and Alice opens the chat and sees it. The opening of most browser tests.
+ */
+export async function twoPeopleChatting(env: WebEnv, first: string): Promise<{ alice: Person; bob: Person }> {
+  const alice = await createPerson(env, "Alice");
+  const bob = await createPerson(env, "Bob");
+  await startChat(bob.page, alice.invite);
+  await sendText(bob.page, first);
+  await openChat(alice.page, "Bob");
+  await waitForText(messages(alice.page), first);
+  return { alice, bob };
+}

@@ -2,16 +2,7 @@
 // with the link code (Alice approves after both show the same verification code) and receives new messages of both conversations; Alice sees it in her device list and
 // removes it, and the removed browser says so.
 import { afterAll, beforeAll, expect, test } from "vitest";
-import {
-  createPerson,
-  messages,
-  openChat,
-  sendText,
-  startChat,
-  startWebEnv,
-  waitForText,
-  type WebEnv,
-} from "./browser.ts";
+import { messages, openChat, sendText, startWebEnv, waitForText, type WebEnv, twoPeopleChatting } from "./browser.ts";
 
 let env: WebEnv;
 beforeAll(async () => {
@@ -20,12 +11,7 @@ beforeAll(async () => {
 afterAll(async () => env?.stop());
 
 test("a linked browser receives both conversations; the device list shows and removes it", async () => {
-  const alice = await createPerson(env, "Alice");
-  const bob = await createPerson(env, "Bob");
-  await startChat(bob.page, alice.invite);
-  await sendText(bob.page, "hello from Bob");
-  await openChat(alice.page, "Bob");
-  await waitForText(messages(alice.page), "hello from Bob");
+  const { alice, bob } = await twoPeopleChatting(env, "hello from Bob");
 
   // A group from contacts, named, sent to, with its members listed.
   await alice.page.getByRole("button", { name: "New group" }).click();

@@ -1,16 +1,7 @@
 // Browser test 3 (issue 12): a conversation's disappearing-message timer is set on one side, shown and adopted
 // on the other, and a message sent under it vanishes from both sides on time.
 import { afterAll, beforeAll, expect, test } from "vitest";
-import {
-  createPerson,
-  messages,
-  openChat,
-  sendText,
-  startChat,
-  startWebEnv,
-  waitForText,
-  type WebEnv,
-} from "./browser.ts";
+import { messages, openChat, sendText, startWebEnv, waitForText, type WebEnv, twoPeopleChatting } from "./browser.ts";
 
 let env: WebEnv;
 beforeAll(async () => {
@@ -19,12 +10,7 @@ beforeAll(async () => {
 afterAll(async () => env?.stop());
 
 test("a disappearing message vanishes from both sides on time", async () => {
-  const alice = await createPerson(env, "Alice");
-  const bob = await createPerson(env, "Bob");
-  await startChat(bob.page, alice.invite);
-  await sendText(bob.page, "hi");
-  await openChat(alice.page, "Bob");
-  await waitForText(messages(alice.page), "hi");
+  const { alice, bob } = await twoPeopleChatting(env, "hi");
 
   await alice.page.getByRole("button", { name: "Disappearing messages" }).click();
   await alice.page.getByRole("radio", { name: "5 seconds" }).check();

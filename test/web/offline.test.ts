@@ -1,16 +1,7 @@
 // Browser test 8 (issue 12): a message written while the browser is offline (CDP network emulation) waits in
 // the outbox, visibly, and goes out by itself when the network returns.
 import { afterAll, beforeAll, expect, test } from "vitest";
-import {
-  createPerson,
-  messages,
-  openChat,
-  sendText,
-  startChat,
-  startWebEnv,
-  waitForText,
-  type WebEnv,
-} from "./browser.ts";
+import { messages, openChat, sendText, startWebEnv, waitForText, type WebEnv, twoPeopleChatting } from "./browser.ts";
 
 let env: WebEnv;
 beforeAll(async () => {
@@ -19,12 +10,7 @@ beforeAll(async () => {
 afterAll(async () => env?.stop());
 
 test("a message written offline is queued and goes out on reconnect", async () => {
-  const alice = await createPerson(env, "Alice");
-  const bob = await createPerson(env, "Bob");
-  await startChat(bob.page, alice.invite);
-  await sendText(bob.page, "are you there?");
-  await openChat(alice.page, "Bob");
-  await waitForText(messages(alice.page), "are you there?");
+  const { alice, bob } = await twoPeopleChatting(env, "are you there?");
 
   const cdp = await alice.context.newCDPSession(alice.page);
   await cdp.send("Network.enable");

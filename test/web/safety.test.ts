@@ -2,16 +2,7 @@
 // presents differs from the one this device trusted, the chat shows a banner until the person accepts it.
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import {
-  createPerson,
-  messages,
-  openChat,
-  sendText,
-  startChat,
-  startWebEnv,
-  waitForText,
-  type WebEnv,
-} from "./browser.ts";
+import { messages, openChat, sendText, startWebEnv, waitForText, type WebEnv, twoPeopleChatting } from "./browser.ts";
 
 let env: WebEnv;
 beforeAll(async () => {
@@ -80,12 +71,7 @@ async function tamperTrustedIdentity(page: Page, url: string, contact: string): 
 }
 
 test("safety numbers match on both sides; an identity change shows the banner", async () => {
-  const alice = await createPerson(env, "Alice");
-  const bob = await createPerson(env, "Bob");
-  await startChat(bob.page, alice.invite);
-  await sendText(bob.page, "first");
-  await openChat(alice.page, "Bob");
-  await waitForText(messages(alice.page), "first");
+  const { alice, bob } = await twoPeopleChatting(env, "first");
 
   const onAlice = await safetyDigits(alice.page);
   const onBob = await safetyDigits(bob.page);

@@ -1,0 +1,17 @@
+// The relay's vars for benchmarks: brakes off, so a run measures the relay's work, not its rate limits, its
+// abuse defences or its proof of work. Shared by the load benchmark and the profiler.
+export const BRAKES_OFF_VARS: Readonly<Record<string, string>> = {
+  POW_DIFFICULTY_BITS: "0",
+  CHALLENGES_PER_IP_LIMIT: "1000000000",
+  REGISTRATIONS_PER_IP_LIMIT: "1000000000",
+  PREKEY_CLAIMS_PER_PAIR_LIMIT: "1000000000",
+  SENDS_PER_DEVICE_LIMIT: "1000000000",
+  SENDS_PER_PAIR_LIMIT: "1000000000",
+  PREKEY_CLAIMS_PER_DEVICE_LIMIT: "1000000000",
+  KEY_UPLOADS_PER_DEVICE_LIMIT: "1000000000",
+  QUEUE_SENDER_MAX_MESSAGES: "1000000",
+  QUEUE_SENDER_MAX_BYTES: "1073741824",
+  UPLOADS_PER_DEVICE_LIMIT: "1000000000",
+  MAX_ATTACHMENTS_PER_ACCOUNT: "1000000000",
+  POW_NORMAL_REGISTRATIONS_LIMIT: "1000000000",
+};
