@@ -1,7 +1,8 @@
 // Secrets at rest for Node (the CLI's profiles): a Storage kept encrypted under a 32-byte storage key, in shard
 // files that a batch rewrites whole (new files, fsync, then an atomically renamed manifest), deleting the files
 // they supersede before the write resolves, so a replaced session, a used prekey or a deleted message is gone from
-// the files once the operation returns. Node only (node:fs): browser builds never import it.
+// the files once the operation returns. The commit protocol is sharded-store.ts (the browser's store shares it);
+// this file brings the files (node:fs) and the sealing. Node only: browser builds never import it.
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import {
   chmodSync,
@@ -16,23 +17,18 @@ import {
 } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { concatBytes, equalBytes, fromUtf8, randomBytes, utf8 } from "../crypto/bytes.ts";
+import { concatBytes, equalBytes, randomBytes, utf8 } from "../crypto/bytes.ts";
 import { hkdfSha256 } from "../crypto/kdf.ts";
 import { CipherpostError } from "./errors.ts";
 import { readLegacyJournal, scrubFile, syncDirectory } from "./legacy-journal.ts";
-import { applyBatch, listPrefix, type Storage, type StorageBatch } from "./storage.ts";
+import { type FileSealer, MANIFEST, type ShardFiles, ShardedStore } from "./sharded-store.ts";
+import type { Storage, StorageBatch } from "./storage.ts";
 
 export const STORAGE_KEY_BYTES = 32;
 /** Every file starts with this: the format and its version. */
 const MAGIC = utf8("CPST1");
 const NONCE_BYTES = 24;
-/**
- * Shards per key group (a key's first path segment: s/, m/, pk/, seen/, …). A batch rewrites only the shards its
- * keys fall in, so a write costs a sixteenth of its groups' data rather than the whole profile (docs/sdk.md).
- */
-const SHARDS_PER_GROUP = 16;
-const MANIFEST = "manifest";
-const SHARD_FILE = /^[a-z0-9]+-[0-9a-f]+\.\d+$/;
+const MANIFEST_TMP = `${MANIFEST}.tmp`;
 
 export interface EncryptedFileStorageOptions {
   /** The 32-byte storage key (storageKeyFile keeps one in a file beside the profile). */
@@ -43,44 +39,66 @@ export interface EncryptedFileStorageOptions {
   durable?: boolean;
 }
 
-interface Manifest {
-  generation: number;
-  /** Shard → the generation of its one live file, `<shard>.<generation>`. */
-  shards: Record<string, number>;
-  /** SHA-256 (hex) of the plaintext journal this store was made from, so only that journal is scrubbed later. */
-  migrated?: string;
+/** A directory of files, each written whole with fsync; the manifest renamed into place. */
+function nodeFiles(dir: string, durable: boolean): ShardFiles {
+  const writeFile = async (name: string, bytes: Uint8Array) => {
+    const file = await open(join(dir, name), "w", 0o600);
+    try {
+      await file.writeFile(bytes);
+      if (durable) await file.sync();
+    } finally {
+      await file.close();
+    }
+  };
+  return {
+    read: (name) =>
+      readFile(join(dir, name)).then(
+        (b) => new Uint8Array(b),
+        (e: NodeJS.ErrnoException) => {
+          if (e.code === "ENOENT") return undefined;
+          throw e;
+        },
+      ),
+    write: writeFile,
+    async replaceManifest(bytes) {
+      await writeFile(MANIFEST_TMP, bytes);
+      await rename(join(dir, MANIFEST_TMP), join(dir, MANIFEST));
+      if (durable) syncDirectory(dir);
+    },
+    async remove(names) {
+      for (const f of names) await unlink(join(dir, f));
+      if (durable) syncDirectory(dir);
+    },
+    names: async () => readdirSync(dir),
+    isLeftover: (name) => name === MANIFEST_TMP,
+    where: (name) => join(dir, name),
+  };
 }
 
-/** FNV-1a over UTF-16 code units: spreads keys over shards (nothing depends on it being unpredictable). */
-function fnv1a(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-/** `<group>-<bucket>`: the key's first path segment (hashed when it is not a short lowercase word) and a bucket. */
-export function shardOf(key: string): string {
-  const slash = key.indexOf("/");
-  const group = slash < 0 ? key : key.slice(0, slash);
-  const name = /^[a-z0-9]{1,16}$/.test(group) ? group : `x${fnv1a(group).toString(16)}`;
-  return `${name}-${(fnv1a(key) % SHARDS_PER_GROUP).toString(16)}`;
+/** MAGIC ‖ nonce ‖ XChaCha20-Poly1305 under a key derived from the storage key, bound to the file's name. */
+function xchachaSealer(storageKey: Uint8Array): FileSealer {
+  // Derived, so the storage key itself is never used for anything else.
+  const key = hkdfSha256(storageKey, undefined, utf8("cipherpost-storage-v1"), 32);
+  const ad = (name: string) => utf8(`cipherpost-storage ${name}`);
+  const head = MAGIC.length + NONCE_BYTES;
+  return {
+    async seal(name, plaintext) {
+      const nonce = randomBytes(NONCE_BYTES);
+      return concatBytes(MAGIC, nonce, xchacha20poly1305(key, nonce, ad(name)).encrypt(plaintext));
+    },
+    async open(name, bytes) {
+      if (bytes.length < head || !equalBytes(bytes.subarray(0, MAGIC.length), MAGIC))
+        throw new Error("not a store file");
+      return xchacha20poly1305(key, bytes.subarray(MAGIC.length, head), ad(name)).decrypt(bytes.subarray(head));
+    },
+  };
 }
 
 export class EncryptedFileStorage implements Storage {
-  readonly #dir: string;
-  /** XChaCha20-Poly1305 key, derived from the storage key so that key is never used for anything else. */
-  readonly #key: Uint8Array;
-  readonly #durable: boolean;
-  readonly #data = new Map<string, string>();
-  readonly #shards = new Map<string, Set<string>>();
-  #manifest: Manifest = { generation: 0, shards: {} };
-  #queue: Promise<void> = Promise.resolve();
-  #closed = false;
+  readonly #store: ShardedStore;
 
-  private constructor(dir: string, key: Uint8Array, durable: boolean) {
-    this.#dir = dir;
-    this.#key = hkdfSha256(key, undefined, utf8("cipherpost-storage-v1"), 32);
-    this.#durable = durable;
+  private constructor(store: ShardedStore) {
+    this.#store = store;
   }
 
   /**
@@ -93,163 +111,33 @@ export class EncryptedFileStorage implements Storage {
     if (!(options.key instanceof Uint8Array) || options.key.length !== STORAGE_KEY_BYTES)
       throw new CipherpostError("INVALID_ARGUMENT", `a storage key is ${STORAGE_KEY_BYTES} bytes`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const store = new EncryptedFileStorage(dir, options.key, options.durable ?? true);
-    const manifest = await readFile(join(dir, MANIFEST)).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === "ENOENT") return undefined;
-      throw e;
-    });
-    if (manifest) await store.#load(manifest);
-    await store.#sweep();
+    const store = await ShardedStore.open(nodeFiles(dir, options.durable ?? true), xchachaSealer(options.key));
+    const existed = store.existed;
     const legacy = options.migrateFrom ? readLegacyJournal(options.migrateFrom) : undefined;
-    if (options.migrateFrom && legacy && (!manifest || store.#manifest.migrated === legacy.digest)) {
-      if (!manifest && legacy.entries.size) {
-        store.#manifest.migrated = legacy.digest; // recorded by the same commit as the entries
-        await store.write({ set: Object.fromEntries(legacy.entries) });
-      }
+    if (options.migrateFrom && legacy && (!existed || store.manifest.migrated === legacy.digest)) {
+      // The entries and the journal's digest land in one commit.
+      if (!existed && legacy.entries.size)
+        await store.commit({ set: Object.fromEntries(legacy.entries) }, legacy.digest);
       scrubFile(options.migrateFrom);
       scrubFile(`${options.migrateFrom}.tmp`);
     }
-    return store;
+    return new EncryptedFileStorage(store);
   }
 
-  async get(key: string): Promise<string | undefined> {
-    return this.#data.get(key);
+  get(key: string): Promise<string | undefined> {
+    return this.#store.get(key);
   }
 
-  async list(prefix: string): Promise<[string, string][]> {
-    return listPrefix(this.#data, prefix);
+  list(prefix: string): Promise<[string, string][]> {
+    return this.#store.list(prefix);
   }
 
   write(batch: StorageBatch): Promise<void> {
-    const run = this.#queue.then(() => this.#commit(batch));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#store.write(batch);
   }
 
-  async close(): Promise<void> {
-    await this.#queue;
-    this.#closed = true;
-  }
-
-  #seal(name: string, plaintext: Uint8Array): Uint8Array {
-    const nonce = randomBytes(NONCE_BYTES);
-    const ad = utf8(`cipherpost-storage ${name}`);
-    return concatBytes(MAGIC, nonce, xchacha20poly1305(this.#key, nonce, ad).encrypt(plaintext));
-  }
-
-  /** The plaintext of a file named `name`: the associated data binds the name, so files cannot be swapped. */
-  #open(name: string, bytes: Uint8Array): Uint8Array {
-    const head = MAGIC.length + NONCE_BYTES;
-    try {
-      if (bytes.length < head || !equalBytes(bytes.subarray(0, MAGIC.length), MAGIC))
-        throw new Error("not a store file");
-      const nonce = bytes.subarray(MAGIC.length, head);
-      const ad = utf8(`cipherpost-storage ${name}`);
-      return xchacha20poly1305(this.#key, nonce, ad).decrypt(bytes.subarray(head));
-    } catch {
-      throw new CipherpostError(
-        "STORAGE_UNREADABLE",
-        `${join(this.#dir, name)} does not decrypt with this storage key (a wrong key, or a damaged or swapped file)`,
-      );
-    }
-  }
-
-  async #load(manifestBytes: Uint8Array): Promise<void> {
-    this.#manifest = JSON.parse(fromUtf8(this.#open(MANIFEST, manifestBytes))) as Manifest;
-    for (const [shard, generation] of Object.entries(this.#manifest.shards)) {
-      const name = `${shard}.${generation}`;
-      const bytes = await readFile(join(this.#dir, name)).catch(() => {
-        throw new CipherpostError("STORAGE_UNREADABLE", `${join(this.#dir, name)} is missing`);
-      });
-      const entries = JSON.parse(fromUtf8(this.#open(name, bytes))) as [string, string][];
-      this.#shards.set(shard, new Set(entries.map(([k]) => k)));
-      for (const [k, v] of entries) this.#data.set(k, v);
-    }
-  }
-
-  /** Deletes files no manifest names: new shards of a write that never committed, old ones it did not get to delete. */
-  async #sweep(): Promise<void> {
-    const live = new Set(Object.entries(this.#manifest.shards).map(([s, g]) => `${s}.${g}`));
-    let removed = false;
-    for (const f of readdirSync(this.#dir)) {
-      if ((SHARD_FILE.test(f) && !live.has(f)) || f === `${MANIFEST}.tmp`) {
-        await unlink(join(this.#dir, f));
-        removed = true;
-      }
-    }
-    if (removed && this.#durable) syncDirectory(this.#dir);
-  }
-
-  async #writeFile(name: string, bytes: Uint8Array): Promise<void> {
-    const file = await open(join(this.#dir, name), "w", 0o600);
-    try {
-      await file.writeFile(bytes);
-      if (this.#durable) await file.sync();
-    } finally {
-      await file.close();
-    }
-  }
-
-  /** The new contents of every shard the batch changes (sets first, then deletes, as applyBatch). */
-  #changedShards(batch: StorageBatch): Map<string, Map<string, string>> {
-    const contents = new Map<string, Map<string, string>>();
-    const changed = new Set<string>();
-    const of = (shard: string) => {
-      let m = contents.get(shard);
-      if (!m) {
-        m = new Map();
-        for (const k of this.#shards.get(shard) ?? []) m.set(k, this.#data.get(k)!);
-        contents.set(shard, m);
-      }
-      return m;
-    };
-    for (const [k, v] of Object.entries(batch.set ?? {})) {
-      const shard = shardOf(k);
-      const m = of(shard);
-      if (m.get(k) !== v) changed.add(shard);
-      m.set(k, v);
-    }
-    for (const k of batch.delete ?? []) {
-      const shard = shardOf(k);
-      if (of(shard).delete(k)) changed.add(shard);
-    }
-    for (const shard of contents.keys()) if (!changed.has(shard)) contents.delete(shard);
-    return contents;
-  }
-
-  async #commit(batch: StorageBatch): Promise<void> {
-    if (this.#closed) throw new CipherpostError("CLOSED", "the storage is closed");
-    const changed = this.#changedShards(batch);
-    if (changed.size === 0) return;
-    const generation = this.#manifest.generation + 1;
-    const shards = { ...this.#manifest.shards };
-    const superseded: string[] = [];
-    const writes: Promise<void>[] = [];
-    for (const [shard, entries] of changed) {
-      if (shards[shard] !== undefined) superseded.push(`${shard}.${shards[shard]}`);
-      if (entries.size === 0) {
-        delete shards[shard];
-        continue;
-      }
-      shards[shard] = generation;
-      const name = `${shard}.${generation}`;
-      writes.push(this.#writeFile(name, this.#seal(name, utf8(JSON.stringify([...entries])))));
-    }
-    await Promise.all(writes);
-    const manifest: Manifest = { ...this.#manifest, generation, shards };
-    await this.#writeFile(`${MANIFEST}.tmp`, this.#seal(MANIFEST, utf8(JSON.stringify(manifest))));
-    await rename(join(this.#dir, `${MANIFEST}.tmp`), join(this.#dir, MANIFEST));
-    if (this.#durable) syncDirectory(this.#dir);
-    // Committed: memory follows the files at once.
-    this.#manifest = manifest;
-    applyBatch(this.#data, batch);
-    for (const [shard, entries] of changed) {
-      if (entries.size === 0) this.#shards.delete(shard);
-      else this.#shards.set(shard, new Set(entries.keys()));
-    }
-    // The superseded files go before the write resolves: what they held must not outlive it.
-    for (const f of superseded) await unlink(join(this.#dir, f));
-    if (superseded.length && this.#durable) syncDirectory(this.#dir);
+  close(): Promise<void> {
+    return this.#store.close();
   }
 }
 

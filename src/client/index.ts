@@ -17,6 +17,8 @@ export { CipherpostError, CIPHERPOST_ERROR_CODES, CLIENT_ERRORS, isRetryable } f
 export type { CipherpostErrorCode, ClientErrorCode } from "./errors.ts";
 export { MemoryStorage } from "./storage.ts";
 export type { Storage, StorageBatch } from "./storage.ts";
+export { MANIFEST, ShardedStore } from "./sharded-store.ts";
+export type { FileSealer, ShardFiles, ShardManifest } from "./sharded-store.ts";
 export type { MessageFilter, StoredMessage } from "./message-store.ts";
 export { AttachmentPointer, Content, MAX_CONTENT_BYTES, MAX_TEXT_BYTES } from "./content.ts";
 export type { GroupContext } from "./content.ts";

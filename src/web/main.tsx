@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import { CipherpostClient, CipherpostError } from "../client/index.ts";
 import { acquireDeviceLock, type DeviceLock } from "./device-lock.ts";
 import { Messenger } from "./model/messenger.ts";
-import { EncryptedIdbStorage } from "./storage/idb-storage.ts";
+import { openWebStorage } from "./storage/opfs-storage.ts";
 import { App } from "./ui/app.tsx";
 import { Onboarding } from "./ui/onboarding.tsx";
 
@@ -19,7 +19,7 @@ type Screen =
   | { kind: "failed"; message: string };
 
 async function openMessenger(name?: string): Promise<Messenger | null> {
-  const storage = await EncryptedIdbStorage.open(DATABASE);
+  const storage = await openWebStorage(DATABASE);
   try {
     const client = await CipherpostClient.open({ storage });
     const messenger = await Messenger.open(client, storage);

@@ -2,7 +2,7 @@
 // relay's proof of work run here, so the page stays responsive. The SDK runs unmodified against the encrypted
 // IndexedDB storage; the page opens the same storage once the worker says it is done.
 import { CipherpostClient, CipherpostError } from "../client/index.ts";
-import { EncryptedIdbStorage } from "./storage/idb-storage.ts";
+import { openWebStorage, type WebStorage } from "./storage/opfs-storage.ts";
 import type { SetupProgress, SetupRequest, SetupResult, SetupVerification } from "./setup-protocol.ts";
 
 interface WorkerScope {
@@ -51,9 +51,9 @@ const watchingFetch: typeof fetch = async (input, init) => {
 
 scope.onmessage = async (e) => {
   const req = e.data;
-  let storage: EncryptedIdbStorage | undefined;
+  let storage: WebStorage | undefined;
   try {
-    storage = await EncryptedIdbStorage.open(req.database);
+    storage = await openWebStorage(req.database);
     const options = { server: req.server, storage, fetch: watchingFetch };
     const client =
       req.type === "register"

@@ -14,7 +14,7 @@ import {
   type PushAnswer,
   readNotificationSettings,
 } from "./push-notice.ts";
-import { EncryptedIdbStorage } from "./storage/idb-storage.ts";
+import { openWebStorage, type WebStorage } from "./storage/opfs-storage.ts";
 
 /** A page that owns the device says "fetching" at once; a page without the device (or frozen) stays silent. */
 const ACK_MS = 1_000;
@@ -51,9 +51,9 @@ async function askPages(scope: PushScope): Promise<Answer | undefined> {
 async function fetchHere(): Promise<Answer | undefined> {
   const lock = await acquireDeviceLock(false);
   if (!lock) return undefined;
-  let storage: EncryptedIdbStorage | undefined;
+  let storage: WebStorage | undefined;
   try {
-    storage = await EncryptedIdbStorage.open(DATABASE);
+    storage = await openWebStorage(DATABASE);
     const client = await CipherpostClient.open({ storage });
     const m = await Messenger.open(client, storage);
     const arrived: StoredMessage[] = [];

@@ -1,6 +1,7 @@
 // What every browser test needs: the web app built once per file, a relay of its own serving it, and Chromium
 // from npm (@sparticuz/chromium) driven by playwright-core, with helpers that act as a person would.
 import sparticuz from "@sparticuz/chromium";
+import { build } from "esbuild";
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import { buildWeb } from "../../scripts/build-web.mjs";
 import { type Relay, type StartRelayOptions, startRelay } from "../support/relay.ts";
@@ -143,9 +144,71 @@ export async function waitForText(locator: Locator, text: string | RegExp, timeo
   await locator.filter({ hasText: text }).first().waitFor({ timeout });
 }
 
-/** Every private value of the device, read the way the app reads them: decrypting its records in the page. */
+let bundled: Promise<string> | undefined;
+
+/**
+ * The app's store module (`src/web/storage/opfs-storage.ts`, and the earlier IndexedDB-record store), bundled as
+ * the app bundles it; `page.evaluate(await storeBundle())` defines `stores` in the page (type: `PageStores`).
+ */
+export function storeBundle(): Promise<string> {
+  bundled ??= build({
+    stdin: {
+      contents: `export * from "./src/web/storage/opfs-storage.ts"; export { EncryptedIdbStorage } from "./src/web/storage/idb-storage.ts";`,
+      resolveDir: process.cwd(),
+      loader: "ts",
+    },
+    bundle: true,
+    format: "iife",
+    globalName: "stores",
+    write: false,
+    target: "es2022",
+  }).then((out) => out.outputFiles[0]!.text);
+  return bundled;
+}
+
+export type PageStores = typeof import("../../src/web/storage/opfs-storage.ts") &
+  Pick<typeof import("../../src/web/storage/idb-storage.ts"), "EncryptedIdbStorage">;
+
+/** Runs `read` in the page, again when the app replaced a file while it was reading (NotFoundError). */
+async function settled<T>(page: Page, read: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.evaluate(read);
+    } catch (e) {
+      // NotFoundError: a file was removed after its name was listed; NotReadableError: replaced after it was opened.
+      if (attempt >= 20 || !/NotFoundError|NotReadableError/.test(String(e))) throw e;
+      await page.waitForTimeout(50);
+    }
+  }
+}
+
+/**
+ * The app's store files as they are now (src/web/storage/opfs-storage.ts): each file of the origin-private file
+ * system's "cipherpost" folder, base64, by name. What a copy of the profile folder holds, sealed.
+ */
+export async function storeFiles(page: Page): Promise<Record<string, string>> {
+  return settled(page, async () => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("cipherpost");
+    const out: Record<string, string> = {};
+    for await (const [name, handle] of dir.entries()) {
+      if (handle.kind !== "file") continue;
+      const bytes = new Uint8Array(await (await (handle as FileSystemFileHandle).getFile()).arrayBuffer());
+      let bin = "";
+      for (const b of bytes) bin += String.fromCharCode(b);
+      out[name] = btoa(bin);
+    }
+    return out;
+  });
+}
+
+/**
+ * Every private value of the device, read as an attacker holding the profile and able to use its key would: the
+ * manifest and each shard file it names opened with the non-extractable key, in the page. The format is written out
+ * here on purpose (MAGIC "CPWB1" ‖ 12-byte IV ‖ AES-256-GCM, bound to "cipherpost-storage NAME"), so a change to it
+ * shows up here.
+ */
 export async function decryptedEntries(page: Page): Promise<[string, string][]> {
-  return page.evaluate(async () => {
+  return settled(page, async () => {
     const req = <T>(r: IDBRequest<T>) =>
       new Promise<T>((ok, fail) => {
         r.onsuccess = () => ok(r.result);
@@ -153,20 +216,26 @@ export async function decryptedEntries(page: Page): Promise<[string, string][]> 
       });
     const db = await req(indexedDB.open("cipherpost"));
     const keys = await req(db.transaction("keys").objectStore("keys").get("v1"));
-    const store = db.transaction("data").objectStore("data");
-    const ids = await req(store.getAllKeys());
-    const records = (await req(store.getAll())) as Uint8Array<ArrayBuffer>[];
-    const out: [string, string][] = [];
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      const plain = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: r.subarray(0, 12), additionalData: new TextEncoder().encode(String(ids[i])) },
-        keys.aes,
-        r.subarray(12),
-      );
-      out.push(JSON.parse(new TextDecoder().decode(plain)));
-    }
     db.close();
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("cipherpost");
+    const open = async (name: string) => {
+      const bytes = new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer());
+      if (new TextDecoder().decode(bytes.subarray(0, 5)) !== "CPWB1") throw new Error(`${name} is not a store file`);
+      const plain = await crypto.subtle.decrypt(
+        {
+          name: "AES-GCM",
+          iv: bytes.subarray(5, 17),
+          additionalData: new TextEncoder().encode(`cipherpost-storage ${name}`),
+        },
+        keys.aes,
+        bytes.subarray(17),
+      );
+      return JSON.parse(new TextDecoder().decode(plain));
+    };
+    const manifest = (await open("manifest")) as { shards: Record<string, number> };
+    const out: [string, string][] = [];
+    for (const [shard, generation] of Object.entries(manifest.shards))
+      out.push(...((await open(`${shard}.${generation}`)) as [string, string][]));
     return out;
   });
 }

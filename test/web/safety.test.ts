@@ -2,7 +2,17 @@
 // presents differs from the one this device trusted, the chat shows a banner until the person accepts it.
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { messages, openChat, sendText, startWebEnv, waitForText, type WebEnv, twoPeopleChatting } from "./browser.ts";
+import {
+  messages,
+  openChat,
+  type PageStores,
+  sendText,
+  startWebEnv,
+  storeBundle,
+  twoPeopleChatting,
+  waitForText,
+  type WebEnv,
+} from "./browser.ts";
 
 let env: WebEnv;
 beforeAll(async () => {
@@ -25,50 +35,22 @@ async function safetyDigits(page: Page): Promise<string> {
  */
 async function tamperTrustedIdentity(page: Page, url: string, contact: string): Promise<void> {
   await page.goto(`${url}/manifest.webmanifest`);
+  await page.evaluate(await storeBundle());
   await page.evaluate(
     async ([name, session]) => {
-      const req = <T>(r: IDBRequest<T>) =>
-        new Promise<T>((ok, fail) => {
-          r.onsuccess = () => ok(r.result);
-          r.onerror = () => fail(r.error);
-        });
-      const db = await req(indexedDB.open("cipherpost"));
-      const keys = await req(db.transaction("keys").objectStore("keys").get("v1"));
-      const enc = new TextEncoder();
-      const recordId = async (key: string) => {
-        const mac = new Uint8Array(await crypto.subtle.sign("HMAC", keys.hmac, enc.encode(key)));
-        return btoa(String.fromCharCode(...mac))
-          .replace(/\+/g, "-")
-          .replace(/\//g, "_")
-          .replace(/=+$/, "");
-      };
-      const id = await recordId(name);
-      const sessionId = await recordId(session);
       const fake = new Uint8Array(33);
       crypto.getRandomValues(fake);
       fake[0] = 5;
-      const value = btoa(String.fromCharCode(...fake));
-      const iv = crypto.getRandomValues(new Uint8Array(12));
-      const sealed = new Uint8Array(
-        await crypto.subtle.encrypt(
-          { name: "AES-GCM", iv, additionalData: enc.encode(id) },
-          keys.aes,
-          enc.encode(JSON.stringify([name, value])),
-        ),
-      );
-      const record = new Uint8Array(12 + sealed.length);
-      record.set(iv);
-      record.set(sealed, 12);
-      const tx = db.transaction("data", "readwrite");
-      tx.objectStore("data").put(record, id);
-      tx.objectStore("data").delete(sessionId);
-      await new Promise((ok) => (tx.oncomplete = ok));
-      db.close();
+      const storage = await stores.EncryptedOpfsStorage.open("cipherpost");
+      await storage.write({ set: { [name]: btoa(String.fromCharCode(...fake)) }, delete: [session] });
+      await storage.close();
     },
     [`id/${contact}`, `s/${contact}/001`] as const,
   );
   await page.goto(`${url}/`);
 }
+
+declare const stores: PageStores;
 
 test("safety numbers match on both sides; an identity change shows the banner", async () => {
   const { alice, bob } = await twoPeopleChatting(env, "first");

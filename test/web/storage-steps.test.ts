@@ -1,16 +1,18 @@
 // Issue 13 for the browser store: two people chat in real Chromium, and after each step that replaces a secret
-// (a one-time prekey used, a ratchet step, a disappearing message expired) the raw IndexedDB files of the
-// receiver's profile hold neither the replaced secret (raw, base64 or hex) nor any message text.
-import { mkdtempSync, rmSync } from "node:fs";
+// (a one-time prekey used, a ratchet step, a disappearing message expired, a message deleted) the raw files of the
+// receiver's whole browser profile hold neither the replaced secret (raw, base64 or hex) nor any message text, nor
+// the sealed store file that held it: with the key taken too, the old secret cannot be recovered.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sparticuz from "@sparticuz/chromium";
 import { chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { shardOf } from "../../src/client/sharded-store.ts";
 import { PREKEY_PREFIXES, sessionPrefix } from "../../src/client/storage-keys.ts";
 import { fromBase64, utf8 } from "../../src/crypto/bytes.ts";
 import { SessionRecord } from "../../src/crypto/session-record.ts";
-import { containsSecret, rawFiles } from "../client/storage-scan.ts";
+import { containsSecret } from "../client/storage-scan.ts";
 import {
   createPerson,
   decryptedEntries,
@@ -19,6 +21,7 @@ import {
   sendText,
   startChat,
   startWebEnv,
+  storeFiles,
   waitForText,
   type WebEnv,
 } from "./browser.ts";
@@ -50,28 +53,50 @@ async function entriesWhen(page: Page, what: string, done: (e: Map<string, strin
   }
 }
 
+/** Every file under `dir` as latin1 text; files that vanish while being read (the browser's own) are skipped. */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    try {
+      if (statSync(p).isDirectory()) out.push(...filesUnder(p));
+      else out.push(readFileSync(p).toString("latin1"));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+  }
+  return out;
+}
+
+/** A 64-byte run of a sealed file's ciphertext (past its header), as latin1: random, so found only where that file is. */
+const sealedRun = (base64: string) => Buffer.from(base64, "base64").subarray(17, 81).toString("latin1");
+
 /**
- * The raw bytes of every file under the profile's IndexedDB folder (LevelDB logs, tables, manifests, blobs). A
- * fresh canary written with strict durability just before must be found: the scan then also sees every write
- * committed before it, the step's included.
+ * The raw bytes of every file of the whole profile (the store's files, IndexedDB, caches, everything). The store's
+ * manifest as it is now must be found: the scan then also sees every write committed before it, the step's included.
  */
-async function rawIndexedDb(page: Page): Promise<string[]> {
-  const canary = `canary-${crypto.randomUUID()}`;
-  await page.evaluate(async (value) => {
-    const open = indexedDB.open("control", 1);
-    open.onupgradeneeded = () => open.result.createObjectStore("s");
-    const db = await new Promise<IDBDatabase>((ok) => (open.onsuccess = () => ok(open.result)));
-    const tx = db.transaction("s", "readwrite", { durability: "strict" });
-    tx.objectStore("s").put(value, "k");
-    await new Promise((ok) => (tx.oncomplete = ok));
-    db.close();
-  }, canary);
-  const files = rawFiles(join(profile, "Default", "IndexedDB"));
+async function rawProfile(page: Page): Promise<string[]> {
+  const now = await storeFiles(page);
+  const files = filesUnder(join(profile, "Default"));
   expect(
-    files.some((f) => f.includes(canary)),
-    "the scan sees the latest write",
+    files.some((f) => f.includes(sealedRun(now.manifest!))),
+    "the scan sees the store's latest write",
   ).toBe(true);
   return files;
+}
+
+/**
+ * The sealed file that held `key` before a step (its shard's file then) is neither the live file of its shard now
+ * nor anywhere in the profile's raw bytes.
+ */
+function sealedFileGone(files: string[], before: Record<string, string>, after: Record<string, string>, key: string) {
+  const name = Object.keys(before).find((n) => n.startsWith(`${shardOf(key)}.`));
+  expect(name, `the file that held ${key}`).toBeDefined();
+  expect(after[name!], `${name} replaced`).toBeUndefined();
+  expect(
+    files.some((f) => f.includes(sealedRun(before[name!]!))),
+    `the sealed bytes of ${name}`,
+  ).toBe(false);
 }
 
 /** Whether a text occurs in the files as UTF-8 or UTF-16 (V8 serializes some strings as two-byte). */
@@ -96,7 +121,7 @@ const sessionOf = (e: Map<string, string>, account: string) => {
   return entry && SessionRecord.deserialize(fromBase64(entry[1])).current;
 };
 
-test("after a prekey is used, a ratchet step and an expiry, the raw IndexedDB files hold no old secret or text", async () => {
+test("after a prekey is used, a ratchet step, an expiry and a deletion, the profile holds no old secret, text or sealed file", async () => {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: await sparticuz.executablePath(),
     args: ["--no-sandbox", "--no-zygote"],
@@ -119,7 +144,10 @@ test("after a prekey is used, a ratchet step and an expiry, the raw IndexedDB fi
     expect(containsSecret([...live.values()], secret), `${what} in the live entries`).toBe(false);
   };
 
+  const entryWith = (e: Map<string, string>, text: string) => [...e].find(([, v]) => v.includes(text))?.[0];
+
   // 1. A one-time prekey used: Bob's first message spends one EC and one KEM one-time key of Alice's.
+  let sealed = await storeFiles(page);
   const before = prekeyHalves(await liveEntries(page));
   expect(before.size).toBeGreaterThan(100);
   texts.push(`first words ${crypto.randomUUID()}`);
@@ -137,12 +165,17 @@ test("after a prekey is used, a ratchet step and an expiry, the raw IndexedDB fi
     PREKEY_PREFIXES.ec,
     PREKEY_PREFIXES.kem,
   ]);
-  let files = await rawIndexedDb(page);
-  for (const [k, secret] of spent) secretGone(files, live, `spent prekey ${k}`, secret);
+  let files = await rawProfile(page);
+  for (const [k, secret] of spent) {
+    secretGone(files, live, `spent prekey ${k}`, secret);
+    sealedFileGone(files, sealed, await storeFiles(page), k);
+  }
   noTextIn(files);
 
   // 2. A ratchet step: Alice answers and Bob writes again, so Alice's root key and receiving chain are replaced.
   const old = sessionOf(live, bob.accountId)!;
+  const sessionKey = [...live.keys()].find((k) => k.startsWith(sessionPrefix(bob.accountId)))!;
+  sealed = await storeFiles(page);
   const [oldRoot, oldChain] = [old.rootKey, old.receivingChains.at(-1)!.key!];
   texts.push(`an answer ${crypto.randomUUID()}`, `after the ratchet step ${crypto.randomUUID()}`);
   await sendText(page, texts[1]!);
@@ -154,9 +187,10 @@ test("after a prekey is used, a ratchet step and an expiry, the raw IndexedDB fi
     return !!s && s.receivingChains.every((c) => !c.key || !Buffer.from(c.key).equals(Buffer.from(oldChain)));
   });
   expect(Buffer.from(sessionOf(live, bob.accountId)!.rootKey).equals(Buffer.from(oldRoot))).toBe(false);
-  files = await rawIndexedDb(page);
+  files = await rawProfile(page);
   secretGone(files, live, "old root key", oldRoot);
   secretGone(files, live, "old receiving chain key", oldChain);
+  sealedFileGone(files, sealed, await storeFiles(page), sessionKey);
   noTextIn(files);
 
   // 3. A disappearing message expired: Alice sets a 5-second timer, Bob's message under it goes everywhere.
@@ -169,15 +203,35 @@ test("after a prekey is used, a ratchet step and an expiry, the raw IndexedDB fi
   await sendText(bob.page, vanishing);
   const shown = messages(page).filter({ hasText: vanishing });
   await shown.waitFor();
-  expect([...(await liveEntries(page)).values()].join()).toContain(vanishing);
+  const vanishingKey = entryWith(
+    await entriesWhen(page, "the message stored", (e) => !!entryWith(e, vanishing)),
+    vanishing,
+  )!;
+  sealed = await storeFiles(page);
   await shown.waitFor({ state: "detached", timeout: 15_000 });
-  live = await entriesWhen(page, "the expired message deleted", (e) => ![...e.values()].join().includes(vanishing));
-  files = await rawIndexedDb(page);
+  live = await entriesWhen(page, "the expired message deleted", (e) => !entryWith(e, vanishing));
+  files = await rawProfile(page);
   expect(containsText([...live.values()], vanishing)).toBe(false);
+  sealedFileGone(files, sealed, await storeFiles(page), vanishingKey);
   noTextIn(files);
 
-  // 4. A message deleted: not tested here. The web app has no delete control and exposes neither its client nor
-  // its storage on `window`, so the SDK's messages.delete is not reachable from the page (see the report).
+  // 4. A message deleted: Alice deletes Bob's last message from her device ("Delete message", "Delete for me").
+  const doomed = texts[2]!;
+  const doomedKey = entryWith(await liveEntries(page), doomed)!;
+  expect(doomedKey).toBeDefined();
+  sealed = await storeFiles(page);
+  const item = messages(page).filter({ hasText: doomed });
+  await item.getByRole("button", { name: "Delete message" }).click();
+  await item.getByRole("button", { name: "Delete for me" }).click();
+  await item.waitFor({ state: "detached" });
+  live = await entriesWhen(page, "the deleted message gone", (e) => !entryWith(e, doomed));
+  files = await rawProfile(page);
+  expect(containsText([...live.values()], doomed)).toBe(false);
+  sealedFileGone(files, sealed, await storeFiles(page), doomedKey);
+  noTextIn(files);
+  // The other messages stay, on the screen and in the store.
+  await waitForText(messages(page), texts[1]!);
+  expect(entryWith(live, texts[0]!)).toBeDefined();
 
   await Promise.all([context.close(), bob.context.close()]);
 }, 120_000);

@@ -81,6 +81,7 @@ export class Messenger {
   version = 0;
   readonly #listeners = new Set<() => void>();
   #flushing = false;
+  #flushAgain = false;
 
   private constructor(client: CipherpostClient, storage: Storage, profile: Profile) {
     this.client = client;
@@ -284,6 +285,12 @@ export class Messenger {
       void this.client.sendTyping(to, action, group ? { groupId: group.id } : {}).catch(() => undefined);
   }
 
+  /** Deletes this device's copy of a message: gone from the store's files once this resolves. */
+  async deleteMessage(message: StoredMessage): Promise<void> {
+    await this.client.messages.delete(message.id, message.from);
+    this.changed();
+  }
+
   /** Writes a message: into the outbox first (kept across reloads), then out as soon as the relay takes it. */
   async sendText(conv: string, text: string): Promise<void> {
     const pending: Pending = { id: crypto.randomUUID(), conversation: conv, text, createdAt: Date.now() };
@@ -293,28 +300,41 @@ export class Messenger {
     await this.flushOutbox();
   }
 
-  /** Sends what the outbox holds, oldest first; stops at the first failure that waiting can fix. */
+  /**
+   * Sends what the outbox holds, oldest first; stops at the first failure that waiting can fix. A message written
+   * while a flush is under way is sent by that flush, in another pass, rather than left waiting for a reconnect.
+   */
   async flushOutbox(): Promise<void> {
-    if (this.#flushing) return;
+    if (this.#flushing) {
+      this.#flushAgain = true;
+      return;
+    }
     this.#flushing = true;
     try {
-      for (const p of [...this.outbox.values()].sort((a, b) => a.createdAt - b.createdAt)) {
-        if (this.prefsOf(p.conversation).identityChanged) continue;
-        try {
-          await this.send(p.conversation, { text: p.text });
-        } catch (e) {
-          if (CipherpostError.is(e) && e.retryable) return;
-          // Held until the person accepts the contact's new identity key.
-          if (CipherpostError.is(e) && (await this.#identityChanged(p.conversation, e))) continue;
-          // Refused for good (e.g. the contact's account is gone): keep it visible as failed, out of the queue.
-          console.warn("cipherpost: message refused", e);
-        }
-        this.outbox.delete(p.id);
-        await this.storage.write({ delete: [K.outbox(p.id)] });
-        this.changed();
-      }
+      do {
+        this.#flushAgain = false;
+        await this.#flushPass();
+      } while (this.#flushAgain);
     } finally {
       this.#flushing = false;
+    }
+  }
+
+  async #flushPass(): Promise<void> {
+    for (const p of [...this.outbox.values()].sort((a, b) => a.createdAt - b.createdAt)) {
+      if (this.prefsOf(p.conversation).identityChanged) continue;
+      try {
+        await this.send(p.conversation, { text: p.text });
+      } catch (e) {
+        if (CipherpostError.is(e) && e.retryable) return;
+        // Held until the person accepts the contact's new identity key.
+        if (CipherpostError.is(e) && (await this.#identityChanged(p.conversation, e))) continue;
+        // Refused for good (e.g. the contact's account is gone): keep it visible as failed, out of the queue.
+        console.warn("cipherpost: message refused", e);
+      }
+      this.outbox.delete(p.id);
+      await this.storage.write({ delete: [K.outbox(p.id)] });
+      this.changed();
     }
   }
 

@@ -1,31 +1,34 @@
-// The SDK's Storage in the browser: IndexedDB, encrypted at rest. Every entry (its name and its value) is one
-// AES-256-GCM record under a non-extractable key kept in the same database; record ids are HMACs of the names,
-// so the database shows neither contacts' account ids nor any message or key, only opaque ids and ciphertext.
+// The browser's storage keys, and the SDK's Storage over IndexedDB for browsers without the origin-private file
+// system's writable files (opfs-storage.ts is the store the web app uses where it can). Every entry (its name and
+// its value) is one AES-256-GCM record under a non-extractable key kept in the same database; record ids are HMACs
+// of the names, so the database shows neither contacts' account ids nor any message or key, only opaque ids and
+// ciphertext. Unlike the file store, it cannot promise that a replaced record is gone from the disk: IndexedDB's
+// log files keep it until a compaction the page cannot trigger (docs/threat-model.md).
 import { concatBytes, fromUtf8, randomBytes, toBase64Url, utf8 } from "../../crypto/bytes.ts";
 import { Mutex } from "../../protocol/concurrency.ts";
 import type { Storage, StorageBatch } from "../../client/index.ts";
 
 const VERSION = 1;
 const KEYS = "keys";
-const DATA = "data";
-const IV_BYTES = 12;
+export const DATA = "data";
+export const IV_BYTES = 12;
 
-interface Keys {
+export interface Keys {
   aes: CryptoKey;
   hmac: CryptoKey;
 }
 
 /** The codec answers Uint8Array<ArrayBufferLike>; WebCrypto's types want plain ArrayBuffer views (which they are). */
-const view = (bytes: Uint8Array) => bytes as Uint8Array<ArrayBuffer>;
+export const view = (bytes: Uint8Array) => bytes as Uint8Array<ArrayBuffer>;
 
-function request<T>(r: IDBRequest<T>): Promise<T> {
+export function request<T>(r: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
     r.onsuccess = () => resolve(r.result);
     r.onerror = () => reject(r.error);
   });
 }
 
-function done(tx: IDBTransaction): Promise<void> {
+export function done(tx: IDBTransaction): Promise<void> {
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
     tx.onerror = () => reject(tx.error);
@@ -33,7 +36,7 @@ function done(tx: IDBTransaction): Promise<void> {
   });
 }
 
-function openDb(name: string): Promise<IDBDatabase> {
+export function openDb(name: string): Promise<IDBDatabase> {
   const r = indexedDB.open(name, VERSION);
   r.onupgradeneeded = () => {
     const db = r.result;
@@ -44,7 +47,7 @@ function openDb(name: string): Promise<IDBDatabase> {
 }
 
 /** The database's keys, made on first use. Non-extractable: script can use them but never read them out. */
-async function loadKeys(db: IDBDatabase): Promise<Keys> {
+export async function loadKeys(db: IDBDatabase): Promise<Keys> {
   const read = () => request(db.transaction(KEYS).objectStore(KEYS).get("v1") as IDBRequest<Keys | undefined>);
   const existing = await read();
   if (existing) return existing;
@@ -149,7 +152,7 @@ async function encryptRecord(aes: CryptoKey, id: string, key: string, value: str
   return concatBytes(iv, new Uint8Array(sealed));
 }
 
-async function decryptRecord(aes: CryptoKey, id: string, record: Uint8Array): Promise<[string, string]> {
+export async function decryptRecord(aes: CryptoKey, id: string, record: Uint8Array): Promise<[string, string]> {
   const plain = await crypto.subtle.decrypt(
     { name: "AES-GCM", iv: view(record.subarray(0, IV_BYTES)), additionalData: view(utf8(id)) },
     aes,

@@ -87,6 +87,30 @@ function FileCard({ messenger, pointer }: { messenger: Messenger; pointer: Attac
   );
 }
 
+/**
+ * "Delete message", then "Delete for me" or "Keep": deletes this device's copy (its text and its entry in the
+ * encrypted store; docs/web.md). Other devices and the other person keep theirs.
+ */
+function DeleteControl({ messenger, message }: { messenger: Messenger; message: StoredMessage }) {
+  const [asking, setAsking] = useState(false);
+  if (!asking)
+    return (
+      <button type="button" class="link delete" aria-label="Delete message" onClick={() => setAsking(true)}>
+        Delete
+      </button>
+    );
+  return (
+    <span class="delete-confirm">
+      <button type="button" class="link" onClick={() => void messenger.deleteMessage(message)}>
+        Delete for me
+      </button>
+      <button type="button" class="link" onClick={() => setAsking(false)}>
+        Keep
+      </button>
+    </span>
+  );
+}
+
 export function MessageItem(props: { messenger: Messenger; message: StoredMessage; now: number; showSender: boolean }) {
   const { messenger: m, message: msg, now } = props;
   const data = appData(msg);
@@ -102,6 +126,7 @@ export function MessageItem(props: { messenger: Messenger; message: StoredMessag
   const left = msg.expiresAt !== undefined ? Math.max(0, Math.ceil((msg.expiresAt - now) / 1000)) : undefined;
   return (
     <li class={`msg ${mine ? "outgoing" : "incoming"}`}>
+      <DeleteControl messenger={m} message={msg} />
       {props.showSender && !mine && <p class="sender">{m.nameOf(msg.from)}</p>}
       {msg.attachments?.map((a) =>
         isImage(a) ? (
