@@ -21,12 +21,25 @@ export const PRICES = {
   r2StorageGb: { included: 10, perGbMonth: 0.015 },
 };
 
-/** Per-operation counts. `measured` ones come from tests or benchmarks named beside them; the rest from the code. */
+/**
+ * Per-operation counts, each with how it was obtained (`SOURCES`): *measured* by the test or benchmark named,
+ * *derived* from the code, or *assumed* (a usage or platform figure no local measurement can give).
+ */
 export const UNIT = {
-  // test/server/storage-cost.test.ts: rows written in the recipient's object per copy (live 3, queued 3).
-  doRowsWrittenPerCopyLive: 3,
-  doRowsWrittenPerCopyQueued: 3,
+  // Rows written in the account objects per message copy, from the SDK's own traffic (idempotency keys on every
+  // send, sync copies, receipts, group sends): 0 for a copy pushed to a connected, caught-up device and acked
+  // within MAX_ACK_WAIT_MS; 2 for one that waits in the queue (one WITHOUT ROWID row, its delete on ack).
+  doRowsWrittenPerCopyLive: 0,
+  doRowsWrittenPerCopyQueued: 2,
+  // Rows written per send beyond its copies: the idempotency answer rides in the queued rows and in memory.
+  doRowsWrittenPerSend: 0,
+  // D1 rows written per send (every shard's total_changes() around the SDK conversation).
+  d1RowsWrittenPerSend: 0,
   doRowsReadPerCopy: 6,
+  // Copies for a connected device whose ack does not come back within MAX_ACK_WAIT_MS (stored after all, 2 rows).
+  lateAckShare: 0.05,
+  // How long a send waits for a connected device's ack: its round trip plus the device decrypting and storing.
+  ackRoundTripMs: 150,
   // A send: one Worker request, one RPC to the sender's object (authentication, device limit), one per recipient object.
   doRpcPerSend: 1,
   // CPU per Worker request, an assumption bounded by the load benchmark (both Workers and objects share one process there).
@@ -52,6 +65,53 @@ export const UNIT = {
   r2ClassAPerUpload: 3, // create multipart, upload part, complete
 };
 
+export type Unit = typeof UNIT;
+
+/** How each count in UNIT was obtained. */
+export const SOURCES: Record<keyof Unit, string> = {
+  doRowsWrittenPerCopyLive:
+    "measured: test/server/storage-cost-sdk.test.ts (SDK send to a connected device), storage-cost.test.ts",
+  doRowsWrittenPerCopyQueued:
+    "measured: test/server/storage-cost-sdk.test.ts (SDK send to an offline device), storage-cost.test.ts",
+  doRowsWrittenPerSend:
+    "measured: test/server/storage-cost-sdk.test.ts (the conversation: 48 rows = its 24 queued copies × 2)",
+  d1RowsWrittenPerSend: "measured: test/server/storage-cost-sdk.test.ts (total_changes() of every shard)",
+  doRowsReadPerCopy: "measured: test/server/storage-cost.test.ts (6.15 for a queued copy, rounded)",
+  lateAckShare: "assumed (a connected device that is busy, or whose connection is half-open)",
+  ackRoundTripMs: "assumed (a phone's round trip plus decrypt and store; the local benchmark's is a few ms)",
+  doRpcPerSend: "derived: src/server/routes/messages.ts",
+  workerCpuMsPerRequest: "assumed, bounded by npm run bench",
+  doActiveMsPerRpc: "assumed",
+  d1RowsWrittenPerRegistration: "derived: docs/scaling.md and schema.sql",
+  doRowsWrittenPerRegistration: "derived: src/server/account",
+  doRpcPerRegistration: "derived: src/server/routes",
+  r2PutsPerRegistration: "derived: the KEM key page",
+  cpuMsPerRegistration: "measured: docs/performance.md (102 signature checks at 0.33 ms, plus the rest)",
+  kemPageBytes: "derived: 100 KEM keys of 1,637 bytes",
+  d1BytesPerDevice: "measured: docs/scaling.md (dbstat)",
+  doRowsWrittenPerClaim: "derived: src/server/account/prekey-claims.ts",
+  d1RowsWrittenPerClaim: "derived: src/server/db",
+  workerRequestsPerUpload: "derived: the tus flow",
+  doRpcPerUpload: "derived: src/server/uploads",
+  doRowsWrittenPerUpload: "derived: src/server/uploads",
+  d1RowsWrittenPerUpload: "derived: src/server/db/attachments.ts",
+  r2ClassAPerUpload: "derived: R2 multipart",
+};
+
+/**
+ * The counts before issue #16, measured the same way (test/server/storage-cost-sdk.test.ts on the earlier
+ * code): every copy stored first in a rowid queue with its (device, seq) index (3 rows), and an idempotency
+ * record per send with its key and expiry index rows and the alarm's delete (4.05 rows). For comparison only.
+ */
+export const UNIT_BEFORE_16: Unit = {
+  ...UNIT,
+  doRowsWrittenPerCopyLive: 3,
+  doRowsWrittenPerCopyQueued: 3,
+  doRowsWrittenPerSend: 4,
+  lateAckShare: 0,
+  ackRoundTripMs: 0,
+};
+
 export interface Assumptions {
   users: number;
   devicesPerUser: number;
@@ -64,11 +124,15 @@ export interface Assumptions {
   newUserShare: number;
   claimsPerUserPerMonth: number;
   socketSendShare: number;
+  onlineShare: number;
 }
 
 export const DEFAULTS: Omit<Assumptions, "users"> = {
   devicesPerUser: 1.3, // a phone, and for some a desktop or tablet
   sendsPerUserPerDay: 45, // 30 messages and 15 receipt or typing sends a day
+  // Of those 15, 5 typing indicators: `online` sends, pushed to devices connected now and never stored or acked
+  // (src/client/client.ts sendTyping; mailbox-delivery "online messages never stored"); 10 receipts are stored.
+  onlineShare: 5 / 45,
   groupShare: 0.25, // a quarter of sends go to groups
   groupSize: 8,
   queuedShare: 0.5, // half the copies wait for a device that is offline
@@ -85,13 +149,18 @@ const bill = (used: number, p: { included: number; perMillion: number }) =>
   (Math.max(0, used - p.included) / 1e6) * p.perMillion;
 const billGb = (gb: number, p: { included: number; perGbMonth: number }) => Math.max(0, gb - p.included) * p.perGbMonth;
 
-export function month(a: Assumptions) {
+export function month(a: Assumptions, unit: Unit = UNIT) {
+  const UNIT = unit;
   const sends = a.users * a.sendsPerUserPerDay * 30;
+  const storedSends = sends * (1 - a.onlineShare); // typing indicators are never stored
   const ownOther = a.devicesPerUser - 1; // sync copies to the sender's other devices
   const copiesPerSend =
     (1 - a.groupShare) * (a.devicesPerUser + ownOther) + a.groupShare * (a.groupSize * a.devicesPerUser + ownOther);
   const objectsPerSend =
     (1 - a.groupShare) * (1 + Math.min(1, ownOther)) + a.groupShare * (a.groupSize + Math.min(1, ownOther));
+  // Copies for connected devices: pushed first; most are acked in time and never written.
+  const liveShare = (1 - a.queuedShare) * (1 - UNIT.lateAckShare);
+  const storedSendCopies = storedSends * copiesPerSend; // copies that are queued or pushed and acked
   const copies = sends * copiesPerSend;
   const uploads = sends * a.attachmentShare;
   const downloads = uploads * copiesPerSend;
@@ -110,14 +179,19 @@ export function month(a: Assumptions) {
   // Active time is per activation, whatever the billing ratio: every send frame wakes the sender's object.
   const doActivations = httpSends * UNIT.doRpcPerSend + socketSends + copies / 20 + otherRpc;
   const doRowsWritten =
-    copies * (a.queuedShare * UNIT.doRowsWrittenPerCopyQueued + (1 - a.queuedShare) * UNIT.doRowsWrittenPerCopyLive) +
+    storedSendCopies * (liveShare * UNIT.doRowsWrittenPerCopyLive + (1 - liveShare) * UNIT.doRowsWrittenPerCopyQueued) +
+    storedSends * objectsPerSend * UNIT.doRowsWrittenPerSend +
     uploads * UNIT.doRowsWrittenPerUpload +
     registrations * UNIT.doRowsWrittenPerRegistration +
     claims * UNIT.doRowsWrittenPerClaim;
-  const doRowsRead = copies * UNIT.doRowsReadPerCopy;
-  const doGbSeconds = ((doActivations * UNIT.doActiveMsPerRpc) / 1000) * 0.128;
+  const doRowsRead = storedSendCopies * UNIT.doRowsReadPerCopy;
+  // The wait for a connected device's ack keeps the recipient's object active (one wait per recipient account
+  // with a device connected: its copies share it), and the sender's too when it sent over its connection.
+  const ackWaitMs = storedSends * (objectsPerSend * (1 - a.queuedShare) + a.socketSendShare) * UNIT.ackRoundTripMs;
+  const doGbSeconds = ((doActivations * UNIT.doActiveMsPerRpc + ackWaitMs) / 1000) * 0.128;
   const doStorageGb = (devices * 20 * 1.2e3 + a.users * 16e3) / 1e9; // 20 queued copies of 1.2 KB per device, 16 KB per account object
   const d1RowsWritten =
+    sends * UNIT.d1RowsWrittenPerSend +
     registrations * UNIT.d1RowsWrittenPerRegistration +
     claims * (UNIT.d1RowsWrittenPerClaim + 3) +
     uploads * UNIT.d1RowsWrittenPerUpload;
@@ -163,22 +237,49 @@ export function tables(): string {
   });
   out.push(`| **total per month** | ${runs.map((r) => `**${usd(r.m.total)}**`).join(" | ")} | |`);
   out.push(`| per user per month | ${runs.map((r) => `$${r.m.perUser.toFixed(4)}`).join(" | ")} | |`);
+  const before = month({ users: 1e6, ...DEFAULTS }, UNIT_BEFORE_16);
   out.push(
     "",
-    `Copies delivered per send: ${runs[0]!.m.copiesPerSend.toFixed(2)}; sends a month at 1 M users: ${fmt(runs[0]!.m.sends)}.`,
+    `Copies delivered per send: ${runs[0]!.m.copiesPerSend.toFixed(2)}; sends a month at 1 M users: ${fmt(runs[0]!.m.sends)}. ` +
+      `At the counts measured before issue #16 (3 rows per copy, 4 per send for idempotency) the same month cost ` +
+      `$${before.perUser.toFixed(4)} per user.`,
   );
+  return out.join("\n");
+}
+
+/** The message-path counts the month uses, each with how it was obtained. */
+export function countsTable(): string {
+  const keys: (keyof Unit)[] = [
+    "doRowsWrittenPerCopyLive",
+    "doRowsWrittenPerCopyQueued",
+    "doRowsWrittenPerSend",
+    "d1RowsWrittenPerSend",
+    "doRowsReadPerCopy",
+    "lateAckShare",
+    "ackRoundTripMs",
+    "workerCpuMsPerRequest",
+    "doActiveMsPerRpc",
+  ];
+  const out = ["| count | value | before #16 | how obtained |", "|---|---|---|---|"];
+  for (const k of keys) out.push(`| \`${k}\` | ${UNIT[k]} | ${UNIT_BEFORE_16[k]} | ${SOURCES[k]} |`);
   return out.join("\n");
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const t = tables();
+  const c = countsTable();
   if (process.argv.includes("--write")) {
     const path = new URL("../docs/cost.md", import.meta.url);
     const doc = readFileSync(path, "utf8");
     writeFileSync(
       path,
-      doc.replace(/<!-- cost:start -->[\s\S]*?<!-- cost:end -->/, `<!-- cost:start -->\n${t}\n<!-- cost:end -->`),
+      doc
+        .replace(/<!-- cost:start -->[\s\S]*?<!-- cost:end -->/, `<!-- cost:start -->\n${t}\n<!-- cost:end -->`)
+        .replace(
+          /<!-- counts:start -->[\s\S]*?<!-- counts:end -->/,
+          `<!-- counts:start -->\n${c}\n<!-- counts:end -->`,
+        ),
     );
   }
-  process.stdout.write(`${t}\n`);
+  process.stdout.write(`${t}\n\n${c}\n`);
 }

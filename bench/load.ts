@@ -52,6 +52,11 @@ export interface LoadResult {
   claimsPerSec?: number;
   uploadMBps?: number;
   networkRetries?: number;
+  /**
+   * cipherpost only: send-to-answer latency (the 200 or send_result the sender waits for), which includes the
+   * wait for a connected recipient's ack (MAX_ACK_WAIT_MS, docs/mailbox.md).
+   */
+  answerMs?: LatencyStats;
 }
 
 const now = () => performance.now();
@@ -315,6 +320,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
   const senderSockets = overSocket ? await Promise.all(senders.map((s) => senderSocket(o.url, s))) : [];
 
   const start = now();
+  const answered: number[] = [];
   await pool(o.messages, o.concurrency, async (i) => {
     const to = recipients[i % recipients.length]!;
     const from = senders[i % senders.length]!;
@@ -342,6 +348,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
         }),
         "send",
       );
+    answered.push(now() - d.sentAt[i]!);
   });
   const delivered = await d.finish(overSocket ? "cipherpost-socket" : "cipherpost", start, o.timeoutMs);
   for (const ws of sockets) ws.close(1000);
@@ -400,6 +407,7 @@ async function runCipherpost(o: LoadOptions): Promise<LoadResult> {
 
   return {
     ...delivered,
+    answerMs: stats(answered),
     registrationsPerSec,
     ...(claimsPerSec !== undefined ? { claimsPerSec } : {}),
     ...(uploadMBps !== undefined ? { uploadMBps } : {}),

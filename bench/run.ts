@@ -43,6 +43,11 @@ const preset = short
 
 /** `--messages=N` and the like override one figure of the preset, for exploring. */
 const common = { ...preset };
+/**
+ * `MAX_ACK_WAIT_MS=0 npm run bench` runs cipherpost with another MAX_ACK_WAIT_MS (docs/mailbox.md), to see what pushing
+ * copies before storing them does to latency and throughput; unset, wrangler.toml's value.
+ */
+const ackWaitMs = process.env.MAX_ACK_WAIT_MS;
 for (const arg of process.argv.slice(2)) {
   const m = /^--(\w+)=(\d+)$/.exec(arg);
   if (m && m[1]! in common) (common as Record<string, number>)[m[1]!] = Number(m[2]);
@@ -70,7 +75,10 @@ function runGenerator(options: LoadOptions): Promise<LoadResult> {
 async function measure(target: "cipherpost" | "baseline", sendOver: "http" | "socket" = "http"): Promise<LoadResult> {
   const host =
     target === "cipherpost"
-      ? await startWorker({ config: "wrangler.toml", vars: { ...BRAKES_OFF_VARS } })
+      ? await startWorker({
+          config: "wrangler.toml",
+          vars: { ...BRAKES_OFF_VARS, ...(ackWaitMs !== undefined ? { MAX_ACK_WAIT_MS: ackWaitMs } : {}) },
+        })
       : await startWorker({ config: "bench/baseline/wrangler.toml" });
   try {
     const options: LoadOptions =
@@ -96,13 +104,14 @@ async function main() {
   const baseline = await measure("baseline");
   for (const r of [cipherpost, socket, baseline]) {
     process.stderr.write(
-      `${r.target.padEnd(10)} delivered ${r.delivered}/${r.sent} (dups ${r.duplicates})  ${round(r.messagesPerSec)} msg/s  p50 ${round(r.latencyMs.p50)} ms  p95 ${round(r.latencyMs.p95)} ms  p99 ${round(r.latencyMs.p99)} ms\n`,
+      `${r.target.padEnd(10)} delivered ${r.delivered}/${r.sent} (dups ${r.duplicates})  ${round(r.messagesPerSec)} msg/s  p50 ${round(r.latencyMs.p50)} ms  p95 ${round(r.latencyMs.p95)} ms  p99 ${round(r.latencyMs.p99)} ms${r.answerMs ? `  answer p50 ${round(r.answerMs.p50)} ms  p99 ${round(r.answerMs.p99)} ms` : ""}\n`,
     );
   }
   const summary = {
     mode: short ? "short" : "full",
     machine: `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
     load: common,
+    ackWaitMs: ackWaitMs ?? "wrangler.toml",
     throughputRatio: round(cipherpost.messagesPerSec / baseline.messagesPerSec, 3),
     p99Ratio: round(cipherpost.latencyMs.p99 / baseline.latencyMs.p99, 3),
     p50Ratio: round(cipherpost.latencyMs.p50 / baseline.latencyMs.p50, 3),
@@ -112,6 +121,7 @@ async function main() {
     socket: {
       messagesPerSec: round(socket.messagesPerSec),
       latencyMs: roundAll(socket.latencyMs),
+      answerMs: socket.answerMs ? roundAll(socket.answerMs) : undefined,
       delivered: socket.delivered,
       sent: socket.sent,
       duplicates: socket.duplicates,
@@ -119,6 +129,7 @@ async function main() {
     cipherpost: {
       messagesPerSec: round(cipherpost.messagesPerSec),
       latencyMs: roundAll(cipherpost.latencyMs),
+      answerMs: cipherpost.answerMs ? roundAll(cipherpost.answerMs) : undefined,
       delivered: cipherpost.delivered,
       sent: cipherpost.sent,
       duplicates: cipherpost.duplicates,
@@ -175,9 +186,13 @@ function updatePerformanceDoc(
   const path = join(root, "docs/performance.md");
   const doc = readFileSync(path, "utf8");
   const l = (x: Record<string, unknown>, k: string) => x[k];
+  const answer = (f: Figures) => {
+    const a = (f as { answerMs?: Record<string, unknown> }).answerMs;
+    return a ? `${l(a, "p50")} / ${l(a, "p99")}` : "n/a";
+  };
   const table = [
     "<!-- bench:start (written by npm run bench) -->",
-    `Measured ${new Date().toISOString().slice(0, 10)} on ${s.machine as string}; load: ${JSON.stringify(s.load)}.`,
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${s.machine as string}; load: ${JSON.stringify(s.load)}; MAX_ACK_WAIT_MS: ${String(s.ackWaitMs)}.`,
     "",
     "| figure | cipherpost | baseline | ratio |",
     "|---|---|---|---|",
@@ -187,6 +202,7 @@ function updatePerformanceDoc(
     `| send-to-delivery p99 (ms) | ${l(s.cipherpost.latencyMs, "p99")} | ${l(s.baseline.latencyMs, "p99")} | ${s.p99Ratio} |`,
     `| the same, sent over each sender's connection: messages per second | ${s.socket.messagesPerSec} | ${s.baseline.messagesPerSec} | ${s.socketThroughputRatio} |`,
     `| the same, sent over each sender's connection: p50 / p99 (ms) | ${l(s.socket.latencyMs, "p50")} / ${l(s.socket.latencyMs, "p99")} | ${l(s.baseline.latencyMs, "p50")} / ${l(s.baseline.latencyMs, "p99")} | ${s.socketP50Ratio} / ${s.socketP99Ratio} |`,
+    `| send-to-answer p50 / p99 (ms), HTTP; over the connection (includes the wait for the recipient's ack) | ${answer(s.cipherpost)}; ${answer(s.socket)} | | |`,
     `| registrations per second (${s.keysPerRegistration} one-time keys of each kind) | ${s.registrationsPerSec} | | |`,
     `| prekey bundle claims per second | ${s.claimsPerSec} | | |`,
     `| attachment upload MB/s (tus) vs raw R2 put | ${s.uploadMBps} | ${s.rawR2PutMBps} | ${s.uploadRatio} |`,

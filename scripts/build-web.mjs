@@ -1,7 +1,17 @@
 // Builds the web app (src/web) into dist/web with esbuild: the page's modules (code-split), the setup worker, the
 // service worker and the static files. Prints the gzipped size of the JavaScript the first page load fetches and
 // fails when it is over the 250 KB budget (docs/performance.md). `node scripts/build-web.mjs`, or import buildWeb.
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -44,6 +54,9 @@ export async function buildWeb({ outdir: finalDir = join(ROOT, "dist/web"), mini
     chunkNames: "chunks/[name]-[hash]",
     metafile: true,
   });
+
+  // Username links are https://HOST/u#<handle>.<key>: the same page at /u (assets serve u.html there).
+  copyFileSync(join(outdir, "index.html"), join(outdir, "u.html"));
 
   const firstLoad = firstLoadFiles(app.metafile, join(outdir, "app.js"));
   const gzip = firstLoad.reduce((n, f) => n + gzipSync(readFileSync(f), { level: 9 }).length, 0);

@@ -28,7 +28,7 @@ describe("configuration docs", () => {
   it("every variable has its unit or kind in its name", () => {
     for (const n of names)
       expect(n, n).toMatch(
-        /_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS|LEVEL|JWK|SUBJECT|HOSTS)$|^MAX_|_COUNT$|_ALLOW_[A-Z]+$/,
+        /_(SECONDS|BYTES|LIMIT|BITS|MAP|DEVICES|RECIPIENTS|MESSAGES|THRESHOLD|PARTS|LEVEL|JWK|SUBJECT|HOSTS|PROVIDER|URL|URLS|ID|TOKEN|SECRET)$|^MAX_|_COUNT$|_ALLOW_[A-Z]+$/,
       );
   });
 

@@ -15,9 +15,18 @@ commands:
   safety-number ACCOUNT                      prints {"safetyNumber"} to compare with ACCOUNT
   send ACCOUNT TEXT [--expire-seconds N]     prints {"id"}
   send-file ACCOUNT PATH                     prints {"id"}
+  username set NAME                          set the account's username: NAME (alice) gets a discriminator
+                                             picked for it, NAME.DIGITS asks for exactly that; prints {"username"}
+  username link                              prints {"url"}, the username link (made on first use)
+  username reset-link                        a new link; the old one stops working; prints {"url"}
+  username lookup USERNAME                   prints {"accountId"}
+  username delete                            deletes the username and its link; prints {"deleted":true}
   receive [--wait-ms N]                      one JSON line per message; stays N ms after the queue is empty
   devices                                    prints {"devices":[{"deviceId","created","lastSeen"}]}
+  ice-servers                                prints the relay's {"iceServers":[{urls,username,credential}],
+                                             "ttlSeconds"}: fresh TURN credentials, to check a TURN setup
 
+ACCOUNT is an account id, a username (alice.42) or a username link (https://RELAY/u#…).
 --profile DIR holds the device's keys, sessions and received files (created with mode 0700).
 Output is JSON on stdout; progress goes to stderr. Exit status: 0 done, 1 failed ({"error":{"code","message"}}),
 2 wrong arguments.
@@ -35,7 +44,13 @@ export type Command =
   | { name: "send-file"; profile: string; account: string; path: string }
   | { name: "receive"; profile: string; waitMs: number }
   | { name: "devices"; profile: string }
+  | { name: "ice-servers"; profile: string }
+  | { name: "username"; profile: string; action: UsernameAction; argument?: string }
   | { name: "help" };
+
+/** `username` subcommands, each with the positionals it takes after its name. */
+const USERNAME_ACTIONS = { set: ["NAME"], link: [], "reset-link": [], lookup: ["USERNAME"], delete: [] } as const;
+export type UsernameAction = keyof typeof USERNAME_ACTIONS;
 
 interface Spec {
   positionals: string[];
@@ -43,7 +58,7 @@ interface Spec {
   required?: string[];
 }
 
-const SPECS: Record<Exclude<Command["name"], "help">, Spec> = {
+const SPECS: Record<Exclude<Command["name"], "help" | "username">, Spec> = {
   register: { positionals: [], options: ["server"], required: ["server"] },
   "link-code": { positionals: [], options: [] },
   link: { positionals: [], options: ["server", "code"], required: ["server", "code"] },
@@ -53,6 +68,7 @@ const SPECS: Record<Exclude<Command["name"], "help">, Spec> = {
   "send-file": { positionals: ["ACCOUNT", "PATH"], options: [] },
   receive: { positionals: [], options: ["wait-ms"] },
   devices: { positionals: [], options: [] },
+  "ice-servers": { positionals: [], options: [] },
 };
 
 function nonNegativeInt(name: string, value: string | undefined, min: number): number | undefined {
@@ -87,6 +103,7 @@ export function parseCommandLine(argv: string[]): Command {
   if (values.help || positionals[0] === "help") return { name: "help" };
   const [name, ...rest] = positionals;
   if (!name) throw new UsageError("no command given");
+  if (name === "username") return usernameCommand(values, rest);
   if (!(name in SPECS)) throw new UsageError(`unknown command: ${name}`);
   const command = name as keyof typeof SPECS;
   const spec = SPECS[command];
@@ -114,6 +131,7 @@ export function parseCommandLine(argv: string[]): Command {
     case "link-code":
     case "whoami":
     case "devices":
+    case "ice-servers":
       return { name: command, profile };
     case "safety-number":
       return { name: command, profile, account: rest[0]! };
@@ -132,4 +150,25 @@ export function parseCommandLine(argv: string[]): Command {
     case "receive":
       return { name: command, profile, waitMs: nonNegativeInt("wait-ms", values["wait-ms"], 0) ?? 0 };
   }
+}
+
+function usernameCommand(values: { profile?: string | undefined } & Record<string, unknown>, rest: string[]): Command {
+  const [action, ...args] = rest;
+  if (!action || !(action in USERNAME_ACTIONS))
+    throw new UsageError(`username takes one of ${Object.keys(USERNAME_ACTIONS).join(", ")}`);
+  const wanted = USERNAME_ACTIONS[action as UsernameAction];
+  for (const option of ["server", "code", "expire-seconds", "wait-ms"])
+    if (values[option] !== undefined) throw new UsageError(`username ${action} does not take --${option}`);
+  if (args.length !== wanted.length) {
+    const got = args.length ? args.map((r) => JSON.stringify(r)).join(" ") : "none";
+    throw new UsageError(`username ${action} takes ${wanted.length ? wanted.join(" ") : "no arguments"}, got ${got}`);
+  }
+  const profile = values.profile;
+  if (!profile) throw new UsageError("--profile DIR is required");
+  return {
+    name: "username",
+    profile,
+    action: action as UsernameAction,
+    ...(args[0] !== undefined ? { argument: args[0] } : {}),
+  };
 }

@@ -193,8 +193,27 @@ async function run(command: Exclude<Command, { name: "help" }>, s: Session): Pro
         devices: devices.map((d) => ({ deviceId: d.deviceId, created: d.created, lastSeen: d.lastSeen })),
       });
     }
+    case "ice-servers":
+      // The relay's answer as it is, for an operator checking a TURN setup (credentials included: they are short-lived).
+      return void out(await (await openClient(s)).iceServers());
     case "receive":
       return receive(await openClient(s), s.profile, command.waitMs);
+    case "username": {
+      const c = await openClient(s);
+      switch (command.action) {
+        case "set":
+          return void out({ username: await c.setUsername(command.argument!) });
+        case "link":
+          return void out({ url: await c.usernameLink() });
+        case "reset-link":
+          return void out({ url: await c.resetUsernameLink() });
+        case "lookup":
+          return void out({ accountId: await c.lookupUsername(command.argument!) });
+        case "delete":
+          await c.deleteUsername();
+          return void out({ deleted: true });
+      }
+    }
   }
 }
 

@@ -1,20 +1,15 @@
 // The cipherpost client, one device of one account: a facade over the parts that do the work (onboarding, sessions,
 // sending, receiving, receipts, retries, prekey upkeep, expiry), which share one ClientContext. Web-standard APIs
 // only (fetch, WebSocket, WebCrypto, streams): runs in Node 20+, browsers and Workers.
+import type { IceServersResponse } from "../protocol/calls.ts";
+import type { Call, CallSetup } from "./call.ts";
 import { safetyNumber } from "../crypto/fingerprint.ts";
 import { type DeviceInfo, DeviceListResponse } from "../protocol/directory.ts";
 import { PushEndpointRequest, VapidKeyResponse } from "../protocol/push.ts";
 import { type DownloadOptions, downloadAttachment, type UploadOptions, uploadAttachment } from "./attachments.ts";
 import type { MailboxConnection, WebSocketConstructor } from "./connection.ts";
 import type { AttachmentPointer, TypingContent } from "./content.ts";
-import {
-  checkAccountId,
-  type ClientContext,
-  type ClientOptions,
-  type DeviceRecord,
-  type LinkOptions,
-  type RegisterOptions,
-} from "./context.ts";
+import type { ClientContext, ClientOptions, DeviceRecord, LinkOptions, RegisterOptions } from "./context.ts";
 import { CipherpostError } from "./errors.ts";
 import type { ClientEvents, Listener } from "./events.ts";
 import { type GroupSendResult, sendGroupMessage } from "./group-send.ts";
@@ -159,6 +154,7 @@ export class CipherpostClient {
   /** Stops the connection, lets queued work finish (acks, receipts, resends), clears timers. The storage stays open. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#p.calls.closeAll();
     await this.#connection?.stop();
     this.#connection = null;
     await this.#p.receiver.idle();
@@ -181,7 +177,7 @@ export class CipherpostClient {
   /** Sends a message to an account (all its devices) and a sync copy to this account's other devices; stores it. */
   async send(to: string, input: MessageInput | string): Promise<SendResult> {
     this.#assertOpen();
-    return this.#p.sender.sendMessage(checkAccountId(to, "to"), input);
+    return this.#p.sender.sendMessage(await this.#account(to, "to"), input);
   }
 
   /** Uploads `file` as an attachment and sends it in a message. */
@@ -210,13 +206,14 @@ export class CipherpostClient {
     options: { groupId?: string } = {},
   ): Promise<GroupSendResult> {
     this.#assertOpen();
-    return sendGroupMessage(this.#ctx, this.#p.sessions, this.#p.sender, members, input, options);
+    const accounts = await Promise.all(members.map((m) => this.#account(m, "members")));
+    return sendGroupMessage(this.#ctx, this.#p.sessions, this.#p.sender, accounts, input, options);
   }
 
   /** A typing indicator: delivered only to devices connected now, never stored. */
   async sendTyping(to: string, action: "started" | "stopped", options: { groupId?: string } = {}): Promise<void> {
     this.#assertOpen();
-    const account = checkAccountId(to, "to");
+    const account = await this.#account(to, "to");
     const content: TypingContent = {
       type: "typing",
       id: crypto.randomUUID(),
@@ -230,7 +227,7 @@ export class CipherpostClient {
   /** Tells `to` that its messages were delivered or read. */
   async sendReceipt(to: string, kind: "delivery" | "read", messageIds: string[]): Promise<void> {
     this.#assertOpen();
-    await this.#p.receipts.send(checkAccountId(to, "to"), kind, messageIds);
+    await this.#p.receipts.send(await this.#account(to, "to"), kind, messageIds);
   }
 
   // ---------- sessions and keys ----------
@@ -240,7 +237,7 @@ export class CipherpostClient {
    * identity are dropped as new ones are made.
    */
   async trustIdentity(accountId: string, identityKey: Uint8Array): Promise<void> {
-    await this.#p.sessions.trust(checkAccountId(accountId), identityKey);
+    await this.#p.sessions.trust(await this.#account(accountId), identityKey);
   }
 
   /**
@@ -248,7 +245,7 @@ export class CipherpostClient {
    * sessions with them) if this device has never exchanged a message with it.
    */
   async safetyNumber(accountId: string): Promise<string> {
-    const account = checkAccountId(accountId);
+    const account = await this.#account(accountId);
     let remote = await this.#p.sessions.trustedIdentity(account);
     if (!remote) {
       await this.#ctx.mutex.run(() => this.#p.sessions.fetch(account, "*"));
@@ -293,6 +290,88 @@ export class CipherpostClient {
   /** Downloads, checks and decrypts an attachment as a stream (see downloadAttachment). */
   downloadAttachment(pointer: AttachmentPointer, options: DownloadOptions = {}): Promise<ReadableStream<Uint8Array>> {
     return downloadAttachment(this.#ctx.http, pointer, options);
+  }
+
+  // ---------- calls ----------
+
+  /**
+   * Calls `to` (an account id, username or username link): every device of it rings. `setup` runs on the call's
+   * RTCPeerConnection before the offer (add the local tracks, listen for the remote ones). CALL_BUSY when this
+   * device is in a call; CALLS_UNAVAILABLE without `calls.createPeerConnection`; CALLS_NOT_CONFIGURED when the
+   * relay has no TURN service. An incoming call is the `call` event. docs/calls.md.
+   */
+  async call(to: string, options: { video?: boolean; setup?: CallSetup } = {}): Promise<Call> {
+    this.#assertOpen();
+    return this.#p.calls.place(await this.#account(to, "to"), options);
+  }
+
+  /**
+   * The relay's ICE servers with fresh TURN credentials, as RTCPeerConnection takes them; CALLS_NOT_CONFIGURED
+   * when the relay has no TURN service (an application then hides its call buttons).
+   */
+  iceServers(): Promise<IceServersResponse> {
+    this.#assertOpen();
+    return this.#p.calls.iceServers();
+  }
+
+  /** The call this device is in (connecting or connected), if any. */
+  activeCall(): Call | undefined {
+    return this.#p.calls.active();
+  }
+
+  // ---------- usernames ----------
+
+  /**
+   * An account id from an account id, a username (alice.42) or a username link: every method taking an account
+   * accepts all three. A username or link costs one lookup, which the relay rate-limits.
+   */
+  resolveAccount(account: string): Promise<string> {
+    return this.#account(account);
+  }
+
+  #account(text: string, what = "account"): Promise<string> {
+    return this.#p.usernames.resolveAccount(text, what);
+  }
+
+  /**
+   * Sets this account's username: `setUsername("alice")` answers "alice.42" with a discriminator picked here;
+   * `setUsername("alice.42")` asks for exactly that. Only a hash of the name reaches the relay. Replaces the
+   * previous username; its link stops working. USERNAME_INVALID / DISCRIMINATOR_INVALID name the broken rule;
+   * USERNAME_TAKEN when every candidate is held.
+   */
+  setUsername(nickname: string): Promise<string> {
+    this.#assertOpen();
+    return this.#p.usernames.set(nickname);
+  }
+
+  /** The username this device set (null if none, or if it was set on another device). */
+  username(): Promise<string | null> {
+    return this.#p.usernames.current();
+  }
+
+  /** The account holding `username` (alice.42); NOT_FOUND when nobody does. */
+  lookupUsername(username: string): Promise<string> {
+    return this.#p.usernames.lookup(username);
+  }
+
+  /** This account's username link (https://<relay>/u#<handle>.<key>), made on first use. */
+  usernameLink(): Promise<string> {
+    return this.#p.usernames.link();
+  }
+
+  /** A new username link; the previous one answers NOT_FOUND from now on. */
+  resetUsernameLink(): Promise<string> {
+    return this.#p.usernames.resetLink();
+  }
+
+  /** The username and account a username link names. */
+  resolveUsernameLink(url: string): Promise<{ username: string; accountId: string }> {
+    return this.#p.usernames.resolveLink(url);
+  }
+
+  /** Deletes this account's username and link (others can take the name after the relay's hold). */
+  deleteUsername(): Promise<void> {
+    return this.#p.usernames.delete();
   }
 
   // ---------- devices, push wake-ups and the account ----------

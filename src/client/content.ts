@@ -99,6 +99,39 @@ export const TypingContent = z.object({
 });
 export type TypingContent = z.infer<typeof TypingContent>;
 
+/** The largest session description a call signal carries (an SDP with audio, video and data is a few KB). */
+export const MAX_SDP_CHARS = 32 * 1024;
+export const MAX_CALL_CANDIDATES = 64;
+
+const IceCandidate = z.object({
+  candidate: z.string().max(1024),
+  sdpMid: z.string().max(64).nullable().optional(),
+  sdpMLineIndex: z.number().int().min(0).max(255).nullable().optional(),
+  usernameFragment: z.string().max(256).nullable().optional(),
+});
+export type IceCandidate = z.infer<typeof IceCandidate>;
+
+/**
+ * Call signalling (docs/calls.md), sent as `online` messages: only devices connected now get them, never stored.
+ * The SDP inside carries each side's DTLS fingerprint, so the relay, which sees only ciphertext, cannot put itself
+ * in the media path. `toDevice` names the one device of the peer a signal is for once a device answered; `handled`
+ * goes to the callee's own other devices so they stop ringing.
+ */
+export const CallContent = z.object({
+  type: z.literal("call"),
+  ...contentHeader,
+  callId: z.uuid(),
+  signal: z.enum(["offer", "answer", "ice", "hangup", "busy", "decline", "handled"]),
+  video: z.boolean().optional(),
+  sdp: z.string().max(MAX_SDP_CHARS).optional(),
+  candidates: z.array(IceCandidate).max(MAX_CALL_CANDIDATES).optional(),
+  toDevice: DeviceId.optional(),
+  /** In `handled`: the caller whose call another device of this account answered or declined, and which. */
+  peer: AccountId.optional(),
+  outcome: z.enum(["answered", "declined"]).optional(),
+});
+export type CallContent = z.infer<typeof CallContent>;
+
 /**
  * A retry receipt (Signal's DecryptionErrorMessage): sent unencrypted (ciphertext type 8) because the session
  * may be what is broken. It names the device that failed, the sender timestamp of the message it could not read
@@ -124,6 +157,7 @@ export const Content = z.discriminatedUnion("type", [
   ReceiptContent,
   TypingContent,
   RetryContent,
+  CallContent,
 ]);
 export type Content = z.infer<typeof Content>;
 

@@ -1,6 +1,7 @@
 // What every part of a client shares (the storage, the relay, this device, the one mutex, the clock, the
 // events) and the options an application passes. It imports none of the parts, so each part can import it
 // without making an import cycle.
+import type { CallOptions } from "./call.ts";
 import type { LocalIdentity } from "../crypto/pqxdh.ts";
 import type { Clock } from "../protocol/clock.ts";
 import type { PowProgress } from "../protocol/pow.ts";
@@ -30,6 +31,8 @@ export interface ClientOptions {
    * the send log, reconnect backoff and keep-alive); default `systemClock`. Tests pass a clock they move.
    */
   clock?: Clock;
+  /** Calls: the RTCPeerConnection factory, ring time, ICE policy (docs/calls.md). Without a factory, no calls. */
+  calls?: CallOptions;
 }
 
 export interface RegisterOptions extends ClientOptions {

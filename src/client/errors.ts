@@ -32,6 +32,11 @@ export const CLIENT_ERRORS = {
   IDENTITY_CHANGED: { retry: false, summary: "A contact's identity key changed: compare the new safety number first." },
   DIGEST_MISMATCH: { retry: false, summary: "A downloaded attachment does not match the digest its sender recorded." },
   DEVICE_REMOVED: { retry: false, summary: "This device was removed from its account, or the account was deleted." },
+  CALL_BUSY: { retry: true, summary: "This device is already in a call; hang up first." },
+  CALLS_UNAVAILABLE: {
+    retry: false,
+    summary: "This client cannot make calls: it was made without an RTCPeerConnection factory.",
+  },
   PROFILE_LOCKED: { retry: true, summary: "Another process is using this profile." },
   STORAGE_UNREADABLE: {
     retry: false,

@@ -1,6 +1,7 @@
 // What a client tells its application: the event types, the emitter (listeners run in order and are awaited; a
 // listener's failure becomes an `error` event), and background tasks, whose failures become `error` events too.
 import type { Clock } from "../protocol/clock.ts";
+import type { Call } from "./call.ts";
 import type { ConnectionEvent } from "./connection.ts";
 import { asCipherpostError, CipherpostError } from "./errors.ts";
 import type { StoredMessage } from "./message-store.ts";
@@ -43,6 +44,8 @@ export interface ClientEvents {
   expired: StoredMessage[];
   /** A background failure (prekey upkeep, receipts, resends). The client carries on. */
   error: CipherpostError;
+  /** A call rings on this device: accept() or decline() it (docs/calls.md). */
+  call: Call;
   /** The connection stopped for good: the device was removed, the account deleted, or another connection took over. */
   stopped: CipherpostError;
 }

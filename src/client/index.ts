@@ -16,6 +16,18 @@ export type {
 export { CipherpostError, CIPHERPOST_ERROR_CODES, CLIENT_ERRORS, isRetryable } from "./errors.ts";
 export type { CipherpostErrorCode, ClientErrorCode } from "./errors.ts";
 export { MemoryStorage } from "./storage.ts";
+export { Call, DEFAULT_RING_TIMEOUT_MS } from "./call.ts";
+export type {
+  CallEndReason,
+  CallEntryData,
+  CallOptions,
+  CallSetup,
+  CallState,
+  IceServer,
+  PeerConnectionConfig,
+  PeerConnectionLike,
+  SessionDescription,
+} from "./call.ts";
 export type { Storage, StorageBatch } from "./storage.ts";
 export { MANIFEST, ShardedStore } from "./sharded-store.ts";
 export type { FileSealer, ShardFiles, ShardManifest } from "./sharded-store.ts";
@@ -29,8 +41,11 @@ export type { ConnectionEvent, ConnectionOptions, WebSocketConstructor } from ".
 export { systemClock } from "../protocol/clock.ts";
 export type { Clock } from "../protocol/clock.ts";
 export type { PowProgress } from "../protocol/pow.ts";
+export type { IceServersResponse } from "../protocol/calls.ts";
 export { decodeLinkCode, encodeLinkCode, LINK_CODE_PREFIX } from "./link-code.ts";
 export type { LinkCode } from "./link-code.ts";
 export type { LinkCodeSession, LinkRequest } from "./linking.ts";
 export { DEFAULT_PREKEY_POLICY } from "./prekeys.ts";
 export type { PreKeyPolicy } from "./prekeys.ts";
+export { checkUsername, USERNAME_LINK_PATH } from "./usernames.ts";
+export { normalizeUsername, usernameHash } from "../protocol/usernames.ts";

@@ -5,6 +5,7 @@ import { systemClock } from "../protocol/clock.ts";
 import { Mutex } from "../protocol/concurrency.ts";
 import { type ConnectionOptions, MailboxConnection, type WebSocketConstructor } from "./connection.ts";
 import { type ClientContext, type ClientOptions, type DeviceRecord, relayHttp } from "./context.ts";
+import { Calls } from "./calls.ts";
 import { BackgroundTasks, Emitter } from "./events.ts";
 import { Expiry } from "./expiry.ts";
 import type { MessageStore } from "./message-store.ts";
@@ -17,6 +18,7 @@ import { Retries } from "./retries.ts";
 import { Sender } from "./sending.ts";
 import { SentLog } from "./sent-log.ts";
 import { Sessions } from "./sessions.ts";
+import { Usernames } from "./usernames.ts";
 
 export interface ClientParts {
   ctx: ClientContext;
@@ -30,6 +32,8 @@ export interface ClientParts {
   receipts: Receipts;
   upkeep: PreKeyUpkeep;
   receiver: Receiver;
+  usernames: Usernames;
+  calls: Calls;
 }
 
 export interface FacadeHooks {
@@ -67,6 +71,7 @@ export function assembleClient(
   const sender = new Sender(ctx, sessions, store, expiry, log);
   const receipts = new Receipts(ctx, sender);
   const upkeep = new PreKeyUpkeep(ctx, device, preKeyPolicy(options.preKeys));
+  const calls = new Calls(ctx, { sender, store }, options.calls ?? {});
   const receiver = new Receiver(ctx, {
     sessions,
     store,
@@ -76,8 +81,24 @@ export function assembleClient(
     deliveryReceipts: options.deliveryReceipts !== false,
     refreshPreKeys: () => upkeep.refresh(),
     reconnect: hooks.reconnect,
+    callSignal: (from, fromDevice, content) => calls.onSignal(from, fromDevice, content),
   });
-  return { ctx, events, background, store, sessions, log, expiry, sender, receipts, upkeep, receiver };
+  const usernames = new Usernames(ctx);
+  return {
+    ctx,
+    events,
+    background,
+    store,
+    sessions,
+    log,
+    expiry,
+    sender,
+    receipts,
+    upkeep,
+    receiver,
+    usernames,
+    calls,
+  };
 }
 
 /** The mailbox connection of a client: frames to its receiver, prekey upkeep on every opening, events out. */

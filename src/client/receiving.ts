@@ -7,7 +7,7 @@ import { type DecryptResult, sessionDecrypt } from "../crypto/session-store.ts";
 import type { MessageFrame, ServerFrame } from "../protocol/frames.ts";
 import { CIPHERTEXT_TYPES, type Envelope } from "../protocol/messages.ts";
 import type { MailboxSocket } from "./connection.ts";
-import { type Content, decodeContent } from "./content.ts";
+import { type CallContent, type Content, decodeContent } from "./content.ts";
 import type { ClientContext } from "./context.ts";
 import { asCipherpostError, CipherpostError } from "./errors.ts";
 import type { DecryptionErrorEvent } from "./events.ts";
@@ -33,6 +33,8 @@ export interface ReceiverParts {
   refreshPreKeys: () => Promise<unknown>;
   /** Drops the connection (after a storage failure: the unacked message comes again on the next one). */
   reconnect: () => void;
+  /** A call signal (online, never stored): to the calls part. */
+  callSignal: (from: string, fromDevice: number, content: CallContent) => Promise<void>;
 }
 
 type Emit = () => Promise<void>;
@@ -90,6 +92,7 @@ export class Receiver {
         // Never stored and never acked: typing indicators and the like.
         const content = await mutex.run(() => this.#decryptOnline(env));
         if (content?.type === "typing") await this.#typing(env, content.action, content.groupId)();
+        else if (content?.type === "call") await this.#p.callSignal(env.sourceAccountId, env.sourceDeviceId, content);
         return;
       }
       const outcome = await mutex.run(() => this.#receive(frame));

@@ -64,6 +64,10 @@ export const messageKey = (seq: number): string => `${MESSAGE_PREFIX}${String(se
 /** The sequence number a message key names. */
 export const seqOfMessageKey = (key: string): number => Number(key.slice(MESSAGE_PREFIX.length));
 
+/** The account's username as this device set it, and its username link's handle and key: `un/me` → JSON. */
+const USERNAME_PREFIX = "un/";
+export const USERNAME_KEY = `${USERNAME_PREFIX}me`;
+
 /**
  * Every prefix the SDK writes under, besides DEVICE_KEY: what deleteAccount clears. Applications may keep their
  * own entries in the same Storage under other prefixes (the CLI uses `cli/`).
@@ -77,4 +81,5 @@ export const SDK_PREFIXES: readonly string[] = [
   SEEN_PREFIX,
   SENT_PREFIX,
   SENT_RATCHET_PREFIX,
+  USERNAME_PREFIX,
 ];

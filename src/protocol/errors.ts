@@ -34,6 +34,23 @@ export const ERRORS = {
   },
   LINK_TOKEN_INVALID: { status: 403, retry: false, summary: "The link token is unknown, used or expired." },
   PRIMARY_DEVICE: { status: 403, retry: false, summary: "Device 1 cannot be removed; delete the account instead." },
+  // Usernames (the nickname and discriminator rules are checked by the client, which never sends the name)
+  USERNAME_INVALID: {
+    status: 400,
+    retry: false,
+    summary: "The nickname breaks a rule: 3 to 32 of a-z, 0-9 and _, not starting with a digit.",
+  },
+  DISCRIMINATOR_INVALID: {
+    status: 400,
+    retry: false,
+    summary: "The discriminator breaks a rule: 2 to 9 digits, not all zeros, no leading zero past two digits.",
+  },
+  USERNAME_TAKEN: { status: 409, retry: false, summary: "Every username offered is held by someone else." },
+  USERNAME_NOT_RESERVED: {
+    status: 409,
+    retry: false,
+    summary: "The account holds no live reservation of this username: reserve it (again) first.",
+  },
   // Keys
   TOO_MANY_KEYS: {
     status: 409,
@@ -95,6 +112,12 @@ export const ERRORS = {
     retry: false,
     summary: "This relay sends no push wake-ups (no VAPID key is configured).",
   },
+  // Calls
+  CALLS_NOT_CONFIGURED: {
+    status: 501,
+    retry: false,
+    summary: "This relay has no TURN provider configured, so it offers no calls (no ICE servers).",
+  },
   // Limits and platform
   RATE_LIMITED: { status: 429, retry: true, summary: "Too many requests; wait for Retry-After seconds." },
   MISCONFIGURED: {
@@ -102,7 +125,11 @@ export const ERRORS = {
     retry: true,
     summary: "The relay's configuration does not parse; an operator must fix it.",
   },
-  UNAVAILABLE: { status: 503, retry: true, summary: "A storage service did not answer; try again." },
+  UNAVAILABLE: {
+    status: 503,
+    retry: true,
+    summary: "A storage service, or the TURN provider calls use, did not answer; try again.",
+  },
   INTERNAL: { status: 500, retry: true, summary: "An unexpected error; it has been logged with the request id." },
 } as const satisfies Record<string, { status: number; retry: boolean; summary: string }>;
 

@@ -2,6 +2,15 @@
 // parse is never replaced by a guess: the relay answers 503 MISCONFIGURED naming the variable, and /health
 // says the same. Defaults here equal the ones in wrangler.toml and docs/configuration.md.
 import { z } from "zod";
+import {
+  cloudflareApiUrl,
+  missingVars as missingCallVars,
+  turnApiToken,
+  turnKeyId,
+  turnProvider,
+  turnSecret,
+  turnUrls,
+} from "./calls/config.ts";
 import { LOG_LEVELS, setLogLevel } from "./log.ts";
 import { DEFAULT_PUSH_HOSTS, parseHostPatterns, type PushHosts } from "./push/endpoint-policy.ts";
 import { parseVapidKey, type VapidKey } from "./push/webpush.ts";
@@ -134,6 +143,21 @@ export const ConfigSchema = z.object({
   PREKEY_LOW_THRESHOLD: int(0, 100, 10),
   WS_TICKET_TTL_SECONDS: int(1, 600, 30),
   IDEMPOTENCY_TTL_SECONDS: int(60, 604_800, 600),
+  // Idempotency answers an account object keeps in memory (besides the keys its queued copies carry).
+  MAX_IDEMPOTENCY_ANSWERS: int(1, 1_000_000, 10_000),
+  // A copy for a connected, caught-up device is pushed before it is stored and written only if its ack is not
+  // back within this many ms; the send's answer waits at most this long for it. 0: every copy stored first.
+  MAX_ACK_WAIT_MS: int(0, 5000, 500),
+  // usernames: a reservation holds a name this long; a name freed by delete or change is held for its last
+  // owner this long before anyone else can take it (so the old owner's contacts are not instantly hijacked).
+  USERNAME_RESERVATION_TTL_SECONDS: int(10, 86_400, 300),
+  USERNAME_RELEASE_TTL_SECONDS: int(0, 31_536_000, 604_800),
+  USERNAME_RESERVATIONS_PER_ACCOUNT_LIMIT: int(1, 1_000_000_000, 20),
+  USERNAME_RESERVATIONS_PER_ACCOUNT_WINDOW_SECONDS: int(1, 86_400, 3600),
+  USERNAME_LOOKUPS_PER_ACCOUNT_LIMIT: int(1, 1_000_000_000, 100),
+  USERNAME_LOOKUPS_PER_ACCOUNT_WINDOW_SECONDS: int(1, 86_400, 3600),
+  USERNAME_LOOKUPS_PER_IP_LIMIT: int(1, 1_000_000_000, 300),
+  USERNAME_LOOKUPS_PER_IP_WINDOW_SECONDS: int(1, 86_400, 3600),
   // attachments
   // Upload-Length above this is refused (tus Tus-Max-Size). R2 allows 10,000 parts, so it must also fit
   // 10,000 × UPLOAD_PART_BYTES; creation checks both.
@@ -200,6 +224,19 @@ export const ConfigSchema = z.object({
     }),
   // Development only (npm start, test relays): endpoints on the loopback interface, http or https. A deploy refuses it.
   PUSH_ALLOW_LOOPBACK: bool(false),
+  // calls (docs/calls.md): the TURN provider that mints ICE servers' credentials; unset, no calls (501).
+  CALLS_TURN_PROVIDER: turnProvider,
+  // cloudflare: the TURN key's id, and its API token, a secret (wrangler secret put); the API's base URL.
+  CALLS_TURN_KEY_ID: turnKeyId,
+  CALLS_TURN_API_TOKEN: turnApiToken,
+  CALLS_CLOUDFLARE_API_URL: cloudflareApiUrl,
+  // coturn: the server's stun:/turn:/turns: URIs, and its static-auth-secret, a secret (wrangler secret put).
+  CALLS_TURN_URLS: turnUrls,
+  CALLS_TURN_SECRET: turnSecret,
+  // How long minted TURN credentials last; a call longer than this needs fresh ones and an ICE restart.
+  CALLS_CREDENTIAL_TTL_SECONDS: int(60, 86_400, 3600),
+  CALLS_ICE_REQUESTS_PER_DEVICE_LIMIT: int(1, 1_000_000_000, 60),
+  CALLS_ICE_REQUESTS_PER_DEVICE_WINDOW_SECONDS: int(1, 86_400, 3600),
   // logs: lines below this level are dropped (src/server/log.ts); "warn" keeps failures and drops the access log.
   LOG_LEVEL: z
     .string()
@@ -218,7 +255,7 @@ export const ConfigSchema = z.object({
 export type Config = z.output<typeof ConfigSchema>;
 
 /** Settings that are secrets (wrangler secret put), so they have no [vars] entry in wrangler.toml. */
-export const SECRET_VARS = ["VAPID_PRIVATE_KEY_JWK"] as const;
+export const SECRET_VARS = ["VAPID_PRIVATE_KEY_JWK", "CALLS_TURN_API_TOKEN", "CALLS_TURN_SECRET"] as const;
 export type ConfigVar = keyof typeof ConfigSchema.shape;
 
 export class ConfigError extends Error {
@@ -252,6 +289,8 @@ export function loadConfig(env: object): ConfigResult {
         parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "?"), problem: i.message })),
       ),
     };
+  } else if (missingCallVars(parsed.data).length) {
+    result = { ok: false, error: new ConfigError(missingCallVars(parsed.data)) };
   } else if (parsed.data.VAPID_PRIVATE_KEY_JWK && !parsed.data.VAPID_SUBJECT) {
     result = {
       ok: false,

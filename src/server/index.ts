@@ -7,9 +7,11 @@ import { createApp, type AppEnv } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { sweepAttachments } from "./db/attachments.ts";
 import { sweepChallenges } from "./db/challenges.ts";
+import { sweepUsernames } from "./db/usernames.ts";
 import { log } from "./log.ts";
 import { asyncapi } from "./routes/asyncapi.ts";
 import { attachments } from "./routes/attachments.ts";
+import { calls } from "./routes/calls.ts";
 import { accounts, devices } from "./routes/devices.ts";
 import { mountDocs } from "./routes/docs.ts";
 import { health } from "./routes/health.ts";
@@ -18,6 +20,7 @@ import { messages } from "./routes/messages.ts";
 import { pushEndpoint, vapidKey } from "./routes/push.ts";
 import { challenges, registration } from "./routes/registration.ts";
 import { tus } from "./routes/tus.ts";
+import { usernames } from "./routes/usernames.ts";
 import { websocket } from "./routes/websocket.ts";
 
 export { Account } from "./account/account.ts";
@@ -44,7 +47,9 @@ export function buildApp(clock: Clock = systemClock): OpenAPIHono<AppEnv> {
     app.route("/v1/devices", devices);
     app.route("/v2/keys", keys);
     app.route("/v1/messages", messages);
+    app.route("/v1/usernames", usernames);
     app.route("/v1/websocket", websocket);
+    app.route("/v1/calls", calls);
     app.route("/v1/asyncapi.json", asyncapi);
     // With its trailing slash: tus creation is POST /v1/attachments/tus/ and an upload is /v1/attachments/tus/{id}.
     app.route(TUS_ENDPOINT, tus);
@@ -68,7 +73,13 @@ export async function scheduled(
   }
   const challengesSwept = await sweepChallenges(env, loaded.config, now);
   const attachmentsSwept = await sweepAttachments(env, loaded.config, now);
-  log("info", { event: "sweep", challenges: challengesSwept, attachments: attachmentsSwept });
+  const usernamesSwept = await sweepUsernames(env, loaded.config, now);
+  log("info", {
+    event: "sweep",
+    challenges: challengesSwept,
+    attachments: attachmentsSwept,
+    usernames: usernamesSwept,
+  });
   return { challenges: challengesSwept, attachments: attachmentsSwept };
 }
 

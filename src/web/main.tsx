@@ -21,7 +21,13 @@ type Screen =
 async function openMessenger(name?: string): Promise<Messenger | null> {
   const storage = await openWebStorage(DATABASE);
   try {
-    const client = await CipherpostClient.open({ storage });
+    const client = await CipherpostClient.open({
+      storage,
+      // Calls (docs/calls.md): the SDK negotiates on the browser's own RTCPeerConnection.
+      ...(typeof RTCPeerConnection !== "undefined"
+        ? { calls: { createPeerConnection: (config) => new RTCPeerConnection(config) } }
+        : {}),
+    });
     const messenger = await Messenger.open(client, storage);
     if (name !== undefined && name !== messenger.profile.name) await messenger.setProfile({ name });
     void client.connect().catch(() => undefined);

@@ -13,7 +13,7 @@ import {
   type Storage,
 } from "../../src/client/index.ts";
 import { nodeWebSocket } from "../../src/client/node.ts";
-import { type Relay, startRelay } from "../support/relay.ts";
+import { type Relay, type StartRelayOptions, startRelay } from "../support/relay.ts";
 
 const WebSocket = await nodeWebSocket();
 
@@ -36,12 +36,12 @@ export function register(server: string, extra: Partial<ClientOptions> = {}): Pr
  * made or `track` was given closed first (each close bounded: on a loaded machine a slow close of background sends
  * must not fail a file whose tests passed) and every `tempDir` removed.
  */
-export function relayForFile() {
+export function relayForFile(options: StartRelayOptions = {}) {
   let relay: Relay | undefined;
   const open: CipherpostClient[] = [];
   const dirs: string[] = [];
   beforeAll(async () => {
-    relay = await startRelay();
+    relay = await startRelay(options);
   }, 120_000);
   afterAll(async () => {
     const bounded = (p: Promise<unknown>, ms: number) => Promise.race([p, new Promise((r) => setTimeout(r, ms))]);

@@ -11,7 +11,7 @@ import { DeviceRegistry } from "../../src/server/account/device-registry.ts";
 import { DirectoryOutbox, type OutboxCallbacks } from "../../src/server/account/outbox.ts";
 import { RateWindow } from "../../src/server/account/rate-window.ts";
 import type { Config } from "../../src/server/config.ts";
-import { MessageQueues } from "../../src/server/mailbox/queues.ts";
+import { MessageQueues, QUEUE_SCHEMA_VERSION } from "../../src/server/mailbox/queues.ts";
 import { ManualClock } from "../support/manual-clock.ts";
 import { deviceKeys, newIdentity } from "./helpers.ts";
 
@@ -97,25 +97,91 @@ describe("MessageQueues", () => {
     });
   });
 
-  it("remembers an idempotent answer until it expires; the sweep deletes records by the end of their window", async () => {
+  it("remembers an idempotent answer in memory until its window ends, and from a queued copy after a restart", async () => {
     const t = Date.now();
+    const ttl = 600_000;
     await inEmptyObject(new ManualClock(t), async (ctx) => {
       const q = new MessageQueues(ctx.sql);
       q.createTables();
-      expect(q.nextRecordExpiry()).toBeNull();
-      q.remember("alice.1:k", { digest: "d1", answer: '{"ok":true}' }, t + 1000);
-      q.remember("alice.1:l", { digest: "d2", answer: '{"ok":true}' }, t + 5000);
-      expect(q.nextRecordExpiry()).toBe(t + 1000);
-      expect(q.recall("alice.1:k", t)).toEqual({ digest: "d1", answer: '{"ok":true}' });
-      expect(q.recall("alice.1:k", t + 1000)).toBeUndefined();
-      // Expiring messages leaves the records to their own sweep.
-      q.expire(t + 1000);
-      expect(ctx.sql.exec("SELECT count(*) AS n FROM mb_idempotency").one().n).toBe(2);
-      q.sweepRecords(t + 1000);
-      expect(ctx.sql.exec("SELECT key FROM mb_idempotency").toArray()).toEqual([{ key: "alice.1:l" }]);
-      expect(q.nextRecordExpiry()).toBe(t + 5000);
+      expect(q.nextRecordExpiry()).toBeNull(); // nothing stored on its own: the alarm never sweeps records
+      q.remember("alice.1:k", { digest: "d1", serverTimestamp: t }, t + 1000, 100, t);
+      q.remember("alice.1:l", { digest: "d2", serverTimestamp: t }, t + 5000, 100, t);
+      expect(q.recall("alice.1:k", t, ttl)).toMatchObject({ digest: "d1", serverTimestamp: t });
+      expect(q.recall("alice.1:k", t + 1000, ttl)).toBeUndefined();
       q.sweepRecords(t + 5000);
-      expect(q.nextRecordExpiry()).toBeNull();
+      expect(q.rememberedCount).toBe(0);
+      // A send that queued copies: its key rides in each row, so a restarted object still answers a retry
+      // while any copy waits (and for no longer than the window).
+      ctx.storage.transactionSync(() => {
+        for (const d of [1, 2])
+          q.insert(d, `m${d}`, "{}", 1, t + DAY, "alice", {
+            key: "alice.1:q",
+            record: { digest: "d3", serverTimestamp: t },
+          });
+      });
+      const restarted = new MessageQueues(ctx.sql);
+      expect(restarted.recall("alice.1:q", t + 1, ttl)).toMatchObject({ digest: "d3", serverTimestamp: t });
+      expect(new MessageQueues(ctx.sql).recall("alice.1:q", t + ttl, ttl)).toBeUndefined();
+      // Every copy acked, and the object restarted: the answer is gone with the rows (docs/mailbox.md).
+      restarted.ack(1, 1000, ["m1"]);
+      restarted.ack(2, 1000, ["m2"]);
+      expect(new MessageQueues(ctx.sql).recall("alice.1:q", t + 1, ttl)).toBeUndefined();
+      expect(ctx.sql.exec("SELECT name FROM sqlite_master WHERE name = 'mb_idempotency'").toArray()).toEqual([]);
+    });
+  });
+
+  it("keeps at most MAX_IDEMPOTENCY_ANSWERS answers in memory; a forgotten one whose copy is queued is still found", async () => {
+    const t = Date.now();
+    const ttl = 600_000;
+    await inEmptyObject(new ManualClock(t), async (ctx) => {
+      const q = new MessageQueues(ctx.sql);
+      q.createTables();
+      const record = (i: number) => ({ digest: `d${i}`, serverTimestamp: t });
+      ctx.storage.transactionSync(() => q.insert(1, "m0", "{}", 1, t + DAY, "alice", { key: "k0", record: record(0) }));
+      for (let i = 0; i < 5; i++) q.remember(`k${i}`, record(i), t + ttl, 3, t);
+      expect(q.rememberedCount).toBe(3);
+      expect(q.recall("k4", t, ttl)).toMatchObject({ digest: "d4" });
+      expect(q.recall("k1", t, ttl)).toBeUndefined(); // forgotten, and nothing of it queued
+      expect(q.recall("k0", t, ttl)).toMatchObject({ digest: "d0" }); // forgotten, but its copy still waits
+    });
+  });
+
+  it("moves a version-1 queue (rowid table, index, idempotency table) to the WITHOUT ROWID queue once", async () => {
+    const t = Date.now();
+    await inEmptyObject(new ManualClock(t), async (ctx) => {
+      ctx.sql.exec(`CREATE TABLE mb_messages (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, device_id INTEGER NOT NULL,
+        frame TEXT NOT NULL, bytes INTEGER NOT NULL, expires_at INTEGER NOT NULL, sender TEXT NOT NULL DEFAULT '')`);
+      ctx.sql.exec("CREATE INDEX mb_messages_device ON mb_messages (device_id, seq)");
+      ctx.sql.exec("CREATE TABLE mb_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
+      ctx.sql.exec("INSERT INTO mb_meta VALUES ('seq', 2000)");
+      ctx.sql.exec(`CREATE TABLE mb_idempotency (
+        key TEXT PRIMARY KEY, digest TEXT NOT NULL, answer TEXT NOT NULL, expires_at INTEGER NOT NULL)`);
+      ctx.sql.exec("INSERT INTO mb_messages VALUES (1500, 'x', 1, '{\"id\":\"x\"}', 7, ?, 'alice')", t + DAY);
+      ctx.sql.exec("INSERT INTO mb_messages VALUES (1501, 'y', 2, '{\"id\":\"y\"}', 8, ?, 'bob')", t + DAY);
+      ctx.sql.exec(
+        "INSERT INTO mb_idempotency VALUES ('alice.1:k', 'dk', ?, ?)",
+        `{"ok":true,"serverTimestamp":${t}}`,
+        t + 1000,
+      );
+      const q = new MessageQueues(ctx.sql);
+      q.createTables();
+      q.createTables(); // at every start: the second time there is nothing to move
+      expect(q.schemaVersion()).toBe(QUEUE_SCHEMA_VERSION);
+      const tables = ctx.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE name LIKE 'mb_%' ORDER BY name")
+        .toArray()
+        .map((r) => r.name);
+      expect(tables).toEqual(["mb_meta", "mb_queue"]);
+      expect(ctx.sql.exec("SELECT sql FROM sqlite_master WHERE name = 'mb_queue'").one().sql).toContain(
+        "WITHOUT ROWID",
+      );
+      // Every copy kept with its own sequence number, device and sender; the window's answer kept in memory.
+      expect(q.nextUnsent(1, 0, 10, t)).toEqual([{ seq: 1500, frame: '{"id":"x"}' }]);
+      expect(q.senderTotals(2, "bob")).toEqual({ messages: 1, bytes: 8 });
+      expect(q.recall("alice.1:k", t, 600_000)).toMatchObject({ digest: "dk", serverTimestamp: t });
+      // Numbering resumes above the old reservation; a delete is one row now.
+      expect(ctx.storage.transactionSync(() => q.insert(1, "z", "{}", 1, t + DAY, "a"))).toBe(2001);
+      expect(q.ack(1, 1500, ["x"])).toBe(1);
     });
   });
 
@@ -158,7 +224,7 @@ describe("MessageQueues", () => {
       ctx.sql.exec("INSERT INTO mb_messages VALUES (2, 'y', 1, ?, 8, ?)", frame("bob"), t + DAY);
       const q = new MessageQueues(ctx.sql);
       q.createTables();
-      q.createTables(); // at every start: the second time there is nothing to add
+      q.createTables(); // at every start: the second time there is nothing to move
       expect(q.senderTotals(1, "alice")).toEqual({ messages: 1, bytes: 7 });
       expect(q.senderTotals(1, "bob")).toEqual({ messages: 1, bytes: 8 });
     });

@@ -109,6 +109,10 @@ beforeAll(async () => {
     return { recipients: [{ accountId: b.accountId, messages }], ...rest };
   };
   samples["put /v1/devices/push"] = async () => ({ endpoint: "https://push.example/subscription" });
+  const usernameHash = "ab".repeat(32);
+  samples["post /v1/usernames/reserve"] = async () => ({ usernameHashes: [usernameHash] });
+  samples["put /v1/usernames/confirm"] = async () => ({ usernameHash });
+  samples["put /v1/usernames/link"] = async () => ({ ciphertext: "Ab_-".repeat(25).concat("Ab") });
   samples["put /v2/keys"] = async () => {
     const k = deviceKeys(a.identity);
     return {

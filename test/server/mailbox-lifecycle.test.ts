@@ -75,8 +75,9 @@ describe("mailbox lifecycle", () => {
     expect(await conn.next("pong")).toEqual({ type: "pong" }); // answered by the runtime (auto-response)
     clock.advance(1500);
     await runDurableObjectAlarm(accountStub(bob.accountId));
-    await sendOk(alice, [bob]); // still open: the ping 1.5 s ago counts, though the connection is 3 s old
-    await conn.messages(1);
+    // Still open: the ping 1.5 s ago counts, though the connection is 3 s old. (Acked as it arrives: the send
+    // waits for the ack of a copy pushed to a caught-up device, MAX_ACK_WAIT_MS on the object's clock.)
+    await Promise.all([sendOk(alice, [bob]), conn.messages(1).then((ms) => conn.ack(ms.map((m) => m.id)))]);
     clock.advance(3100);
     await runDurableObjectAlarm(accountStub(bob.accountId));
     expect((await conn.closed).code).toBe(4408);

@@ -1,10 +1,12 @@
 // What one message costs in SQLite rows, the unit Durable Object storage is billed in (docs/cost.md): every
 // statement the sender's and the recipient's objects run is counted, through the cursors' own counters, for
-// a send to a connected device and its ack, and for a send to a device that is offline and fetches it later.
+// a send to a connected device acked within MAX_ACK_WAIT_MS, one whose ack comes later, and one to a device that
+// is offline and fetches it later. (storage-cost-sdk.test.ts measures the SDK's whole traffic the same way.)
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { connect, newAccount, primary, sendOk } from "./ws-helpers.ts";
+import { ManualClock } from "../support/manual-clock.ts";
+import { connect, newAccount, primary, sendOk, useClock } from "./ws-helpers.ts";
 
 interface Meter {
   read(): Promise<{ rowsWritten: number; rowsRead: number; statements: number }>;
@@ -56,25 +58,23 @@ async function meter(accountId: string): Promise<Meter> {
 }
 
 describe("storage cost of a message", () => {
-  it("a message to a connected device, acked, writes a bounded number of rows", async () => {
+  it("a message to a connected device, acked within MAX_ACK_WAIT_MS, writes no row", async () => {
     const alice = await newAccount();
     const bob = await newAccount();
+    // MAX_ACK_WAIT_MS runs on the object's clock, here one that moves only when told: the ack always comes in time.
+    await useClock(bob.accountId, new ManualClock());
     const conn = await connect(primary(bob).auth);
     await conn.next("queue_empty");
-    // Warm both objects (first send creates queue totals rows, etc.), then measure a steady-state message.
-    await sendOk(primary(alice), [primary(bob)]);
-    const warm = await conn.messages(1);
-    conn.ack(warm.map((m) => m.id));
-    await conn.settle(); // the warm-up ack's DELETE must not land inside the window
+    const exchange = async () => {
+      await Promise.all([sendOk(primary(alice), [primary(bob)]), conn.messages(1).then(([m]) => conn.ack([m!.id]))]);
+      await conn.settle();
+    };
+    // Warm both objects (the first send reserves sequence numbers, counts queue totals), then measure.
+    await exchange();
     const senderMeter = await meter(alice.accountId);
     const recipientMeter = await meter(bob.accountId);
     const N = 20;
-    for (let i = 0; i < N; i++) {
-      await sendOk(primary(alice), [primary(bob)]);
-      const [m] = await conn.messages(1);
-      conn.ack([m!.id]);
-      await conn.settle();
-    }
+    for (let i = 0; i < N; i++) await exchange();
     const s = await senderMeter.read();
     const r = await recipientMeter.read();
     const perMessage = {
@@ -85,11 +85,39 @@ describe("storage cost of a message", () => {
     };
     console.warn(`storage per live message: ${JSON.stringify(perMessage)}`);
     expect(await conn.quiet()).toBe(true);
-    expect(perMessage.senderRowsWritten).toBeLessThanOrEqual(1);
-    // Measured 3 (2026-11-27): the queued row and its (device, seq) index, then its delete on ack. (4 with an
-    // expiry index, 5 while each row named its connection, 7 while queue totals were a table kept by triggers,
-    // 15 while the send limits were SQLite rows.)
-    expect(perMessage.recipientRowsWritten).toBeLessThanOrEqual(3);
+    expect(perMessage.senderRowsWritten).toBe(0);
+    // Measured 0 (2026-12-02): pushed before it is stored, acked, never written. (3 while every copy was stored
+    // first: the queued row and its (device, seq) index, then its delete on ack; 4 with an expiry index, 5 while
+    // each row named its connection, 7 while queue totals were a table kept by triggers, 15 while the send
+    // limits were SQLite rows.)
+    expect(perMessage.recipientRowsWritten).toBe(0);
+  });
+
+  it("a message to a connected device whose ack comes after MAX_ACK_WAIT_MS writes 2 rows", async () => {
+    const alice = await newAccount();
+    const bob = await newAccount();
+    const clock = new ManualClock();
+    await useClock(bob.accountId, clock);
+    const conn = await connect(primary(bob).auth);
+    await conn.next("queue_empty");
+    const late = async () => {
+      const answer = sendOk(primary(alice), [primary(bob)]);
+      const [m] = await conn.messages(1);
+      await conn.settle();
+      await runInDurableObject(env.ACCOUNT.getByName(bob.accountId), () => clock.advance(500)); // MAX_ACK_WAIT_MS
+      await answer;
+      conn.ack([m!.id]);
+      await conn.settle();
+    };
+    await late();
+    const recipientMeter = await meter(bob.accountId);
+    const N = 10;
+    for (let i = 0; i < N; i++) await late();
+    const r = await recipientMeter.read();
+    console.warn(`storage per late-acked message: ${JSON.stringify({ recipientRowsWritten: r.rowsWritten / N })}`);
+    expect(await conn.quiet()).toBe(true);
+    // Measured 2: stored when the wait ran out (one row in the WITHOUT ROWID queue), deleted by the late ack.
+    expect(r.rowsWritten / N).toBe(2);
   });
 
   it("a message queued for an offline device, then delivered and acked, writes a bounded number of rows", async () => {
@@ -113,7 +141,8 @@ describe("storage cost of a message", () => {
     console.warn(
       `storage per queued message: ${JSON.stringify({ recipientRowsWritten: r.rowsWritten / N, recipientRowsRead: r.rowsRead / N })}`,
     );
-    // Measured 3: the same; what went out on a connection is one number on the socket, not an UPDATE per copy.
-    expect(r.rowsWritten / N).toBeLessThanOrEqual(3);
+    // Measured 2 (2026-12-02; 3 before the queue was WITHOUT ROWID): one row keyed (device, seq), its delete on
+    // ack; what went out on a connection is one number on the socket, not an UPDATE per copy.
+    expect(r.rowsWritten / N).toBe(2);
   });
 });

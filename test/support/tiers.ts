@@ -21,6 +21,8 @@ export const SLOW_FILES = [
   "test/client/receive-hardening.test.ts",
   "test/client/attachments.test.ts",
   "test/client/push.test.ts",
+  "test/client/usernames.test.ts",
+  "test/client/calls.test.ts",
   "test/web/**",
   "test/server/bad-input.test.ts",
   "test/server/abuse-account.test.ts",

@@ -42,15 +42,44 @@ export interface Person {
   invite: string;
 }
 
+export interface PersonOptions {
+  recordStatus?: boolean;
+  /** Every RTCPeerConnection of the page uses TURN relays only and is kept in window.__pcs (call tests). */
+  relayOnlyCalls?: boolean;
+  /** The page's clock is Playwright's (context.clock), so a test can fast-forward it. */
+  fakeClock?: boolean;
+}
+
+/**
+ * Runs in the page: RTCPeerConnection forced to `iceTransportPolicy: "relay"`, so a call's media provably goes
+ * through the TURN server with the relay's credentials; each connection kept in window.__pcs for its stats.
+ */
+function relayOnlyCalls() {
+  const Native = window.RTCPeerConnection;
+  const w = window as unknown as { __pcs: RTCPeerConnection[] };
+  w.__pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config?: RTCConfiguration) {
+      super({ ...config, iceTransportPolicy: "relay" });
+      w.__pcs.push(this);
+    }
+  };
+}
+
 /** A new browser profile that opens the app, creates an account and closes the welcome dialog. */
 export async function createPerson(
   env: WebEnv,
   name: string,
   viewport = { width: 1100, height: 760 },
-  options: { recordStatus?: boolean } = {},
+  options: PersonOptions = {},
 ): Promise<Person> {
-  const context = await env.browser.newContext({ viewport });
+  const context = await env.browser.newContext({
+    viewport,
+    ...(options.relayOnlyCalls ? { permissions: ["camera", "microphone"] } : {}),
+  });
   if (options.recordStatus) await context.addInitScript(recordTransients);
+  if (options.relayOnlyCalls) await context.addInitScript(relayOnlyCalls);
+  if (options.fakeClock) await context.clock.install();
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`[${name}] page error:`, e));
   await page.goto(`${env.relay.url}/`);
@@ -244,12 +273,42 @@ export async function decryptedEntries(page: Page): Promise<[string, string][]> 
  * Alice and Bob, each in a browser context, in one conversation: Bob opens Alice's invite link and says `first`,
  * and Alice opens the chat and sees it. The opening of most browser tests.
  */
-export async function twoPeopleChatting(env: WebEnv, first: string): Promise<{ alice: Person; bob: Person }> {
-  const alice = await createPerson(env, "Alice");
-  const bob = await createPerson(env, "Bob");
+export async function twoPeopleChatting(
+  env: WebEnv,
+  first: string,
+  options: PersonOptions = {},
+): Promise<{ alice: Person; bob: Person }> {
+  const alice = await createPerson(env, "Alice", undefined, options);
+  const bob = await createPerson(env, "Bob", undefined, options);
   await startChat(bob.page, alice.invite);
   await sendText(bob.page, first);
   await openChat(alice.page, "Bob");
   await waitForText(messages(alice.page), first);
   return { alice, bob };
+}
+
+/**
+ * A new browser linked to `owner`'s account the way a person links one: "Devices", "Link a device", the code typed
+ * in the new browser, the verification codes compared, "Approve". Answers the new browser's page, dialogs closed.
+ */
+export async function linkNewBrowser(env: WebEnv, owner: Person, options: PersonOptions = {}): Promise<Person> {
+  await owner.page.getByRole("button", { name: "Devices" }).click();
+  await owner.page.getByRole("button", { name: "Link a device" }).click();
+  const code = (await owner.page.getByLabel("Link code value", { exact: true }).textContent()) ?? "";
+  const context = await env.browser.newContext({
+    viewport: { width: 1000, height: 700 },
+    ...(options.relayOnlyCalls ? { permissions: ["camera", "microphone"] } : {}),
+  });
+  if (options.relayOnlyCalls) await context.addInitScript(relayOnlyCalls);
+  const page = await context.newPage();
+  await page.goto(`${env.relay.url}/`);
+  await page.getByRole("button", { name: "Link to an existing account" }).click();
+  await page.getByRole("textbox", { name: "Link code" }).fill(code);
+  await page.getByRole("button", { name: "Link this device" }).click();
+  await waitForText(page.getByLabel("Verification code", { exact: true }), /^\d{6}$/);
+  await owner.page.getByRole("button", { name: "Approve" }).click();
+  await page.getByLabel("Account ID", { exact: true }).waitFor();
+  await owner.page.getByRole("button", { name: "Close" }).click();
+  await page.getByRole("button", { name: "Close" }).click();
+  return { context, page, name: `${owner.name} (linked)`, accountId: owner.accountId, invite: owner.invite };
 }

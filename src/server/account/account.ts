@@ -23,6 +23,7 @@ import { KeyUploads } from "./key-uploads.ts";
 import { DirectoryOutbox } from "./outbox.ts";
 import { PrekeyClaims } from "./prekey-claims.ts";
 import { MemoryRateWindow, RateWindow } from "./rate-window.ts";
+import { UsernameRecord } from "./usernames.ts";
 
 /** Headers only the Worker sets on the upgrade it forwards here (objects are not reachable from outside). */
 export const INTERNAL_DEVICE_HEADER = "x-cipherpost-device";
@@ -48,6 +49,7 @@ export class Account extends DurableObject<Cloudflare.Env> {
   readonly #intake: MessageIntake;
   readonly #sendPath: SendPath;
   readonly #alarm: AlarmSchedule;
+  readonly #usernames: UsernameRecord;
   /** Exact windows in SQLite (link tokens, prekey claims) and the message path's windows in memory. */
   readonly #rates: RateWindow;
   readonly #sendRates = new MemoryRateWindow();
@@ -79,6 +81,7 @@ export class Account extends DurableObject<Cloudflare.Env> {
     this.#push = new PushWaker(part);
     this.#claims = new PrekeyClaims(part, this.#devices, this.#rates, (d, frame) => this.#sockets.tell(d, frame));
     this.#uploads = new KeyUploads(part, this.#devices, this.#rates);
+    this.#usernames = new UsernameRecord(part, this.#rates);
     this.#alarm = new AlarmSchedule(ctx.storage, clock, () => this.#dueTimes());
     this.#intake = new MessageIntake(part, {
       devices: this.#devices,
@@ -106,6 +109,7 @@ export class Account extends DurableObject<Cloudflare.Env> {
     this.#queues.createTables();
     this.#sockets.createTables();
     this.#push.createTables();
+    this.#usernames.createTables();
   }
 
   #config(): Config | Failure {
@@ -193,9 +197,62 @@ export class Account extends DurableObject<Cloudflare.Env> {
    * mailbox and everything the account owns elsewhere, and finally this object's own storage goes.
    */
   async deleteAccount(): Promise<{ ok: true } | Failure> {
+    // The username goes first (it lives on other shards, which the outbox's purge does not reach); if D1 does
+    // not answer, nothing is deleted yet and the client's retry starts over.
+    const a = this.#devices.liveAccount();
+    const cfg = this.#config();
+    if (a && !("ok" in cfg)) {
+      const freed = await this.#usernames.purge(a.account_id, cfg);
+      if (!freed.ok) return freed;
+    }
     const marked = this.#devices.markDeleted();
     if (marked.ok) await this.#outbox.drain();
     return marked;
+  }
+
+  // ---------- usernames (account/usernames.ts) ----------
+
+  /**
+   * Runs `fn` with the live account's id and the config; UNAUTHORIZED for an account that is gone, UNAVAILABLE
+   * (a value, not a throw, so the runtime does not report it as uncaught) when D1 does not answer.
+   */
+  async #withAccount<T extends { ok: true }>(
+    fn: (accountId: string, cfg: Config) => Promise<T | Failure>,
+  ): Promise<T | Failure> {
+    const a = this.#devices.liveAccount();
+    if (!a) return fail("UNAUTHORIZED", "wrong credentials");
+    const cfg = this.#config();
+    if ("ok" in cfg) return cfg;
+    try {
+      return await fn(a.account_id, cfg);
+    } catch (e) {
+      log("error", { event: "storage_error", what: "usernames", error: String(e) });
+      return fail("UNAVAILABLE", "the directory did not answer; try again", {}, 1);
+    } finally {
+      // A clean-up D1 did not take (the old name's release after a change) is retried from the alarm.
+      if (this.#usernames.nextDueAt() !== null) await this.#alarm.schedule();
+    }
+  }
+
+  async reserveUsername(hashes: string[]): Result<{ usernameHash: string; expiresAt: number }> {
+    return this.#withAccount((id, cfg) => this.#usernames.reserve(id, hashes, cfg));
+  }
+
+  async confirmUsername(hash: string): Result<{ usernameHash: string }> {
+    return this.#withAccount((id, cfg) => this.#usernames.confirm(id, hash, cfg));
+  }
+
+  async deleteUsername(): Result<object> {
+    return this.#withAccount((id, cfg) => this.#usernames.delete(id, cfg));
+  }
+
+  async setUsernameLink(ciphertext: string): Result<{ handle: string }> {
+    return this.#withAccount((id, cfg) => this.#usernames.setLink(id, ciphertext, cfg));
+  }
+
+  /** Counts one username lookup by this account (the per-account limit). */
+  async takeUsernameLookup(): Result<object> {
+    return this.#withAccount(async (_id, cfg) => this.#usernames.takeLookup(cfg));
   }
 
   /** A prekey bundle for one device or all (`deviceId` null), limited exactly per requesting account. */
@@ -320,7 +377,7 @@ export class Account extends DurableObject<Cloudflare.Env> {
 
   /**
    * Every part's next due time: the outbox's retry, the first message expiry, the end of the first idempotency
-   * record's window, the next idle check.
+   * record's window, the next idle check, the retry of username clean-ups D1 did not take.
    */
   #dueTimes(): (number | null)[] {
     if (!this.#devices.hasTables) return [];
@@ -330,6 +387,7 @@ export class Account extends DurableObject<Cloudflare.Env> {
       this.#queues.nextExpiry(),
       this.#queues.nextRecordExpiry(),
       "ok" in cfg ? null : this.#sockets.nextIdleCheck(cfg),
+      this.#usernames.nextDueAt(),
     ];
   }
 
@@ -352,6 +410,8 @@ export class Account extends DurableObject<Cloudflare.Env> {
       this.#rates.prune(olderThan);
       this.#sendRates.prune(olderThan);
       this.#sockets.closeIdle(cfg, now);
+      const a = this.#devices.liveAccount();
+      if (a) await this.#usernames.retry(a.account_id, cfg);
     }
     await this.#alarm.schedule();
   }

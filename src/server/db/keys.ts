@@ -369,6 +369,7 @@ export async function deleteAccountRows(db: D1Database, pages: R2Bucket, account
       "ec_prekeys",
       "kem_prekey_pages",
       "kem_prekey_ids",
+      "username_links",
     ].map((t) => db.prepare(`DELETE FROM ${t} WHERE account_id = ?1`).bind(accountId)),
   );
   await deletePrefix(pages, kemPagePrefix(accountId));

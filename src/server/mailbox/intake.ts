@@ -1,6 +1,8 @@
-// The receiving end of a send, in the recipient's object: the idempotency record, the device-set check, the
-// per-pair limit, the sender's share of each queue and the quota, then every copy stored in one transaction before
-// the answer (the output gate holds it until the write is durable), then live delivery and wake-ups.
+// The receiving end of a send, in the recipient's object: the idempotency answer, the device-set check, the
+// per-pair limit, the sender's share of each queue and the quota; then each copy either stored (in one
+// transaction before the answer; the output gate holds it until the write is durable) or, for a connected and
+// caught-up device, pushed first and stored only if its ack is not back within MAX_ACK_WAIT_MS. A 200 always has,
+// behind every copy, a durable row or the device's ack (which it sends once it has stored the message).
 import type { DeviceRegistry } from "../account/device-registry.ts";
 import type { PartContext } from "../account/context.ts";
 import type { MemoryRateWindow } from "../account/rate-window.ts";
@@ -16,8 +18,8 @@ import {
   type Delivered,
   type Mailbox,
 } from "./delivery.ts";
-import type { MessageQueues } from "./queues.ts";
-import type { DeviceSockets, HandOff } from "./sockets.ts";
+import type { CopyIdempotency, MessageQueues } from "./queues.ts";
+import type { DeviceSockets, HandOff, PushedCopy, StoredAfterPush } from "./sockets.ts";
 
 export interface IntakeParts {
   devices: DeviceRegistry;
@@ -31,6 +33,9 @@ export interface IntakeParts {
 }
 
 export class MessageIntake implements Mailbox {
+  /** Sends with an idempotency key whose answer is not settled yet (waiting for acks): a retry waits for it. */
+  readonly #inProgress = new Map<string, { digest: string; done: Promise<Delivered | Failure> }>();
+
   constructor(
     private readonly ctx: PartContext,
     private readonly parts: IntakeParts,
@@ -44,13 +49,22 @@ export class MessageIntake implements Mailbox {
     const a = devices.liveAccount();
     if (!a) return fail("NOT_FOUND", "no such account");
     const now = this.ctx.clock.now();
+    const ttlMs = cfg.IDEMPOTENCY_TTL_SECONDS * 1000;
     const idemKey = req.idempotency ? `${req.sender.accountId}.${req.sender.deviceId}:${req.idempotency.key}` : null;
     if (idemKey) {
-      const seen = queues.recall(idemKey, now);
+      const running = this.#inProgress.get(idemKey);
+      if (running) {
+        if (running.digest !== req.idempotency!.digest)
+          return fail("IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used for a different request");
+        const first = await running.done;
+        // The first attempt failed: this one is a send of its own.
+        return first.ok ? { ...first, replayed: true } : this.deliver(req);
+      }
+      const seen = queues.recall(idemKey, now, ttlMs);
       if (seen) {
         if (seen.digest !== req.idempotency!.digest)
           return fail("IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used for a different request");
-        return { ...(JSON.parse(seen.answer) as Delivered), replayed: true };
+        return { ok: true, serverTimestamp: seen.serverTimestamp, replayed: true };
       }
     }
     const self = req.sender.accountId === a.account_id;
@@ -80,32 +94,85 @@ export class MessageIntake implements Mailbox {
     const refused = this.#checkQuotas(req, self ? null : req.sender.accountId, cfg);
     if (refused) return refused;
 
-    const rememberedUntil = now + cfg.IDEMPOTENCY_TTL_SECONDS * 1000;
+    const idem: CopyIdempotency = idemKey
+      ? { key: idemKey, record: { digest: req.idempotency!.digest, serverTimestamp: now } }
+      : null;
+    const sender = req.sender.accountId;
     const plan: HandOff = { direct: [], pumpAfter: [] };
     const asleep: number[] = []; // devices with no open connection: push wake-up candidates
+    const pushed: PushedCopy[] = []; // copies for connected, caught-up devices: pushed first, stored if unacked
+    const stored: { deviceId: number; bytes: number }[] = [];
     this.ctx.storage.transactionSync(() => {
       for (const m of req.messages) {
         const id = crypto.randomUUID();
         const frame = messageFrame(id, m, common);
-        const seq = queues.insert(
-          m.destinationDeviceId,
-          id,
-          frame,
-          ciphertextBytes(m),
-          expiresAt,
-          req.sender.accountId,
-        );
-        if (!sockets.handOff(plan, m.destinationDeviceId, frame, seq, cfg)) asleep.push(m.destinationDeviceId);
+        const deviceId = m.destinationDeviceId;
+        const ws = cfg.MAX_ACK_WAIT_MS > 0 ? sockets.pushTarget(deviceId, cfg) : null;
+        if (ws) {
+          pushed.push({ id, frame, deviceId, ws });
+          continue;
+        }
+        const seq = queues.insert(deviceId, id, frame, ciphertextBytes(m), expiresAt, sender, idem);
+        stored.push({ deviceId, bytes: ciphertextBytes(m) });
+        if (!sockets.handOff(plan, deviceId, frame, seq, cfg)) asleep.push(deviceId);
       }
-      if (idemKey)
-        queues.remember(idemKey, { digest: req.idempotency!.digest, answer: JSON.stringify(answer) }, rememberedUntil);
     });
-    for (const m of req.messages) queues.counted(m.destinationDeviceId, ciphertextBytes(m), req.sender.accountId);
+    for (const c of stored) queues.counted(c.deviceId, c.bytes, sender);
     sockets.flush(plan, cfg, now);
     for (const d of asleep) push.wake(d, req.urgent, cfg, now);
-    // The alarm deletes the copies when they expire and the idempotency record when its window ends.
-    await this.parts.alarmBy(idemKey ? Math.min(expiresAt, rememberedUntil) : expiresAt);
+
+    let storedCount = stored.length;
+    if (pushed.length > 0) {
+      const bytesOf = new Map(req.messages.map((m) => [m.destinationDeviceId, ciphertextBytes(m)]));
+      const waiting = this.#awaitAcks(pushed, bytesOf, expiresAt, sender, idem, cfg);
+      if (idemKey) {
+        // A retry meanwhile waits for this attempt: its answer, or, if storing failed, a send of its own.
+        const done = waiting.then(
+          () => answer,
+          () => fail("UNAVAILABLE", "the first attempt under this key failed"),
+        );
+        this.#inProgress.set(idemKey, { digest: req.idempotency!.digest, done });
+      }
+      try {
+        storedCount += await waiting;
+      } finally {
+        if (idemKey) this.#inProgress.delete(idemKey);
+      }
+    }
+    if (idem) queues.remember(idem.key, idem.record, now + ttlMs, cfg.MAX_IDEMPOTENCY_ANSWERS, this.ctx.clock.now());
+    // The alarm deletes the copies when they expire.
+    if (storedCount > 0) await this.parts.alarmBy(expiresAt);
     return answer;
+  }
+
+  /**
+   * Pushes the copies for connected, caught-up devices and waits for their acks (MAX_ACK_WAIT_MS); an acked copy is
+   * never written (the device has stored it), the rest are stored in one transaction, as any copy is, before the
+   * send is answered. Answers how many were stored.
+   */
+  async #awaitAcks(
+    pushed: PushedCopy[],
+    bytesOf: Map<number, number>,
+    expiresAt: number,
+    sender: string,
+    idem: CopyIdempotency,
+    cfg: Config,
+  ): Promise<number> {
+    const { devices, queues, sockets } = this.parts;
+    const acked = await sockets.pushAwaitingAck(pushed, cfg.MAX_ACK_WAIT_MS);
+    const unacked = pushed.filter((_, i) => !acked[i]);
+    if (unacked.length === 0) return 0;
+    const stored: StoredAfterPush[] = [];
+    this.ctx.storage.transactionSync(() => {
+      for (const c of unacked) {
+        if (!devices.device(c.deviceId)) continue; // removed meanwhile: its queue is gone
+        const seq = queues.insert(c.deviceId, c.id, c.frame, bytesOf.get(c.deviceId)!, expiresAt, sender, idem);
+        stored.push({ ...c, seq });
+      }
+    });
+    for (const c of stored) queues.counted(c.deviceId, bytesOf.get(c.deviceId)!, sender);
+    sockets.storedAfterPush(stored, cfg, this.ctx.clock.now());
+    return stored.length;
   }
 
   /**

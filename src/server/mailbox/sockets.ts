@@ -2,6 +2,7 @@
 // device, the in-flight window that paces a queue onto a connection, acks, the idle close, and the frame
 // plumbing (parse what arrives, never throw on what leaves). The queued copies themselves are in queues.ts.
 import { randomBytes, toBase64Url, utf8 } from "../../crypto/bytes.ts";
+import type { TimerHandle } from "../../protocol/clock.ts";
 import type { ErrorCode } from "../../protocol/errors.ts";
 import {
   CLIENT_FRAME_OVERHEAD_CHARS,
@@ -56,6 +57,20 @@ export interface HandOff {
   pumpAfter: WebSocket[];
 }
 
+/** A copy for a connected, caught-up device, pushed before it is stored (MAX_ACK_WAIT_MS; intake.ts). */
+export interface PushedCopy {
+  /** The copy's message id, which its ack names. */
+  id: string;
+  frame: string;
+  deviceId: number;
+  ws: WebSocket;
+}
+
+/** A pushed copy that was stored after all (no ack in time), with its sequence number. */
+export interface StoredAfterPush extends PushedCopy {
+  seq: number;
+}
+
 /** The Hibernation API calls this part makes on the object's state. */
 export type WebSocketHost = Pick<
   DurableObjectState,
@@ -64,6 +79,12 @@ export type WebSocketHost = Pick<
 
 export class DeviceSockets {
   readonly #live = new Map<string, LiveState>();
+  /**
+   * Copies pushed before they were stored, by message id, while their send waits for the ack: the connection
+   * they went out on and what to call when it acks them (true) or closes (false). Memory only: if the object
+   * goes, so does the send waiting on them, which then never answered 200.
+   */
+  readonly #awaiting = new Map<string, { conn: string; settle(acked: boolean): void }>();
 
   constructor(
     private readonly ctx: PartContext,
@@ -152,12 +173,28 @@ export class DeviceSockets {
     return parsed.data;
   }
 
-  /** An ack: deletes what it names among the copies sent on this connection, then refills the window. */
+  /**
+   * An ack: settles the copies it names that were pushed on this connection before being stored (nothing to
+   * delete: they were never written), deletes what it names among the copies sent on this connection, then
+   * refills the window.
+   */
   ack(ws: WebSocket, ids: string[], cfg: Config): void {
     const s = ws.deserializeAttachment() as SocketState;
-    const deleted = this.queues.ack(s.d, s.h, ids);
+    let settled = 0;
+    let rest = ids;
+    if (this.#awaiting.size > 0) {
+      rest = [];
+      for (const id of ids) {
+        const waiting = this.#awaiting.get(id);
+        if (waiting && waiting.conn === s.c) {
+          waiting.settle(true);
+          settled++;
+        } else rest.push(id);
+      }
+    }
+    const deleted = rest.length > 0 ? this.queues.ack(s.d, s.h, rest) : 0;
     const state = this.#live.get(s.c);
-    if (state) state.inflight = Math.max(0, state.inflight - deleted);
+    if (state) state.inflight = Math.max(0, state.inflight - deleted - settled);
     if (state?.caughtUp) return; // nothing waits: no need to look
     this.pump(ws, cfg, this.ctx.clock.now());
   }
@@ -232,6 +269,82 @@ export class DeviceSockets {
     for (const ws of plan.pumpAfter) this.pump(ws, cfg, now);
   }
 
+  // ---------- copies pushed before they are stored (MAX_ACK_WAIT_MS) ----------
+
+  /**
+   * The connection a copy for the device may be pushed on before it is stored: the device's only open
+   * connection, caught up (queue-empty sent, nothing of its queue unsent) with room in its window; else null.
+   */
+  pushTarget(deviceId: number, cfg: Config): WebSocket | null {
+    const sockets = this.open(deviceId);
+    if (sockets.length !== 1) return null;
+    const ws = sockets[0]!;
+    const s = ws.deserializeAttachment() as SocketState;
+    const state = this.#live.get(s.c);
+    return state?.caughtUp && s.e === 1 && state.inflight < cfg.MAX_UNACKED_PER_CONNECTION ? ws : null;
+  }
+
+  /**
+   * Pushes copies that are not stored and waits, at most `waitMs`, for their acks; answers per copy whether it
+   * was acked on the connection it went out on. A copy whose push failed, or whose connection closed, answers
+   * false at once; so does every copy still unacked when the time is up (a later ack then goes to the queue).
+   */
+  pushAwaitingAck(copies: PushedCopy[], waitMs: number): Promise<boolean[]> {
+    const acked = copies.map(() => false);
+    return new Promise((resolve) => {
+      let left = copies.length;
+      let finished = false;
+      let timer: TimerHandle | undefined;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        if (timer !== undefined) this.ctx.clock.clearTimeout(timer);
+        for (const c of copies) this.#awaiting.delete(c.id);
+        resolve(acked);
+      };
+      copies.forEach((c, i) => {
+        const s = c.ws.deserializeAttachment() as SocketState;
+        const state = this.#live.get(s.c);
+        if (!state || !safeSend(c.ws, c.frame)) {
+          left--;
+          return;
+        }
+        state.inflight++;
+        this.#awaiting.set(c.id, {
+          conn: s.c,
+          settle: (yes) => {
+            if (!this.#awaiting.delete(c.id)) return;
+            acked[i] = yes;
+            if (--left === 0) finish();
+          },
+        });
+      });
+      if (left === 0) finish();
+      else timer = this.ctx.clock.setTimeout(finish, waitMs);
+    });
+  }
+
+  /**
+   * Pushed copies stored after all (call once their transaction committed): on the connection they went out on,
+   * still caught up, each is in flight from here like any copy sent on it (its ack deletes it); any other open
+   * connection of the device (or that one, if it fell behind meanwhile) sends it from the queue.
+   */
+  storedAfterPush(copies: StoredAfterPush[], cfg: Config, now: number): void {
+    for (const c of copies) {
+      const pushedOn = (c.ws.deserializeAttachment() as SocketState | null)?.c;
+      for (const ws of this.open(c.deviceId)) {
+        const s = ws.deserializeAttachment() as SocketState;
+        const state = this.#live.get(s.c);
+        if (s.c === pushedOn && state?.caughtUp) {
+          sentUpTo(ws, c.seq);
+          continue;
+        }
+        if (s.c === pushedOn && state) state.inflight = Math.max(0, state.inflight - 1);
+        this.pump(ws, cfg, now);
+      }
+    }
+  }
+
   /** Sends a frame that is never stored (online messages, keys_low) to the device's open connections. */
   tell(deviceId: number, frame: string): void {
     for (const ws of this.open(deviceId)) safeSend(ws, frame);
@@ -243,10 +356,15 @@ export class DeviceSockets {
 
   // ---------- forgetting and closing ----------
 
-  /** Drops what the object remembered about a connection that is closing. */
+  /**
+   * Drops what the object remembered about a connection that is closing; copies pushed on it before being
+   * stored stop waiting for their ack (their sends store them now).
+   */
   forget(ws: WebSocket): void {
     const s = ws.deserializeAttachment() as SocketState | null;
-    if (s) this.#live.delete(s.c);
+    if (!s) return;
+    this.#live.delete(s.c);
+    for (const [, waiting] of this.#awaiting) if (waiting.conn === s.c) waiting.settle(false);
   }
 
   /** Forgets every connection's window (copies expired: the next event recounts from SQLite). */
@@ -265,7 +383,10 @@ export class DeviceSockets {
 
   /** The account is deleted: every connection closes with 4411 and every ticket goes. */
   wipe(): void {
-    for (const ws of this.host.getWebSockets()) closeQuietly(ws, CLOSE_CODES.accountDeleted, "the account was deleted");
+    for (const ws of this.host.getWebSockets()) {
+      this.forget(ws);
+      closeQuietly(ws, CLOSE_CODES.accountDeleted, "the account was deleted");
+    }
     this.#live.clear();
     this.ctx.sql.exec("DELETE FROM mb_tickets");
   }

@@ -133,7 +133,10 @@ messages.openapi(
       body: { required: true, content: { "application/json": { schema: SendMessageRequest } } },
     },
     responses: {
-      200: json(SendMessageResponse, "Stored (or, for online messages, delivered to the devices connected now)"),
+      200: json(
+        SendMessageResponse,
+        "Stored, or acked by the connected device it was pushed to (for online messages: delivered to the devices connected now)",
+      ),
       409: json(
         MismatchedDevicesBody,
         "`MISMATCHED_DEVICES`: the messages do not cover exactly the recipient's current devices.",

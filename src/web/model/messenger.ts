@@ -9,6 +9,7 @@ import {
   type UploadState,
 } from "../../client/index.ts";
 import { fromBase64, toBase64 } from "../../crypto/bytes.ts";
+import { CallController } from "./calls.ts";
 import {
   type AppData,
   type Contact,
@@ -83,10 +84,14 @@ export class Messenger {
   #flushing = false;
   #flushAgain = false;
 
+  /** Calls: the one on screen, its media, whether the relay can connect calls. */
+  readonly calls: CallController;
+
   private constructor(client: CipherpostClient, storage: Storage, profile: Profile) {
     this.client = client;
     this.storage = storage;
     this.profile = profile;
+    this.calls = new CallController(client, () => this.changed());
   }
 
   static async open(client: CipherpostClient, storage: Storage): Promise<Messenger> {
@@ -110,6 +115,7 @@ export class Messenger {
       m.outbox.set(p.id, p);
     }
     m.#listen();
+    if (typeof RTCPeerConnection !== "undefined") void m.calls.probe();
     return m;
   }
 
@@ -154,6 +160,8 @@ export class Messenger {
       this.online = e.state === "open" && navigator.onLine !== false;
       this.changed();
       if (this.online) void this.flushOutbox();
+      if (this.online && this.calls.available === undefined && typeof RTCPeerConnection !== "undefined")
+        void this.calls.probe();
     });
     c.on("decryptionError", async (e) => {
       console.warn("cipherpost: could not read a message", e.from, e.error.code);
@@ -332,13 +340,14 @@ export class Messenger {
         // Refused for good (e.g. the contact's account is gone): keep it visible as failed, out of the queue.
         console.warn("cipherpost: message refused", e);
       }
+      // Out of the outbox before the screen re-renders, so the message never shows twice (queued and sent).
       this.outbox.delete(p.id);
-      await this.storage.write({ delete: [K.outbox(p.id)] });
       this.changed();
+      await this.storage.write({ delete: [K.outbox(p.id)] });
     }
   }
 
-  /** One message to a conversation, with this person's name and the conversation's timer. */
+  /** One message to a conversation, with this person's name and the conversation's timer (callers re-render). */
   async send(
     conv: string,
     input: { text?: string; attachments?: StoredMessage["attachments"]; data?: AppData; lasting?: boolean },
@@ -355,7 +364,6 @@ export class Messenger {
     };
     if (group) await this.client.sendGroup(group.members, message, { groupId: group.id });
     else await this.client.send(conv, message);
-    this.changed();
   }
 
   /** Sets the conversation's disappearing timer here and tells the other side (a notice in the chat). */
@@ -363,6 +371,7 @@ export class Messenger {
     await this.#setPrefs(conv, { ...this.prefsOf(conv), timer: seconds });
     this.changed();
     await this.send(conv, { data: { timer: seconds }, lasting: true });
+    this.changed();
   }
 
   /** Uploads a file (progress shown in the chat) and sends it; the upload is recorded so a reload can resume it. */
@@ -417,6 +426,7 @@ export class Messenger {
       });
       await this.send(upload.conversation, { attachments: [pointer] });
       this.uploads.delete(upload.id);
+      this.changed();
       await this.storage.write({ delete: [K.upload(upload.id)] });
     } catch (e) {
       clean.error = e instanceof Error ? e.message : String(e);

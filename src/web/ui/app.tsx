@@ -4,6 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import { isGroupConversation, parseInvite } from "../model/conversations.ts";
 import type { Messenger } from "../model/messenger.ts";
 import { DevicesDialog, InviteDialog, SafetyDialog } from "./account-dialogs.tsx";
+import { CallScreen } from "./call.tsx";
 import { MembersDialog, NewChatDialog, NewGroupDialog, TimerDialog } from "./chat-dialogs.tsx";
 import { Conversation } from "./conversation.tsx";
 import { ConversationList } from "./conversation-list.tsx";
@@ -13,7 +14,7 @@ import { SettingsDialog, usePushAnswers } from "./settings.tsx";
 type Panel =
   | { kind: "welcome" }
   | { kind: "invite" }
-  | { kind: "newChat"; initial?: string }
+  | { kind: "newChat"; initial?: string; initialUsername?: string }
   | { kind: "newGroup" }
   | { kind: "devices" }
   | { kind: "settings" }
@@ -29,6 +30,14 @@ function takeInviteFromUrl(): string | undefined {
   return link;
 }
 
+/** A username link opened in the address bar: `/u#<handle>.<key>`. Read once, then cleared. */
+function takeUsernameLinkFromUrl(): string | undefined {
+  if (location.pathname !== "/u" || location.hash.length < 2) return undefined;
+  const link = location.href;
+  history.replaceState(null, "", "/");
+  return link;
+}
+
 export function App({ messenger: m, firstRun }: { messenger: Messenger; firstRun: boolean }) {
   useMessenger(m);
   const [open, setOpen] = useState<string | undefined>();
@@ -36,6 +45,8 @@ export function App({ messenger: m, firstRun }: { messenger: Messenger; firstRun
   const [panel, setPanel] = useState<Panel | null>(() => {
     const invite = takeInviteFromUrl();
     if (invite) return { kind: "newChat", initial: invite };
+    const usernameLink = takeUsernameLinkFromUrl();
+    if (usernameLink) return { kind: "newChat", initialUsername: usernameLink };
     return firstRun ? { kind: "welcome" } : null;
   });
   useEffect(() => {
@@ -105,7 +116,13 @@ export function App({ messenger: m, firstRun }: { messenger: Messenger; firstRun
       {panel?.kind === "welcome" && <InviteDialog messenger={m} title="You are all set" onClose={close} />}
       {panel?.kind === "invite" && <InviteDialog messenger={m} title="Your invite" onClose={close} />}
       {panel?.kind === "newChat" && (
-        <NewChatDialog messenger={m} initial={panel.initial} onClose={close} onStarted={start} />
+        <NewChatDialog
+          messenger={m}
+          initial={panel.initial}
+          initialUsername={panel.initialUsername}
+          onClose={close}
+          onStarted={start}
+        />
       )}
       {panel?.kind === "newGroup" && <NewGroupDialog messenger={m} onClose={close} onStarted={start} />}
       {panel?.kind === "devices" && <DevicesDialog messenger={m} onClose={close} />}
@@ -115,6 +132,7 @@ export function App({ messenger: m, firstRun }: { messenger: Messenger; firstRun
       )}
       {panel?.kind === "timer" && open && <TimerDialog messenger={m} conversation={open} onClose={close} />}
       {panel?.kind === "members" && open && <MembersDialog messenger={m} conversation={open} onClose={close} />}
+      <CallScreen messenger={m} />
     </div>
   );
 }

@@ -1,17 +1,24 @@
-// Dialogs about conversations: start a chat from an invite link or account id, create a group from contacts,
+// Dialogs about conversations: start a chat from an invite link, an account id or a username (or username link), create a group from contacts,
 // set a conversation's disappearing-message timer, see a group's members.
 import { useState } from "preact/hooks";
+import { CipherpostError } from "../../client/index.ts";
 import { GROUP_PREFIX, parseInvite, TIMER_CHOICES, timerLabel } from "../model/conversations.ts";
 import type { Messenger } from "../model/messenger.ts";
 import { Dialog } from "./dialog.tsx";
+import { usernameProblem } from "./username.tsx";
 
 export function NewChatDialog(props: {
   messenger: Messenger;
   initial?: string;
+  /** A username link opened in the address bar: put in "Find by username". */
+  initialUsername?: string;
   onClose: () => void;
   onStarted: (conversation: string) => void;
 }) {
   const [value, setValue] = useState(props.initial ?? "");
+  const [name, setName] = useState(props.initialUsername ?? "");
+  const [nameError, setNameError] = useState("");
+  const [finding, setFinding] = useState(false);
   const [error, setError] = useState("");
   const invite = parseInvite(value);
   const self = props.messenger.client.accountId;
@@ -45,6 +52,56 @@ export function NewChatDialog(props: {
         )}
         <button type="submit" class="primary">
           Start chat
+        </button>
+      </form>
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          const text = name.trim();
+          if (!text) return;
+          setFinding(true);
+          setNameError("");
+          try {
+            // alice.42 or a username link: the SDK sends the relay only the name's hash (or the link's handle).
+            const isLink = text.includes("#");
+            const found = isLink
+              ? await props.messenger.client.resolveUsernameLink(text)
+              : { username: text.toLowerCase(), accountId: await props.messenger.client.lookupUsername(text) };
+            if (found.accountId === self) setNameError("That is your own username.");
+            else {
+              await props.messenger.addContact(found.accountId, found.username);
+              props.onStarted(found.accountId);
+            }
+          } catch (err) {
+            setNameError(
+              text.includes("#") && CipherpostError.is(err, "NOT_FOUND")
+                ? "That username link no longer works."
+                : usernameProblem(err),
+            );
+          }
+          setFinding(false);
+        }}
+      >
+        <label for="username-find">Find by username</label>
+        <input
+          id="username-find"
+          value={name}
+          autoComplete="off"
+          autoCapitalize="none"
+          spellcheck={false}
+          placeholder="alice.42 or a username link"
+          onInput={(e) => {
+            setName(e.currentTarget.value);
+            setNameError("");
+          }}
+        />
+        {nameError && (
+          <p role="alert" class="error">
+            {nameError}
+          </p>
+        )}
+        <button type="submit" disabled={finding}>
+          Find
         </button>
       </form>
     </Dialog>

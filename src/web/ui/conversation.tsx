@@ -1,4 +1,4 @@
-// One open conversation: its header (name, safety number, disappearing timer), the messages with their
+// One open conversation: its header (name, calls, safety number, disappearing timer), the messages with their
 // delivery states and times, the typing indicator, files being uploaded, and the composer.
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { isGroupConversation, timerLabel } from "../model/conversations.ts";
@@ -65,9 +65,21 @@ export function Conversation(props: {
             Members
           </button>
         ) : (
-          <button type="button" onClick={() => props.onShow("safety")}>
-            Safety number
-          </button>
+          <>
+            {m.calls.available && (
+              <>
+                <button type="button" onClick={() => void m.calls.start(id, false)}>
+                  Voice call
+                </button>
+                <button type="button" onClick={() => void m.calls.start(id, true)}>
+                  Video call
+                </button>
+              </>
+            )}
+            <button type="button" onClick={() => props.onShow("safety")}>
+              Safety number
+            </button>
+          </>
         )}
         <button type="button" onClick={() => props.onShow("timer")}>
           Disappearing messages

@@ -1,7 +1,7 @@
 // One message in a conversation: text, attachments (images inline, other files as cards with a download link),
 // time, the delivery state of one's own messages, and the time left of a disappearing one.
 import { useEffect, useState } from "preact/hooks";
-import type { AttachmentPointer, StoredMessage } from "../../client/index.ts";
+import type { AttachmentPointer, CallEntryData, StoredMessage } from "../../client/index.ts";
 import { appData, deliveryState, timerLabel } from "../model/conversations.ts";
 import type { Messenger } from "../model/messenger.ts";
 import { formatBytes, shortTime } from "./hooks.ts";
@@ -115,6 +115,15 @@ export function MessageItem(props: { messenger: Messenger; message: StoredMessag
   const { messenger: m, message: msg, now } = props;
   const data = appData(msg);
   const mine = msg.direction === "outgoing";
+  const call = (msg.data as Partial<CallEntryData> | undefined)?.call;
+  if (call?.missed)
+    return (
+      <li class="notice missed-call">
+        Missed {call.video ? "video" : "voice"} call
+        {call.reason === "declined" ? " (declined)" : call.reason === "busy" ? " (you were in another call)" : ""} ·{" "}
+        <time dateTime={new Date(msg.timestamp).toISOString()}>{shortTime(msg.timestamp, now)}</time>
+      </li>
+    );
   if (data.timer !== undefined && !msg.text && !msg.attachments?.length) {
     const who = mine ? "You" : m.nameOf(msg.from);
     return (
@@ -126,7 +135,6 @@ export function MessageItem(props: { messenger: Messenger; message: StoredMessag
   const left = msg.expiresAt !== undefined ? Math.max(0, Math.ceil((msg.expiresAt - now) / 1000)) : undefined;
   return (
     <li class={`msg ${mine ? "outgoing" : "incoming"}`}>
-      <DeleteControl messenger={m} message={msg} />
       {props.showSender && !mine && <p class="sender">{m.nameOf(msg.from)}</p>}
       {msg.attachments?.map((a) =>
         isImage(a) ? (
@@ -140,6 +148,7 @@ export function MessageItem(props: { messenger: Messenger; message: StoredMessag
       )}
       {msg.text && <p class="text">{msg.text}</p>}
       <p class="meta">
+        <DeleteControl messenger={m} message={msg} />
         {left !== undefined && <span class="timer">⏱ {timerLabel(left)}</span>}
         <time dateTime={new Date(msg.timestamp).toISOString()}>{shortTime(msg.timestamp, now)}</time>
         {mine && <span class={`state ${deliveryState(msg)}`}>{STATE_LABEL[deliveryState(msg)]}</span>}

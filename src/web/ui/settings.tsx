@@ -1,4 +1,4 @@
-// The settings dialog: the "Notifications" switch (shown only where the relay has a VAPID key) and "Show message
+// The settings dialog: the username (username.tsx), the "Notifications" switch (shown only where the relay has a VAPID key) and "Show message
 // previews" (off by default: a notification then names only who wrote). Also the hook that lets the page answer
 // the service worker's pushes while it owns the device.
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -6,6 +6,7 @@ import type { Messenger } from "../model/messenger.ts";
 import { answerPushes, disablePush, enablePush, type PushStatus, pushStatus, resyncPushEndpoint } from "../push.ts";
 import { readNotificationSettings, writeNotificationSettings } from "../push-notice.ts";
 import { Dialog } from "./dialog.tsx";
+import { UsernameSettings } from "./username.tsx";
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
@@ -44,6 +45,8 @@ export function SettingsDialog(props: { messenger: Messenger; onClose: () => voi
 
   return (
     <Dialog title="Settings" onClose={props.onClose}>
+      <UsernameSettings messenger={m} />
+      <h3 class="section-title">Notifications</h3>
       {error && (
         <p role="alert" class="error">
           {error}
