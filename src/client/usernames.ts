@@ -54,7 +54,7 @@ function candidateDiscriminators(round: number): string[] {
   return [...out];
 }
 
-async function linkCipher(key: Uint8Array, usage: KeyUsage): Promise<CryptoKey> {
+async function linkCipher(key: Uint8Array, usage: "encrypt" | "decrypt"): Promise<CryptoKey> {
   return crypto.subtle.importKey("raw", key as BufferSource, { name: "AES-GCM" }, false, [usage]);
 }
 

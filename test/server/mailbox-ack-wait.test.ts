@@ -287,4 +287,39 @@ describe("a copy pushed before it is stored (MAX_ACK_WAIT_MS)", () => {
     await again.settle();
     expect(await queuedRows(bob.accountId)).toBe(0);
   });
+
+  it("crossing sends do not wait on each other: a copy for a device whose own send is waiting is stored first", async () => {
+    const alice = primary(await newAccount());
+    const bob = primary(await newAccount());
+    const [aliceClock, bobClock] = [new ManualClock(), new ManualClock()];
+    await useClock(alice.accountId, aliceClock);
+    await useClock(bob.accountId, bobClock);
+    const [a, b] = [await caughtUp(alice), await caughtUp(bob)];
+    // Bob's device sends to Alice over its connection; Alice's device receives it and does not ack yet, so Bob's
+    // send waits (the clocks never move here).
+    b.ws.send(
+      JSON.stringify({
+        type: "send",
+        id: "crossing-1",
+        destination: alice.accountId,
+        message: { messages: [to(alice, ciphertext())], timestamp: 9 },
+      }),
+    );
+    const [fromBob] = await a.messages(1);
+    // Meanwhile Alice sends to Bob: his device is waiting on its own send, so the copy is stored at once and the
+    // send answered without his ack.
+    const content = ciphertext();
+    expect(await pending(alice, bob, content)).toBe(200);
+    expect(await queuedRows(bob.accountId)).toBe(1);
+    const [toBob] = await b.messages(1);
+    expect(toBob!.envelope.content).toBe(content);
+    // Alice acks: Bob's send is answered, with nothing stored on Alice's side.
+    a.ack([fromBob!.id]);
+    const result = await b.next("send_result");
+    expect(result).toMatchObject({ type: "send_result", id: "crossing-1", status: 200 });
+    expect(await queuedRows(alice.accountId)).toBe(0);
+    b.ack([toBob!.id]);
+    await b.settle();
+    expect(await queuedRows(bob.accountId)).toBe(0);
+  });
 });

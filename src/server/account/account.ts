@@ -356,7 +356,7 @@ export class Account extends DurableObject<Cloudflare.Env> {
           return this.#sockets.ack(ws, frame.ids, cfg);
         case "send":
         case "send_multi":
-          return await this.#sendPath.handle(ws, cfg, frame);
+          return await this.#sockets.sending(ws, () => this.#sendPath.handle(ws, cfg, frame));
         case "ping":
           return this.#sockets.ping(ws);
       }

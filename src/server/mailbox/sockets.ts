@@ -79,6 +79,8 @@ export type WebSocketHost = Pick<
 
 export class DeviceSockets {
   readonly #live = new Map<string, LiveState>();
+  /** Connections whose device has a send of its own being handled here (send and send_multi frames). */
+  readonly #sending = new Map<string, number>();
   /**
    * Copies pushed before they were stored, by message id, while their send waits for the ack: the connection
    * they went out on and what to call when it acks them (true) or closes (false). Memory only: if the object
@@ -281,7 +283,24 @@ export class DeviceSockets {
     const ws = sockets[0]!;
     const s = ws.deserializeAttachment() as SocketState;
     const state = this.#live.get(s.c);
+    // A device waiting on its own send may not ack until that send is answered (the SDK sends under one lock), and
+    // that send may itself wait on an ack from this sender's device: crossing sends would each wait the whole
+    // MAX_ACK_WAIT_MS. A copy for such a device is stored first instead.
+    if (this.#sending.has(s.c)) return null;
     return state?.caughtUp && s.e === 1 && state.inflight < cfg.MAX_UNACKED_PER_CONNECTION ? ws : null;
+  }
+
+  /** Runs the handling of a send frame from `ws`'s device, marking the connection as sending meanwhile. */
+  async sending<T>(ws: WebSocket, handle: () => Promise<T>): Promise<T> {
+    const c = (ws.deserializeAttachment() as SocketState).c;
+    this.#sending.set(c, (this.#sending.get(c) ?? 0) + 1);
+    try {
+      return await handle();
+    } finally {
+      const left = (this.#sending.get(c) ?? 1) - 1;
+      if (left > 0) this.#sending.set(c, left);
+      else this.#sending.delete(c);
+    }
   }
 
   /**
