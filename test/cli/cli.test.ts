@@ -1,6 +1,6 @@
 // The `cipherpost` command driven as a user would: `node bin/cipherpost.mjs …` in a temporary directory against
 // the relay started locally, checking stdout's JSON, stderr and exit codes of every command in the issue.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decryptedFiles, rawFiles } from "../client/storage-scan.ts";
 import { startRelay, type Relay } from "../support/relay.ts";
+import { BIN, type CliRun, startCli } from "./run.ts";
 
-const BIN = new URL("../../bin/cipherpost.mjs", import.meta.url).pathname;
 let relay: Relay;
 let cwd: string;
 
@@ -23,35 +23,11 @@ afterAll(async () => {
   rmSync(cwd, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** stdout parsed as JSON lines. */
-  lines: Record<string, unknown>[];
-  json: Record<string, unknown>;
-}
+type Run = CliRun;
 
 /** Starts a command; `done` answers once it has exited. */
-function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Run> } {
-  let child!: ChildProcess;
-  const done = new Promise<Run>((resolve) => {
-    child = execFile(
-      process.execPath,
-      [BIN, ...args],
-      { cwd, env: { ...process.env, ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        // Every stdout line of a command is JSON; --help prints the usage text instead.
-        const lines = stdout
-          .split("\n")
-          .filter((l) => l.startsWith("{"))
-          .map((l) => JSON.parse(l) as Record<string, unknown>);
-        resolve({ code, stdout, stderr, lines, json: lines[0] ?? {} });
-      },
-    );
-  });
-  return { child, done };
+function start(args: string[], env: Record<string, string> = {}) {
+  return startCli(cwd, args, env);
 }
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {

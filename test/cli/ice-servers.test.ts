@@ -2,7 +2,6 @@
 // one configured for a self-hosted TURN server (the credential checked against HMAC-SHA1 from node:crypto, the
 // expiry against the time of the request) and one for Cloudflare's TURN service, whose credential API is stood
 // in by an HTTP server on the loopback interface (CALLS_CLOUDFLARE_API_URL), first answering, then failing.
-import { execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
@@ -11,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRelay, type Relay } from "../support/relay.ts";
+import { runCli } from "./run.ts";
 
-const BIN = new URL("../../bin/cipherpost.mjs", import.meta.url).pathname;
 const SECRET = "a-coturn-static-auth-secret-for-tests";
 const TOKEN = "stand-in-api-token-0123456789";
 const KEY_ID = "fedcba9876543210fedcba9876543210";
@@ -78,22 +77,7 @@ afterAll(async () => {
   rmSync(cwd, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  json: Record<string, unknown>;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-      const first = stdout.split("\n").find((l) => l.startsWith("{"));
-      resolve({ code, stdout, stderr, json: first ? (JSON.parse(first) as Record<string, unknown>) : {} });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(cwd, args);
 
 async function ok(args: string[]): Promise<Record<string, unknown>> {
   const r = await cli(args);

@@ -1,14 +1,13 @@
 // The `username` commands, and usernames and username links wherever the CLI takes an account: Bob sets a
 // username, Alice sends to bob.NN and to Bob's link (a text and a file), checks the safety number by username,
 // and Bob receives everything.
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRelay, type Relay } from "../support/relay.ts";
+import { runCli } from "./run.ts";
 
-const BIN = new URL("../../bin/cipherpost.mjs", import.meta.url).pathname;
 let relay: Relay;
 let cwd: string;
 
@@ -22,25 +21,7 @@ afterAll(async () => {
   rmSync(cwd, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number;
-  stderr: string;
-  lines: Record<string, unknown>[];
-  json: Record<string, unknown>;
-}
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-      const lines = stdout
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-      resolve({ code, stderr, lines, json: lines[0] ?? {} });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(cwd, args);
 
 async function ok(args: string[]): Promise<Record<string, unknown>> {
   const r = await cli(args);
