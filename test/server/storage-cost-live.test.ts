@@ -335,6 +335,29 @@ async function meterAll(named: Record<string, string>) {
   };
 }
 
+/**
+ * Alice and Bob, both connected, after a warm-up both ways (sessions made, a message and a receipt each way, any
+ * prekey refill done), so the measured window holds only what a test sends. `bobClock`: Bob's SDK clock, for
+ * tests that decide when his coalesced receipts go out.
+ */
+async function warmPair(bobClock?: ManualClock) {
+  const alice = await register();
+  const bob = await register(bobClock ? { clock: bobClock } : {});
+  await holdClocks([alice.accountId, bob.accountId]);
+  const errors = watchErrors([alice, bob]);
+  await online(alice);
+  await online(bob);
+  const bobGot = collect(bob, "message");
+  const aliceReceipts = collect(alice, "receipt");
+  const bobReceipts = collect(bob, "receipt");
+  const w1 = await alice.send(bob.accountId, "hello");
+  await receiptsFor(aliceReceipts, [w1.id], bobClock);
+  const w2 = await bob.send(alice.accountId, "hi");
+  await receiptsFor(bobReceipts, [w2.id]);
+  await Promise.all([alice.refreshPreKeys(), bob.refreshPreKeys()]);
+  return { alice, bob, errors, bobGot, aliceReceipts, bobReceipts };
+}
+
 // ---------- the measurements ----------
 
 describe("storage cost of real SDK clients", () => {
@@ -342,22 +365,7 @@ describe("storage cost of real SDK clients", () => {
     // Bob's SDK runs on a clock the test moves: its delivery receipts (coalesced behind a short timer) go out
     // when the test says, after Alice's sends; see the next test for what a receipt crossing a send costs.
     const bobClock = new ManualClock();
-    const alice = await register();
-    const bob = await register({ clock: bobClock });
-    await holdClocks([alice.accountId, bob.accountId]);
-    const errors = watchErrors([alice, bob]);
-    await online(alice);
-    await online(bob);
-    const bobGot = collect(bob, "message");
-    const aliceReceipts = collect(alice, "receipt");
-    const bobReceipts = collect(bob, "receipt");
-    // Warm-up both ways: sessions exist (bundles claimed), each side has had a message and a receipt.
-    const w1 = await alice.send(bob.accountId, "hello");
-    await receiptsFor(aliceReceipts, [w1.id], bobClock);
-    const w2 = await bob.send(alice.accountId, "hi");
-    await receiptsFor(bobReceipts, [w2.id]);
-    // Any prekey refill the claims asked for happens now, not inside the measured window.
-    await Promise.all([alice.refreshPreKeys(), bob.refreshPreKeys()]);
+    const { alice, bob, errors, bobGot, aliceReceipts } = await warmPair(bobClock);
 
     const m = await meterAll({ alice: alice.accountId, bob: bob.accountId });
     const receiptsBefore = aliceReceipts.length;
@@ -405,20 +413,7 @@ describe("storage cost of real SDK clients", () => {
     // reached which object first; the other is pushed and acked (0). Were a crossing to wait again, Alice's send
     // below would never be answered and the test would time out.
     const bobClock = new ManualClock();
-    const alice = await register();
-    const bob = await register({ clock: bobClock });
-    await holdClocks([alice.accountId, bob.accountId]);
-    const errors = watchErrors([alice, bob]);
-    await online(alice);
-    await online(bob);
-    const bobGot = collect(bob, "message");
-    const aliceReceipts = collect(alice, "receipt");
-    const bobReceipts = collect(bob, "receipt");
-    const w1 = await alice.send(bob.accountId, "hello");
-    await receiptsFor(aliceReceipts, [w1.id], bobClock);
-    const w2 = await bob.send(alice.accountId, "hi");
-    await receiptsFor(bobReceipts, [w2.id]);
-    await Promise.all([alice.refreshPreKeys(), bob.refreshPreKeys()]);
+    const { alice, bob, errors, bobGot, aliceReceipts } = await warmPair(bobClock);
 
     const m = await meterAll({ alice: alice.accountId, bob: bob.accountId });
     const m1 = await alice.send(bob.accountId, "message 1");
@@ -453,19 +448,7 @@ describe("storage cost of real SDK clients", () => {
     // incoming queue is idle, so some cross Alice's next message (the test above). The objects' clocks are still
     // held: a copy that waited for MAX_ACK_WAIT_MS would hang the test. How many cross depends on timing; the
     // figures are reported, and bounded.
-    const alice = await register();
-    const bob = await register();
-    await holdClocks([alice.accountId, bob.accountId]);
-    const errors = watchErrors([alice, bob]);
-    await online(alice);
-    await online(bob);
-    const aliceReceipts = collect(alice, "receipt");
-    const bobReceipts = collect(bob, "receipt");
-    const w1 = await alice.send(bob.accountId, "hello");
-    await receiptsFor(aliceReceipts, [w1.id]);
-    const w2 = await bob.send(alice.accountId, "hi");
-    await receiptsFor(bobReceipts, [w2.id]);
-    await Promise.all([alice.refreshPreKeys(), bob.refreshPreKeys()]);
+    const { alice, bob, errors, aliceReceipts } = await warmPair();
 
     const m = await meterAll({ alice: alice.accountId, bob: bob.accountId });
     const receiptsBefore = aliceReceipts.length;
@@ -498,20 +481,8 @@ describe("storage cost of real SDK clients", () => {
   });
 
   it("messages to an offline device, drained when it connects", async () => {
-    const alice = await register();
-    const bob = await register();
-    await holdClocks([alice.accountId, bob.accountId]);
-    const errors = watchErrors([alice, bob]);
-    await online(alice);
-    await online(bob);
-    const aliceReceipts = collect(alice, "receipt");
-    const bobReceipts = collect(bob, "receipt");
-    // Warm-up both ways, as above; then Bob hangs up.
-    const w1 = await alice.send(bob.accountId, "hello");
-    await receiptsFor(aliceReceipts, [w1.id]);
-    const w2 = await bob.send(alice.accountId, "hi");
-    await receiptsFor(bobReceipts, [w2.id]);
-    await Promise.all([alice.refreshPreKeys(), bob.refreshPreKeys()]);
+    // Warmed up both ways, as above; then Bob hangs up.
+    const { alice, bob, errors, aliceReceipts } = await warmPair();
     await bob.close();
     // And one copy that waits for Bob, fetched when he comes back: the queue has reserved its sequence numbers
     // (a thousand at a time) before the measured window, as storage-cost-sdk.test.ts's warm-up does.
