@@ -1,5 +1,7 @@
 // What every browser test needs: the web app built once per file, a relay of its own serving it, and Chromium
 // from npm (@sparticuz/chromium) driven by playwright-core, with helpers that act as a person would.
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import sparticuz from "@sparticuz/chromium";
 import { build } from "esbuild";
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
@@ -311,4 +313,46 @@ export async function linkNewBrowser(env: WebEnv, owner: Person, options: Person
   await owner.page.getByRole("button", { name: "Close" }).click();
   await page.getByRole("button", { name: "Close" }).click();
   return { context, page, name: `${owner.name} (linked)`, accountId: owner.accountId, invite: owner.invite };
+}
+
+/**
+ * A person whose browser keeps its profile in `profileDir` (so a test can read the profile's raw files): opens the
+ * app, creates an account, closes the welcome dialog.
+ */
+export async function personWithProfile(
+  env: WebEnv,
+  profileDir: string,
+  name: string,
+): Promise<{ context: BrowserContext; page: Page; invite: string }> {
+  const context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: await sparticuz.executablePath(),
+    args: ["--no-sandbox", "--no-zygote"],
+    headless: true,
+    viewport: { width: 1000, height: 700 },
+  });
+  const page = await context.newPage();
+  await page.goto(`${env.relay.url}/`);
+  await page.getByRole("textbox", { name: "Display name" }).fill(name);
+  await page.getByRole("button", { name: "Create account" }).click();
+  const invite = (await page.getByLabel("Invite link", { exact: true }).textContent()) ?? "";
+  await page.getByRole("button", { name: "Close" }).click();
+  return { context, page, invite };
+}
+
+/**
+ * Every file under `dir` (a browser profile: the store's files, IndexedDB, caches, everything) as latin1 text, so
+ * any byte string can be searched for; the browser's own files that vanish while they are read are skipped.
+ */
+export function profileFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    try {
+      if (statSync(p).isDirectory()) out.push(...profileFiles(p));
+      else out.push(readFileSync(p).toString("latin1"));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+  }
+  return out;
 }

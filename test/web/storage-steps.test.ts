@@ -2,11 +2,10 @@
 // (a one-time prekey used, a ratchet step, a disappearing message expired, a message deleted) the raw files of the
 // receiver's whole browser profile hold neither the replaced secret (raw, base64 or hex) nor any message text, nor
 // the sealed store file that held it: with the key taken too, the old secret cannot be recovered.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import sparticuz from "@sparticuz/chromium";
-import { chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { shardOf } from "../../src/client/sharded-store.ts";
 import { PREKEY_PREFIXES, sessionPrefix } from "../../src/client/storage-keys.ts";
@@ -20,6 +19,8 @@ import {
   openChat,
   sendText,
   startChat,
+  personWithProfile,
+  profileFiles,
   startWebEnv,
   storeFiles,
   waitForText,
@@ -53,21 +54,6 @@ async function entriesWhen(page: Page, what: string, done: (e: Map<string, strin
   }
 }
 
-/** Every file under `dir` as latin1 text; files that vanish while being read (the browser's own) are skipped. */
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    try {
-      if (statSync(p).isDirectory()) out.push(...filesUnder(p));
-      else out.push(readFileSync(p).toString("latin1"));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-    }
-  }
-  return out;
-}
-
 /** A 64-byte run of a sealed file's ciphertext (past its header), as latin1: random, so found only where that file is. */
 const sealedRun = (base64: string) => Buffer.from(base64, "base64").subarray(17, 81).toString("latin1");
 
@@ -77,7 +63,7 @@ const sealedRun = (base64: string) => Buffer.from(base64, "base64").subarray(17,
  */
 async function rawProfile(page: Page): Promise<string[]> {
   const now = await storeFiles(page);
-  const files = filesUnder(join(profile, "Default"));
+  const files = profileFiles(join(profile, "Default"));
   expect(
     files.some((f) => f.includes(sealedRun(now.manifest!))),
     "the scan sees the store's latest write",
@@ -122,18 +108,7 @@ const sessionOf = (e: Map<string, string>, account: string) => {
 };
 
 test("after a prekey is used, a ratchet step, an expiry and a deletion, the profile holds no old secret, text or sealed file", async () => {
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: await sparticuz.executablePath(),
-    args: ["--no-sandbox", "--no-zygote"],
-    headless: true,
-    viewport: { width: 1000, height: 700 },
-  });
-  const page = await context.newPage();
-  await page.goto(`${env.relay.url}/`);
-  await page.getByRole("textbox", { name: "Display name" }).fill("Alice");
-  await page.getByRole("button", { name: "Create account" }).click();
-  const invite = (await page.getByLabel("Invite link", { exact: true }).textContent()) ?? "";
-  await page.getByRole("button", { name: "Close" }).click();
+  const { context, page, invite } = await personWithProfile(env, profile, "Alice");
   const bob = await createPerson(env, "Bob");
   const texts: string[] = [];
   const noTextIn = (files: string[]) => {
