@@ -16,7 +16,7 @@ import {
   SegmentDigest,
 } from "../../src/client/attachment-crypto.ts";
 import { downloadAttachment, uploadAttachment } from "../../src/client/attachments.ts";
-import { decodeContent, encodeContent } from "../../src/client/content.ts";
+import { decodeContent, encodeContent, MAX_CALL_CANDIDATES, MAX_SDP_CHARS } from "../../src/client/content.ts";
 import { RelayHttp } from "../../src/client/http.ts";
 import {
   CIPHERPOST_ERROR_CODES,
@@ -286,6 +286,20 @@ describe("content", () => {
       expect(decodeContent(new TextEncoder().encode(bad))).toBeUndefined();
     }
     expect(decodeContent(new Uint8Array([0xff, 0xfe]))).toBeUndefined();
+  });
+
+  it("bounds call signals: an SDP past 32 KiB, more than 64 candidates or an unknown signal is refused", () => {
+    const call = { type: "call" as const, id: crypto.randomUUID(), timestamp: 1, callId: crypto.randomUUID() };
+    const offer = { ...call, signal: "offer" as const, video: true, sdp: "v=0" };
+    expect(decodeContent(encodeContent(offer))).toEqual(offer);
+    const candidate = { candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ relay", sdpMid: "0", sdpMLineIndex: 0 };
+    const ice = { ...call, signal: "ice" as const, candidates: Array(MAX_CALL_CANDIDATES).fill(candidate) };
+    expect(decodeContent(encodeContent(ice))).toEqual(ice);
+    const bytes = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
+    expect(decodeContent(bytes({ ...offer, sdp: "x".repeat(MAX_SDP_CHARS + 1) }))).toBeUndefined();
+    expect(decodeContent(bytes({ ...ice, candidates: [...ice.candidates, candidate] }))).toBeUndefined();
+    expect(decodeContent(bytes({ ...call, signal: "transfer" }))).toBeUndefined();
+    expect(decodeContent(bytes({ ...call, signal: "answer", toDevice: 0 }))).toBeUndefined();
   });
 });
 

@@ -122,10 +122,19 @@ test("a video call through TURN: video and audio flow both ways, hang up ends it
   }
 
   // Mute and camera off switch the local tracks; hang up ends the call on both sides.
+  const sending = () =>
+    alice.page.evaluate(() => {
+      const pc = (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs.at(-1)!;
+      const track = (kind: string) => pc.getSenders().find((s) => s.track?.kind === kind)?.track?.enabled;
+      return { audio: track("audio"), video: track("video") };
+    });
+  expect(await sending()).toEqual({ audio: true, video: true });
   await alice.page.getByRole("button", { name: "Mute" }).click();
   await alice.page.getByRole("button", { name: "Unmute" }).waitFor();
+  expect(await sending()).toEqual({ audio: false, video: true });
   await alice.page.getByRole("button", { name: "Camera off" }).click();
   await alice.page.getByRole("button", { name: "Camera on" }).waitFor();
+  expect(await sending()).toEqual({ audio: false, video: false });
   await alice.page.getByRole("button", { name: "Hang up" }).click();
   await waitForText(callStatus(alice.page), "Call ended");
   await waitForText(callStatus(bob.page), "Call ended");

@@ -126,6 +126,44 @@ test("a profile of the IndexedDB-record store is taken over once, and its record
   ]);
 });
 
+test("a context that cannot write OPFS files uses IndexedDB records, but never beside an existing file store", async () => {
+  const page = await blankPage();
+  const result = await page.evaluate(async () => {
+    const { openWebStorage } = stores;
+    // What an older browser (no createWritable) would see.
+    const proto = FileSystemFileHandle.prototype as unknown as Record<string, unknown>;
+    const createWritable = proto.createWritable;
+    delete proto.createWritable;
+    const code = (e: unknown) => (e as { code?: string }).code;
+    try {
+      const fresh = await openWebStorage("t4-fresh");
+      await fresh.write({ set: { device: "d" } });
+      const freshEntries = await fresh.list("");
+      await fresh.close();
+      const idbRecords = await new Promise<number>((ok) => {
+        const r = indexedDB.open("t4-fresh");
+        r.onsuccess = () => {
+          const c = r.result.transaction("data").objectStore("data").count();
+          c.onsuccess = () => {
+            r.result.close();
+            ok(c.result);
+          };
+        };
+      });
+      proto.createWritable = createWritable;
+      const files = await openWebStorage("t4-files");
+      await files.write({ set: { device: "d" } });
+      await files.close();
+      delete proto.createWritable;
+      const beside = await openWebStorage("t4-files").then(() => "opened", code);
+      return { freshEntries, idbRecords, beside };
+    } finally {
+      proto.createWritable = createWritable;
+    }
+  });
+  expect(result).toEqual({ freshEntries: [["device", "d"]], idbRecords: 1, beside: "STORAGE_UNREADABLE" });
+});
+
 test("a file under another name, or a store opened under other keys, is STORAGE_UNREADABLE; leftovers are swept", async () => {
   const page = await blankPage();
   const codes = await page.evaluate(async () => {
