@@ -120,7 +120,9 @@ test("an upload interrupted by a reload resumes from where the relay stopped", a
     .poll(() => recorded(alice.page, "__progress"), { timeout: 20_000 })
     .toContainEqual(expect.stringMatching(/^Uploading resume\.bin [1-9]\d*\//));
 
-  await alice.page.reload();
+  // Under the throttled network the old page's cancelled upload can hold the new page's load event back (seen
+  // once past 30 s in CI): wait for the navigation itself, then for the app as a person does.
+  await alice.page.reload({ waitUntil: "commit" });
   const creations: string[] = [];
   alice.page.on("request", (r) => {
     if (r.method() === "POST" && r.url().includes("/v1/attachments/tus")) creations.push(r.url());
